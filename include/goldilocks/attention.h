@@ -1,0 +1,104 @@
+// Scaled dot-product attention: out = softmax(Q·Kᵀ·scale + bias) · V.
+//
+// Shape contract (all sizes int64, all strides in elements):
+//   q    [B, Hq,  Nq, Dk]      k [B, Hkv, Nk, Dk]      v [B, Hkv, Nk, Dv]
+//   out  [B, Hq,  Nq, Dv]      lse (optional) [B, Hq, Nq], float32
+//   mask (optional) bool (true = attend) or additive float32, broadcastable to
+//        [B, Hq, Nq, Nk] exactly like PyTorch's attn_mask (right-aligned, size 1 broadcasts).
+// Hq must be a multiple of Hkv (grouped-/multi-query attention): query head h
+// reads KV head h / (Hq / Hkv).
+//
+// Semantics (docs/semantics.md): a fully masked row gives output 0 and LSE -inf;
+// Nk = 0 behaves as fully masked; masked keys never influence the result, even
+// when they hold NaN; NaN in an unmasked input propagates to the rows it touches.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "goldilocks/status.h"
+#include "goldilocks/tensor.h"
+
+namespace goldilocks {
+
+// Which key positions a query may see when causal masking is on.
+enum class CausalAlign : uint8_t {
+  kNone,         // no causal mask
+  kTopLeft,      // key j visible to query i iff j <= i (PyTorch's is_causal)
+  kBottomRight,  // key j visible iff j <= i + (Nk - Nq) (FlashAttention, KV-cache decoding)
+};
+
+enum class Backend : uint8_t {
+  kAuto,       // the fastest eligible backend
+  kReference,  // fp64 accumulation, naive, every feature: the oracle
+  kMath,       // fp32 "standard SDPA": materialises the N×N scores (the baseline)
+  kFlash,      // tiled, online softmax, extra memory independent of Nk
+};
+
+const char* backend_name(Backend backend);
+// Parses "auto", "reference", "math", "flash"; returns false on anything else.
+bool parse_backend(const std::string& name, Backend* backend);
+const char* causal_align_name(CausalAlign align);
+
+// Instruction-set choice for the SIMD kernels.
+enum class IsaPreference : uint8_t {
+  kBest,      // the widest instruction set this CPU supports (chosen once per call)
+  kPortable,  // force the portable path (what CI uses to test it)
+};
+
+// One plain parameter struct for every attention call. New features add fields
+// with defaults that keep the old behaviour, so existing callers keep compiling.
+struct AttentionParams {
+  TensorView q;
+  TensorView k;
+  TensorView v;
+  MutableTensorView out;
+  MutableTensorView lse;  // optional: per-row log-sum-exp of the scaled, biased scores
+  TensorView mask;        // optional: bool or additive float32
+
+  std::optional<double> scale;  // default 1/sqrt(Dk)
+  CausalAlign causal = CausalAlign::kNone;
+
+  Backend backend = Backend::kAuto;
+  IsaPreference isa = IsaPreference::kBest;
+  int num_threads = 0;  // 0 = default_num_threads()
+
+  // Tile sizes for the flash backend (0 = the backend's choice). Must be
+  // positive multiples of nothing in particular: any value >= 1 works.
+  int64_t block_q = 0;
+  int64_t block_k = 0;
+
+  // Upper bound on temporary memory a backend may allocate, in bytes
+  // (0 = the machine's physical memory). The math backend needs B·Hq·Nq·Nk·4.
+  int64_t workspace_limit_bytes = 0;
+};
+
+// Runs attention. On error nothing is written to out or lse.
+Status attention(const AttentionParams& params);
+
+// Why each backend was or was not eligible for a call (PyTorch sdp_utils style).
+struct BackendVerdict {
+  Backend backend = Backend::kAuto;
+  bool eligible = false;
+  std::vector<std::string> failed_checks;  // "check_name: why it failed"
+};
+
+struct Explanation {
+  Status validation;              // the result of argument validation
+  Backend chosen = Backend::kAuto;  // meaningful when validation.ok() and a backend is eligible
+  std::string isa;                // instruction set the chosen backend would use
+  std::string reason;             // one line: why `chosen` was picked
+  std::vector<BackendVerdict> verdicts;
+  std::string to_string() const;
+};
+
+Explanation explain(const AttentionParams& params);
+
+// Threads used when AttentionParams::num_threads == 0: the cores available to the process.
+int default_num_threads();
+// Overrides default_num_threads() for this process (n <= 0 restores the default).
+void set_default_num_threads(int n);
+
+}  // namespace goldilocks

@@ -1,0 +1,6 @@
+// Umbrella header for the Goldilocks public API.
+#pragma once
+
+#include "goldilocks/attention.h"
+#include "goldilocks/status.h"
+#include "goldilocks/tensor.h"

@@ -1,0 +1,40 @@
+// Threading: a static, deterministic parallel-for over OpenMP.
+//
+// Every kernel splits work into items whose results do not depend on which
+// thread runs them, so outputs are bitwise identical for any thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace goldilocks::support {
+
+// Cores available to this process (sched_getaffinity), at least 1.
+int available_cores();
+
+// Resolves a requested thread count: 0 means the process default.
+int resolve_threads(int requested);
+
+// omp_get_thread_num() without exposing <omp.h> to every includer.
+int omp_thread_index();
+
+// Calls body(item, thread_index) for item in [0, n). Items are dealt out
+// round-robin (static, chunk 1) so uneven items (causal rows) balance; the
+// body must not depend on which thread runs an item. Falls back to a plain
+// loop when threads == 1 or n == 1 (not worth waking the team).
+template <class Body>
+void parallel_for(int64_t n, int threads, const Body& body) {
+  if (n <= 0) return;
+  if (threads <= 1 || n == 1) {
+    for (int64_t i = 0; i < n; ++i) body(i, 0);
+    return;
+  }
+  const int team = static_cast<int>(threads < n ? threads : n);
+#pragma omp parallel num_threads(team)
+  {
+    const int t = omp_thread_index();
+#pragma omp for schedule(static, 1)
+    for (int64_t i = 0; i < n; ++i) body(i, t);
+  }
+}
+
+}  // namespace goldilocks::support

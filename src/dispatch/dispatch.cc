@@ -1,0 +1,141 @@
+// Dispatch: validate once, decide which backend runs and why, then call it.
+// Each backend's eligibility is a list of named checks (as in PyTorch's
+// sdp_utils), so `goldilocks explain` can say exactly why one was rejected.
+#include <string>
+#include <vector>
+
+#include "dispatch/validate.h"
+#include "goldilocks/attention.h"
+#include "kernels/kernels.h"
+
+namespace goldilocks {
+namespace {
+
+using kernels::Problem;
+
+struct Check {
+  const char* name;
+  // Returns an empty string when the check passes, else why it failed.
+  std::string (*run)(const Problem&);
+};
+
+std::string check_float32(const Problem& p) {
+  return p.dtype == DType::kFloat32 ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend computes in float32 only";
+}
+
+std::string check_math_workspace(const Problem& p) {
+  const int64_t bytes = kernels::math_workspace_bytes(p);
+  if (bytes >= 0 && bytes <= p.workspace_limit_bytes) return "";
+  return "the score matrix B*Hq*Nq*Nk*4 = " + (bytes < 0 ? std::string("(overflows int64)") : std::to_string(bytes)) +
+         " bytes exceeds the workspace limit of " + std::to_string(p.workspace_limit_bytes) + " bytes";
+}
+
+const std::vector<Check>& checks_for(Backend backend) {
+  static const std::vector<Check> kReference = {};  // the oracle supports everything that validates
+  static const std::vector<Check> kMath = {{"dtype_float32", check_float32}, {"score_matrix_fits", check_math_workspace}};
+  static const std::vector<Check> kFlash = {{"dtype_float32", check_float32}};
+  switch (backend) {
+    case Backend::kReference:
+      return kReference;
+    case Backend::kMath:
+      return kMath;
+    default:
+      return kFlash;
+  }
+}
+
+BackendVerdict judge(Backend backend, const Problem& p) {
+  BackendVerdict verdict{backend, true, {}};
+  for (const Check& c : checks_for(backend)) {
+    std::string why = c.run(p);
+    if (!why.empty()) {
+      verdict.eligible = false;
+      verdict.failed_checks.push_back(std::string(c.name) + ": " + why);
+    }
+  }
+  return verdict;
+}
+
+// Automatic choice, in order of preference: flash is exact, fastest and uses
+// the least memory; math next; the reference always works but is slow.
+constexpr Backend kPreference[] = {Backend::kFlash, Backend::kMath, Backend::kReference};
+
+std::string isa_for(Backend backend, const Problem& p) {
+  return backend == Backend::kFlash ? kernels::flash_isa_name(p) : "portable";
+}
+
+Status run_backend(Backend backend, const Problem& p) {
+  switch (backend) {
+    case Backend::kReference:
+      return kernels::run_reference(p);
+    case Backend::kMath:
+      return kernels::run_math(p);
+    case Backend::kFlash:
+      return kernels::run_flash(p);
+    case Backend::kAuto:
+      break;
+  }
+  return Internal("dispatch: no backend chosen");
+}
+
+}  // namespace
+
+Explanation explain(const AttentionParams& params) {
+  Explanation e;
+  Problem p;
+  e.validation = dispatch::validate(params, &p);
+  if (!e.validation.ok()) {
+    e.reason = "invalid arguments: " + e.validation.message();
+    return e;
+  }
+  for (Backend b : kPreference) e.verdicts.push_back(judge(b, p));
+  if (params.backend != Backend::kAuto) {
+    for (const auto& v : e.verdicts) {
+      if (v.backend != params.backend) continue;
+      if (v.eligible) {
+        e.chosen = params.backend;
+        e.reason = std::string("requested explicitly (backend=") + backend_name(params.backend) + ")";
+      } else {
+        std::string why;
+        for (const auto& f : v.failed_checks) why += (why.empty() ? "" : "; ") + f;
+        e.validation = Unsupported(std::string("backend: ") + backend_name(params.backend) +
+                                   " is not eligible for this call (" + why + "); use backend=auto or fix the inputs");
+        e.reason = e.validation.message();
+      }
+    }
+  } else {
+    for (const auto& v : e.verdicts) {
+      if (!v.eligible) continue;
+      e.chosen = v.backend;
+      e.reason = std::string("auto: ") + backend_name(v.backend) + " is the first eligible backend in the order flash, math, reference";
+      break;
+    }
+  }
+  if (e.chosen != Backend::kAuto) e.isa = isa_for(e.chosen, p);
+  return e;
+}
+
+Status attention(const AttentionParams& params) {
+  Problem p;
+  GOLDILOCKS_RETURN_IF_ERROR(dispatch::validate(params, &p));
+  Backend chosen = params.backend;
+  if (chosen == Backend::kAuto) {
+    for (Backend b : kPreference) {
+      if (judge(b, p).eligible) {
+        chosen = b;
+        break;
+      }
+    }
+  } else {
+    const BackendVerdict verdict = judge(chosen, p);
+    if (!verdict.eligible) {
+      std::string why;
+      for (const auto& f : verdict.failed_checks) why += (why.empty() ? "" : "; ") + f;
+      return Unsupported(std::string("backend: ") + backend_name(chosen) + " is not eligible for this call (" + why +
+                         "); use backend=auto or fix the inputs");
+    }
+  }
+  return run_backend(chosen, p);
+}
+
+}  // namespace goldilocks

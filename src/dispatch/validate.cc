@@ -1,0 +1,255 @@
+#include "dispatch/validate.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "support/memory.h"
+
+namespace goldilocks::dispatch {
+namespace {
+
+using kernels::MaskKind;
+using kernels::Problem;
+using kernels::Strides4;
+
+std::string shape_str(const int64_t* shape, int rank) {
+  std::string s = "[";
+  for (int i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+template <class View>
+std::string shape_str(const View& v) {
+  return shape_str(v.shape, v.rank);
+}
+
+// Byte range [lo, hi) a non-empty view can touch; false if it overflows.
+struct ByteRange {
+  uintptr_t lo = 0, hi = 0;
+  bool empty = true;
+};
+
+template <class View>
+Status check_layout(const char* name, const View& v, ByteRange* range) {
+  int64_t numel = 1;
+  for (int i = 0; i < v.rank; ++i) {
+    if (v.shape[i] < 0) {
+      return InvalidArgument(std::string(name) + ": shape " + shape_str(v) + " has a negative size in dim " +
+                             std::to_string(i) + "; sizes must be >= 0");
+    }
+    if (!checked_mul(numel, v.shape[i], &numel)) {
+      return InvalidArgument(std::string(name) + ": shape " + shape_str(v) +
+                             " has more elements than fit in int64; use smaller sizes");
+    }
+  }
+  *range = ByteRange{};
+  if (numel == 0) return Status::Ok();
+  if (v.data == nullptr) {
+    return InvalidArgument(std::string(name) + ": data is null but the shape " + shape_str(v) + " has " +
+                           std::to_string(numel) + " elements; pass a valid pointer");
+  }
+  // Lowest and highest element offsets reachable through the strides.
+  int64_t lo = 0, hi = 0;
+  for (int i = 0; i < v.rank; ++i) {
+    int64_t span;
+    if (!checked_mul(v.stride[i], v.shape[i] - 1, &span) || !checked_add(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi)) {
+      return InvalidArgument(std::string(name) + ": strides overflow int64 element offsets; check stride[" +
+                             std::to_string(i) + "] = " + std::to_string(v.stride[i]));
+    }
+  }
+  const int64_t esize = dtype_size(v.dtype);
+  int64_t lo_bytes, hi_bytes;
+  if (!checked_mul(lo, esize, &lo_bytes) || !checked_mul(hi + 1, esize, &hi_bytes)) {
+    return InvalidArgument(std::string(name) + ": strides overflow int64 byte offsets; check its strides");
+  }
+  const auto base = reinterpret_cast<uintptr_t>(v.data);
+  // A view reaching below address 0 or past the address space cannot be real memory.
+  if (lo_bytes < 0 && static_cast<uintptr_t>(-lo_bytes) > base) {
+    return InvalidArgument(std::string(name) + ": negative strides reach below address 0; check data and strides");
+  }
+  range->lo = base + static_cast<uintptr_t>(lo_bytes);  // wraps correctly for negative lo_bytes
+  range->hi = base + static_cast<uintptr_t>(hi_bytes);
+  if (range->hi < base) {
+    return InvalidArgument(std::string(name) + ": the view extends past the end of the address space");
+  }
+  range->empty = false;
+  return Status::Ok();
+}
+
+bool overlaps(const ByteRange& a, const ByteRange& b) { return !a.empty && !b.empty && a.lo < b.hi && b.lo < a.hi; }
+
+// An output must not write one element twice (stride 0 on a dim of size > 1).
+template <class View>
+Status check_no_self_overlap(const char* name, const View& v) {
+  for (int i = 0; i < v.rank; ++i) {
+    if (v.stride[i] == 0 && v.shape[i] > 1) {
+      return InvalidArgument(std::string(name) + ": stride[" + std::to_string(i) +
+                             "] is 0 with size > 1, so elements overlap; pass a buffer with distinct elements");
+    }
+  }
+  return Status::Ok();
+}
+
+Status check_rank(const char* name, int rank, int want, const char* layout) {
+  if (rank != want) {
+    return InvalidArgument(std::string(name) + ": expected rank " + std::to_string(want) + " " + layout + ", got rank " +
+                           std::to_string(rank) + "; reshape it (e.g. add leading dims of size 1)");
+  }
+  return Status::Ok();
+}
+
+Status check_dim(const char* name, int dim, int64_t got, int64_t want, const char* what) {
+  if (got != want) {
+    return InvalidArgument(std::string(name) + ".shape[" + std::to_string(dim) + "] = " + std::to_string(got) +
+                           " but " + what + " = " + std::to_string(want) + "; they must match");
+  }
+  return Status::Ok();
+}
+
+Strides4 strides_of(const int64_t* s) { return Strides4{s[0], s[1], s[2], s[3]}; }
+
+}  // namespace
+
+bool checked_mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
+
+Status validate(const AttentionParams& params, Problem* problem) {
+  const TensorView &q = params.q, &k = params.k, &v = params.v;
+  const MutableTensorView& out = params.out;
+
+  GOLDILOCKS_RETURN_IF_ERROR(check_rank("q", q.rank, 4, "[B, Hq, Nq, Dk]"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_rank("k", k.rank, 4, "[B, Hkv, Nk, Dk]"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_rank("v", v.rank, 4, "[B, Hkv, Nk, Dv]"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_rank("out", out.rank, 4, "[B, Hq, Nq, Dv]"));
+
+  ByteRange rq, rk, rv, rout, rmask, rlse;
+  GOLDILOCKS_RETURN_IF_ERROR(check_layout("q", q, &rq));
+  GOLDILOCKS_RETURN_IF_ERROR(check_layout("k", k, &rk));
+  GOLDILOCKS_RETURN_IF_ERROR(check_layout("v", v, &rv));
+  GOLDILOCKS_RETURN_IF_ERROR(check_layout("out", out, &rout));
+
+  // dtypes: q, k, v and out share one floating type.
+  if (q.dtype != DType::kFloat32 && q.dtype != DType::kFloat64) {
+    return Unsupported(std::string("q: dtype ") + dtype_name(q.dtype) + " is not supported; use float32 (or float64 with backend reference)");
+  }
+  for (auto [name, dt] : {std::pair{"k", k.dtype}, std::pair{"v", v.dtype}, std::pair{"out", out.dtype}}) {
+    if (dt != q.dtype) {
+      return InvalidArgument(std::string(name) + ": dtype " + dtype_name(dt) + " differs from q's " +
+                             dtype_name(q.dtype) + "; q, k, v and out must share one dtype");
+    }
+  }
+
+  const int64_t B = q.shape[0], Hq = q.shape[1], Nq = q.shape[2], Dk = q.shape[3];
+  const int64_t Hkv = k.shape[1], Nk = k.shape[2], Dv = v.shape[3];
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("k", 0, k.shape[0], B, "q.shape[0] (B)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("k", 3, k.shape[3], Dk, "q.shape[3] (Dk)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("v", 0, v.shape[0], B, "q.shape[0] (B)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("v", 1, v.shape[1], Hkv, "k.shape[1] (Hkv)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("v", 2, v.shape[2], Nk, "k.shape[2] (Nk)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("out", 0, out.shape[0], B, "q.shape[0] (B)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("out", 1, out.shape[1], Hq, "q.shape[1] (Hq)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("out", 2, out.shape[2], Nq, "q.shape[2] (Nq)"));
+  GOLDILOCKS_RETURN_IF_ERROR(check_dim("out", 3, out.shape[3], Dv, "v.shape[3] (Dv)"));
+  if (Hkv == 0 ? Hq != 0 : Hq % Hkv != 0) {
+    return InvalidArgument("k: Hq = " + std::to_string(Hq) + " (q.shape[1]) must be a multiple of Hkv = " +
+                           std::to_string(Hkv) + " (k.shape[1]) for grouped-query attention; repeat KV heads or fix the head counts");
+  }
+  GOLDILOCKS_RETURN_IF_ERROR(check_no_self_overlap("out", out));
+
+  // Optional log-sum-exp output.
+  if (params.lse.present()) {
+    GOLDILOCKS_RETURN_IF_ERROR(check_rank("lse", params.lse.rank, 3, "[B, Hq, Nq]"));
+    if (params.lse.dtype != DType::kFloat32) {
+      return InvalidArgument(std::string("lse: dtype ") + dtype_name(params.lse.dtype) + " is not supported; use float32");
+    }
+    GOLDILOCKS_RETURN_IF_ERROR(check_layout("lse", params.lse, &rlse));
+    GOLDILOCKS_RETURN_IF_ERROR(check_dim("lse", 0, params.lse.shape[0], B, "q.shape[0] (B)"));
+    GOLDILOCKS_RETURN_IF_ERROR(check_dim("lse", 1, params.lse.shape[1], Hq, "q.shape[1] (Hq)"));
+    GOLDILOCKS_RETURN_IF_ERROR(check_dim("lse", 2, params.lse.shape[2], Nq, "q.shape[2] (Nq)"));
+    GOLDILOCKS_RETURN_IF_ERROR(check_no_self_overlap("lse", params.lse));
+  }
+
+  // Optional mask, broadcast right-aligned to [B, Hq, Nq, Nk] like PyTorch.
+  Strides4 mask_strides;
+  MaskKind mask_kind = MaskKind::kNone;
+  if (params.mask.present()) {
+    const TensorView& m = params.mask;
+    if (m.rank > 4) {
+      return InvalidArgument("mask: rank " + std::to_string(m.rank) + " is more than 4; it must broadcast to [B, Hq, Nq, Nk]");
+    }
+    if (m.dtype == DType::kBool) {
+      mask_kind = MaskKind::kBool;
+    } else if (m.dtype == DType::kFloat32) {
+      mask_kind = MaskKind::kAdditive;
+    } else {
+      return InvalidArgument(std::string("mask: dtype ") + dtype_name(m.dtype) +
+                             " is not supported; use bool (true = attend) or float32 (added to the scores)");
+    }
+    GOLDILOCKS_RETURN_IF_ERROR(check_layout("mask", m, &rmask));
+    const int64_t target[4] = {B, Hq, Nq, Nk};
+    int64_t st[4] = {0, 0, 0, 0};
+    for (int i = 0; i < m.rank; ++i) {
+      const int td = 4 - m.rank + i;
+      if (m.shape[i] != target[td] && m.shape[i] != 1) {
+        return InvalidArgument("mask: shape " + shape_str(m) + " does not broadcast to [B, Hq, Nq, Nk] = " +
+                               shape_str(target, 4) + ": mask dim " + std::to_string(i) + " has size " +
+                               std::to_string(m.shape[i]) + " but must be 1 or " + std::to_string(target[td]));
+      }
+      st[td] = (m.shape[i] == 1) ? 0 : m.stride[i];
+    }
+    mask_strides = Strides4{st[0], st[1], st[2], st[3]};
+  }
+
+  // Outputs must not alias inputs (or each other): kernels write as they read.
+  const std::pair<const char*, const ByteRange*> inputs[] = {{"q", &rq}, {"k", &rk}, {"v", &rv}, {"mask", &rmask}};
+  for (const auto& [name, range] : inputs) {
+    if (overlaps(rout, *range)) {
+      return InvalidArgument(std::string("out: overlaps ") + name +
+                             " in memory; attention cannot run in place, pass a separate output buffer");
+    }
+    if (overlaps(rlse, *range)) {
+      return InvalidArgument(std::string("lse: overlaps ") + name + " in memory; pass a separate lse buffer");
+    }
+  }
+  if (overlaps(rlse, rout)) return InvalidArgument("lse: overlaps out in memory; pass separate buffers");
+
+  if (params.scale.has_value() && !std::isfinite(*params.scale)) {
+    return InvalidArgument("scale: " + std::to_string(*params.scale) + " is not finite; pass a finite scale or leave it unset for 1/sqrt(Dk)");
+  }
+  if (params.num_threads < 0) {
+    return InvalidArgument("num_threads: " + std::to_string(params.num_threads) + " is negative; use 0 for the default or a positive count");
+  }
+  if (params.block_q < 0 || params.block_k < 0) {
+    return InvalidArgument("block_q/block_k: tile sizes must be >= 0 (0 = the backend's choice)");
+  }
+  if (params.workspace_limit_bytes < 0) {
+    return InvalidArgument("workspace_limit_bytes: must be >= 0 (0 = physical memory)");
+  }
+
+  Problem& p = *problem;
+  p = Problem{};
+  p.B = B, p.Hq = Hq, p.Hkv = Hkv, p.Nq = Nq, p.Nk = Nk, p.Dk = Dk, p.Dv = Dv;
+  p.group = Hkv > 0 ? Hq / Hkv : 1;
+  p.dtype = q.dtype;
+  p.q = q.data, p.k = k.data, p.v = v.data, p.out = out.data;
+  p.qs = strides_of(q.stride), p.ks = strides_of(k.stride), p.vs = strides_of(v.stride), p.os = strides_of(out.stride);
+  if (params.lse.present()) {
+    p.lse = static_cast<float*>(params.lse.data);
+    p.lse_sb = params.lse.stride[0], p.lse_sh = params.lse.stride[1], p.lse_sn = params.lse.stride[2];
+  }
+  p.mask_kind = mask_kind;
+  p.mask = params.mask.present() ? params.mask.data : nullptr;
+  p.ms = mask_strides;
+  p.scale = params.scale.has_value() ? *params.scale : (Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(Dk)) : 1.0);
+  p.causal = params.causal;
+  p.causal_offset = params.causal == CausalAlign::kBottomRight ? Nk - Nq : 0;
+  p.threads = params.num_threads > 0 ? params.num_threads : default_num_threads();
+  p.block_q = params.block_q, p.block_k = params.block_k;
+  p.workspace_limit_bytes = params.workspace_limit_bytes > 0 ? params.workspace_limit_bytes : support::physical_memory_bytes();
+  if (p.workspace_limit_bytes <= 0) p.workspace_limit_bytes = INT64_MAX;
+  p.force_portable = params.isa == IsaPreference::kPortable;
+  return Status::Ok();
+}
+
+}  // namespace goldilocks::dispatch

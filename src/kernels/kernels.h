@@ -1,0 +1,31 @@
+// Kernel entry points. Each takes a validated Problem (kernels/problem.h) and
+// writes out (and lse, when requested). A kernel returns an error only before
+// it has written anything (e.g. a failed workspace allocation).
+#pragma once
+
+#include <cstdint>
+
+#include "goldilocks/status.h"
+#include "kernels/problem.h"
+
+namespace goldilocks::kernels {
+
+// fp64 oracle: naive, every feature, never optimised.
+Status run_reference(const Problem& p);
+// One row of the oracle, in double: out_row[Dv] and *lse. Used by tools that
+// check sampled rows of a problem too large for the full reference.
+void reference_row(const Problem& p, int64_t b, int64_t h, int64_t i, double* out_row, double* lse);
+
+// fp32 standard SDPA: materialises [B, Hq, Nq, Nk] scores, softmax, then P·V.
+Status run_math(const Problem& p);
+// Bytes of the score matrix run_math allocates, or -1 if that overflows int64.
+int64_t math_workspace_bytes(const Problem& p);
+
+// Tiled attention with an online softmax; extra memory is per-thread tiles only.
+Status run_flash(const Problem& p);
+// Per-thread scratch bytes run_flash allocates for this problem.
+int64_t flash_workspace_bytes_per_thread(const Problem& p);
+// Name of the instruction set run_flash would use ("portable", "avx2", ...).
+const char* flash_isa_name(const Problem& p);
+
+}  // namespace goldilocks::kernels

@@ -1,0 +1,77 @@
+// The kernels' input contract: a validated, normalised attention problem.
+//
+// Dispatch builds a Problem only after every check passed, so kernels may
+// assume: sizes >= 0 and consistent, element offsets fit in int64, pointers
+// non-null where the tensor is non-empty, Hq % Hkv == 0, out does not alias
+// any input, and the mask has been broadcast to [B, Hq, Nq, Nk] with stride 0
+// on broadcast dimensions.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "goldilocks/attention.h"
+
+namespace goldilocks::kernels {
+
+struct Strides4 {
+  int64_t b = 0, h = 0, n = 0, d = 0;
+  int64_t at(int64_t ib, int64_t ih, int64_t in, int64_t id) const { return ib * b + ih * h + in * n + id * d; }
+};
+
+enum class MaskKind : uint8_t { kNone, kBool, kAdditive };
+
+struct Problem {
+  int64_t B = 0, Hq = 0, Hkv = 0, Nq = 0, Nk = 0, Dk = 0, Dv = 0;
+  int64_t group = 1;  // Hq / Hkv: query heads per KV head
+
+  DType dtype = DType::kFloat32;  // of q, k, v and out
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  Strides4 qs, ks, vs, os;
+
+  float* lse = nullptr;  // optional [B, Hq, Nq]
+  int64_t lse_sb = 0, lse_sh = 0, lse_sn = 0;
+
+  MaskKind mask_kind = MaskKind::kNone;
+  const void* mask = nullptr;  // uint8_t (bool) or float, broadcast strides below
+  Strides4 ms;                 // over (b, h, i, j)
+
+  double scale = 1.0;
+  CausalAlign causal = CausalAlign::kNone;
+  // With causal masking, key j is visible to query i iff j <= i + causal_offset.
+  int64_t causal_offset = 0;
+
+  int threads = 1;
+  int64_t block_q = 0, block_k = 0;
+  int64_t workspace_limit_bytes = 0;  // resolved, > 0
+  bool force_portable = false;
+
+  int64_t kv_head(int64_t hq) const { return hq / group; }
+  bool causally_visible(int64_t i, int64_t j) const {
+    return causal == CausalAlign::kNone || j <= i + causal_offset;
+  }
+  // Mask lookup: false when the key is masked out; *bias receives the additive term.
+  bool mask_allows(int64_t b, int64_t h, int64_t i, int64_t j, float* bias) const {
+    *bias = 0.0f;
+    if (!causally_visible(i, j)) return false;
+    switch (mask_kind) {
+      case MaskKind::kNone:
+        return true;
+      case MaskKind::kBool:
+        return static_cast<const uint8_t*>(mask)[ms.at(b, h, i, j)] != 0;
+      case MaskKind::kAdditive:
+        *bias = static_cast<const float*>(mask)[ms.at(b, h, i, j)];
+        // An additive -inf is a mask, not a number: the key is skipped entirely.
+        return *bias != -std::numeric_limits<float>::infinity();
+    }
+    return true;
+  }
+};
+
+inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+}  // namespace goldilocks::kernels

@@ -1,0 +1,91 @@
+// Reference backend: the oracle. fp64 accumulation, a materialised score row,
+// the semantics of docs/semantics.md spelled out as plainly as possible.
+// Never optimise this file: its only job is to be obviously right.
+//
+// q is (B,Hq,Nq,Dk), k is (B,Hkv,Nk,Dk), v is (B,Hkv,Nk,Dv), out is (B,Hq,Nq,Dv).
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "support/threading.h"
+
+namespace goldilocks::kernels {
+namespace {
+
+double load(const void* base, DType dtype, int64_t offset) {
+  if (dtype == DType::kFloat64) return static_cast<const double*>(base)[offset];
+  return static_cast<const float*>(base)[offset];
+}
+
+void store(void* base, DType dtype, int64_t offset, double value) {
+  if (dtype == DType::kFloat64) {
+    static_cast<double*>(base)[offset] = value;
+  } else {
+    static_cast<float*>(base)[offset] = static_cast<float>(value);
+  }
+}
+
+}  // namespace
+
+void reference_row(const Problem& p, int64_t b, int64_t h, int64_t i, double* out_row, double* lse) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const int64_t hk = p.kv_head(h);
+  // Scores of row i; a masked key gets -inf and is never read again.
+  std::vector<double> s(static_cast<size_t>(p.Nk), -inf);
+  std::vector<bool> live(static_cast<size_t>(p.Nk), false);
+  double m = -inf;
+  bool any_nan = false;
+  for (int64_t j = 0; j < p.Nk; ++j) {
+    float bias = 0.0f;
+    if (!p.mask_allows(b, h, i, j, &bias)) continue;
+    double dot = 0.0;
+    for (int64_t d = 0; d < p.Dk; ++d) {
+      dot += load(p.q, p.dtype, p.qs.at(b, h, i, d)) * load(p.k, p.dtype, p.ks.at(b, hk, j, d));
+    }
+    const double score = dot * p.scale + static_cast<double>(bias);
+    // A score of exactly -inf contributes nothing, like a masked key.
+    if (score == -inf) continue;
+    s[j] = score;
+    live[j] = true;
+    if (std::isnan(score)) any_nan = true;
+    if (score > m) m = score;
+  }
+  if (any_nan) m = std::numeric_limits<double>::quiet_NaN();
+
+  // Softmax over the live keys; p_j * v_j summed in fp64.
+  double l = 0.0;
+  for (int64_t c = 0; c < p.Dv; ++c) out_row[c] = 0.0;
+  bool any_live = false;
+  for (int64_t j = 0; j < p.Nk; ++j) {
+    if (!live[j]) continue;
+    any_live = true;
+    const double w = std::exp(s[j] - m);
+    l += w;
+    for (int64_t c = 0; c < p.Dv; ++c) out_row[c] += w * load(p.v, p.dtype, p.vs.at(b, hk, j, c));
+  }
+  if (!any_live) {
+    // Fully masked row (or Nk == 0): output 0, LSE -inf.
+    *lse = -inf;
+    return;
+  }
+  for (int64_t c = 0; c < p.Dv; ++c) out_row[c] /= l;
+  *lse = m + std::log(l);
+}
+
+Status run_reference(const Problem& p) {
+  const int64_t rows = p.B * p.Hq;
+  support::parallel_for(rows, p.threads, [&](int64_t bh, int) {
+    const int64_t b = bh / p.Hq, h = bh % p.Hq;
+    std::vector<double> row(static_cast<size_t>(p.Dv));
+    for (int64_t i = 0; i < p.Nq; ++i) {
+      double lse = 0.0;
+      reference_row(p, b, h, i, row.data(), &lse);
+      for (int64_t c = 0; c < p.Dv; ++c) store(p.out, p.dtype, p.os.at(b, h, i, c), row[c]);
+      if (p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sn] = static_cast<float>(lse);
+    }
+  });
+  return Status::Ok();
+}
+
+}  // namespace goldilocks::kernels

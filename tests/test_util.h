@@ -130,6 +130,24 @@ inline Tensor<double> to_double(const Tensor<float>& t) {
   return d;
 }
 
+// A backend with an instruction-set preference: every test runs the best
+// instruction set this CPU has and the portable path (as Highway's tests do).
+struct Variant {
+  Backend backend;
+  IsaPreference isa;
+};
+
+inline std::string variant_name(const Variant& v) {
+  return std::string(backend_name(v.backend)) + (v.isa == IsaPreference::kPortable ? "_portable" : "");
+}
+
+// Every backend other than the oracle itself, on every instruction set.
+inline std::vector<Variant> variants_under_test() {
+  return {{Backend::kMath, IsaPreference::kBest},
+          {Backend::kFlash, IsaPreference::kBest},
+          {Backend::kFlash, IsaPreference::kPortable}};
+}
+
 struct Inputs {
   Tensor<float> q, k, v;
   Tensor<uint8_t> bool_mask;
@@ -229,10 +247,11 @@ inline Tensor<double> lse_as_double(const Tensor<float>& t) { return to_double(t
 
 // Runs `backend` and checks it against the oracle under the tolerance policy.
 // Returns the backend's result for further checks.
-inline Result check_against_oracle(const Inputs& in, Backend backend, uint64_t seed, int threads = 0,
-                                   int64_t block_q = 0, int64_t block_k = 0,
-                                   IsaPreference isa = IsaPreference::kBest) {
-  SCOPED_TRACE("seed " + std::to_string(seed) + ", backend " + backend_name(backend) + ", block " +
+inline Result check_against_oracle(const Inputs& in, Variant variant, uint64_t seed, int threads = 0,
+                                   int64_t block_q = 0, int64_t block_k = 0) {
+  const Backend backend = variant.backend;
+  const IsaPreference isa = variant.isa;
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", backend " + variant_name(variant) + ", block " +
                std::to_string(block_q) + "x" + std::to_string(block_k));
   const Oracle oracle = run_oracle(in);
   const Result math = run_backend(in, Backend::kMath, threads);
@@ -273,7 +292,6 @@ inline Inputs random_inputs(int64_t B, int64_t Hq, int64_t Hkv, int64_t Nq, int6
   return in;
 }
 
-// Every backend other than the oracle itself.
-inline std::vector<Backend> backends_under_test() { return {Backend::kMath, Backend::kFlash}; }
+
 
 }  // namespace goldilocks::testing

@@ -22,7 +22,7 @@ TEST_P(HeadDims, MatchesOracle) {
   const auto [dk, dv] = GetParam();
   const uint64_t seed = seed_of({dk, dv, 1});
   const Inputs in = random_inputs(1, 2, 2, 97, 130, dk, dv, seed);
-  for (Backend b : backends_under_test()) check_against_oracle(in, b, seed);
+  for (const Variant& b : variants_under_test()) check_against_oracle(in, b, seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, HeadDims,
@@ -40,7 +40,7 @@ TEST_P(Lengths, MatchesOracle) {
   // Large × large pairs use a small head dim to keep the oracle quick.
   const int64_t d = (nq > 100 && nk > 100) ? 7 : 64;
   const Inputs in = random_inputs(1, 1, 1, nq, nk, d, d, seed);
-  for (Backend b : backends_under_test()) check_against_oracle(in, b, seed);
+  for (const Variant& b : variants_under_test()) check_against_oracle(in, b, seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, Lengths,
@@ -56,7 +56,7 @@ TEST_P(GqaCausal, MatchesOracle) {
   const uint64_t seed = seed_of({ratio, static_cast<int>(causal), nq, nk, 3});
   Inputs in = random_inputs(2, 2 * ratio, 2, nq, nk, 64, 48, seed);
   in.causal = causal;
-  for (Backend b : backends_under_test()) check_against_oracle(in, b, seed);
+  for (const Variant& b : variants_under_test()) check_against_oracle(in, b, seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, GqaCausal,
@@ -75,7 +75,8 @@ TEST_P(Tiles, FlashMatchesOracle) {
   const uint64_t seed = seed_of({bq, bk, static_cast<int>(causal), 4});
   Inputs in = random_inputs(1, 2, 1, 65, 129, 33, 17, seed);
   in.causal = causal;
-  check_against_oracle(in, Backend::kFlash, seed, 2, bq, bk);
+  for (IsaPreference isa : {IsaPreference::kBest, IsaPreference::kPortable})
+    check_against_oracle(in, {Backend::kFlash, isa}, seed, 2, bq, bk);
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, Tiles,
@@ -91,7 +92,7 @@ TEST_P(Strides, MatchesOracle) {
   const uint64_t seed = seed_of({static_cast<int>(layout), static_cast<int>(causal), 5});
   Inputs in = random_inputs(2, 4, 2, 37, 70, 24, 40, seed, layout);
   in.causal = causal;
-  for (Backend b : backends_under_test()) check_against_oracle(in, b, seed);
+  for (const Variant& b : variants_under_test()) check_against_oracle(in, b, seed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, Strides,
@@ -153,7 +154,7 @@ TEST_P(Masks, MatchesOracle) {
     });
     in.has_add_mask = true;
   }
-  for (Backend b : backends_under_test()) {
+  for (const Variant& b : variants_under_test()) {
     const Result r = check_against_oracle(in, b, seed);
     if (has_rows && r.status.ok()) {
       // Fully masked rows: exactly 0 and LSE -inf.
@@ -174,23 +175,28 @@ INSTANTIATE_TEST_SUITE_P(Grid, Masks,
                                             ::testing::Values(Layout::kContiguous, Layout::kPadded)));
 
 // --- determinism: 1 and 2 threads give the same bits -----------------------
-class Determinism : public ::testing::TestWithParam<Backend> {};
+class Determinism : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(Determinism, SameBitsForAnyThreadCount) {
   const uint64_t seed = 77;
   Inputs in = random_inputs(2, 4, 2, 131, 257, 64, 64, seed);
   in.causal = CausalAlign::kBottomRight;
-  const Result one = run_backend(in, GetParam(), 1);
-  const Result two = run_backend(in, GetParam(), 2);
-  const Result three = run_backend(in, GetParam(), 3);
+  const Variant v = GetParam();
+  const Result one = run_backend(in, v.backend, 1, 0, 0, v.isa);
+  const Result two = run_backend(in, v.backend, 2, 0, 0, v.isa);
+  const Result three = run_backend(in, v.backend, 3, 0, 0, v.isa);
   ASSERT_TRUE(one.status.ok() && two.status.ok() && three.status.ok());
   EXPECT_EQ(0, std::memcmp(one.out.storage.data(), two.out.storage.data(), one.out.storage.size() * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(one.out.storage.data(), three.out.storage.data(), one.out.storage.size() * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(one.lse.storage.data(), two.lse.storage.data(), one.lse.storage.size() * sizeof(float)));
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Determinism, ::testing::Values(Backend::kReference, Backend::kMath, Backend::kFlash),
-                         [](const auto& info) { return std::string(backend_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(All, Determinism,
+                         ::testing::Values(Variant{Backend::kReference, IsaPreference::kBest},
+                                           Variant{Backend::kMath, IsaPreference::kBest},
+                                           Variant{Backend::kFlash, IsaPreference::kBest},
+                                           Variant{Backend::kFlash, IsaPreference::kPortable}),
+                         [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace
 }  // namespace goldilocks::testing

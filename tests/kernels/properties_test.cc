@@ -9,7 +9,7 @@
 namespace goldilocks::testing {
 namespace {
 
-class Properties : public ::testing::TestWithParam<Backend> {};
+class Properties : public ::testing::TestWithParam<Variant> {};
 
 // Permuting keys and values together (and the mask's key axis) leaves the output unchanged.
 TEST_P(Properties, KeyPermutationInvariance) {
@@ -20,7 +20,7 @@ TEST_P(Properties, KeyPermutationInvariance) {
   std::bernoulli_distribution keep(0.6);
   in.bool_mask.for_each_index([&](const std::vector<int64_t>& idx) { in.bool_mask.at(idx) = keep(rng); });
   in.has_bool_mask = true;
-  const Result base = run_backend(in, GetParam());
+  const Result base = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   ASSERT_TRUE(base.status.ok()) << "seed " << seed;
 
   std::vector<int64_t> perm(53);
@@ -32,7 +32,7 @@ TEST_P(Properties, KeyPermutationInvariance) {
     for (int64_t d = 0; d < 24; ++d) pin.v.at({0, 0, j, d}) = in.v.at({0, 0, perm[j], d});
     for (int64_t i = 0; i < 19; ++i) pin.bool_mask.at({i, j}) = in.bool_mask.at({i, perm[j]});
   }
-  const Result permuted = run_backend(pin, GetParam());
+  const Result permuted = run_backend(pin, GetParam().backend, 0, 0, 0, GetParam().isa);
   ASSERT_TRUE(permuted.status.ok());
   base.out.for_each_index([&](const std::vector<int64_t>& idx) {
     ASSERT_NEAR(base.out.at(idx), permuted.out.at(idx), 1e-5) << "seed " << seed;
@@ -45,7 +45,7 @@ TEST_P(Properties, EqualScoresGiveMeanOfV) {
   Inputs in = random_inputs(1, 1, 1, 7, 41, 8, 13, seed);
   for (int64_t j = 1; j < 41; ++j)
     for (int64_t d = 0; d < 8; ++d) in.k.at({0, 0, j, d}) = in.k.at({0, 0, 0, d});
-  const Result r = run_backend(in, GetParam());
+  const Result r = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   ASSERT_TRUE(r.status.ok());
   for (int64_t c = 0; c < 13; ++c) {
     double mean = 0;
@@ -59,11 +59,11 @@ TEST_P(Properties, EqualScoresGiveMeanOfV) {
 TEST_P(Properties, RowConstantShiftInvariance) {
   const uint64_t seed = 103;
   Inputs in = random_inputs(1, 2, 2, 11, 29, 16, 16, seed);
-  const Result base = run_backend(in, GetParam());
+  const Result base = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   in.add_mask = make_tensor<float>({11, 1}, Layout::kContiguous);
   for (int64_t i = 0; i < 11; ++i) in.add_mask.at({i, 0}) = static_cast<float>(i * 7 - 30);
   in.has_add_mask = true;
-  const Result shifted = run_backend(in, GetParam());
+  const Result shifted = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   ASSERT_TRUE(base.status.ok() && shifted.status.ok());
   base.out.for_each_index([&](const std::vector<int64_t>& idx) {
     ASSERT_NEAR(base.out.at(idx), shifted.out.at(idx), 2e-5) << "seed " << seed;
@@ -75,7 +75,7 @@ TEST_P(Properties, OutputWithinPerChannelRangeOfV) {
   const uint64_t seed = 104;
   Inputs in = random_inputs(2, 2, 1, 23, 37, 16, 9, seed);
   in.causal = CausalAlign::kTopLeft;
-  const Result r = run_backend(in, GetParam());
+  const Result r = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   ASSERT_TRUE(r.status.ok());
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t c = 0; c < 9; ++c) {
@@ -108,7 +108,7 @@ TEST_P(Properties, PoisonedMaskedKeysChangeNothing) {
         for (int64_t j = 0; j < 70; ++j) in.bool_mask.at({0, j}) = !masked[j];
         in.has_bool_mask = true;
       }
-      const Result clean = run_backend(in, GetParam());
+      const Result clean = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
       Inputs poisoned = in;
       const float poisons[] = {NAN, INFINITY, -INFINITY, 1e30f};
       for (int64_t j = 0; j < 70; ++j) {
@@ -118,7 +118,7 @@ TEST_P(Properties, PoisonedMaskedKeysChangeNothing) {
           poisoned.v.at({0, 0, j, d}) = poisons[(j + d + 1) % 4];
         }
       }
-      const Result dirty = run_backend(poisoned, GetParam());
+      const Result dirty = run_backend(poisoned, GetParam().backend, 0, 0, 0, GetParam().isa);
       ASSERT_TRUE(clean.status.ok() && dirty.status.ok());
       EXPECT_EQ(0, std::memcmp(clean.out.storage.data(), dirty.out.storage.data(),
                                clean.out.storage.size() * sizeof(float)))
@@ -128,7 +128,7 @@ TEST_P(Properties, PoisonedMaskedKeysChangeNothing) {
         // never sees keys 54..69. Poison them; row 0 must not change.
         for (int64_t j = 54; j < 70; ++j)
           for (int64_t d = 0; d < 16; ++d) poisoned.v.at({0, 0, j, d}) = (d % 2) ? NAN : 1e30f;
-        const Result tail = run_backend(poisoned, GetParam());
+        const Result tail = run_backend(poisoned, GetParam().backend, 0, 0, 0, GetParam().isa);
         ASSERT_TRUE(tail.status.ok());
         for (int64_t h = 0; h < 2; ++h)
           for (int64_t c = 0; c < 16; ++c) ASSERT_EQ(clean.out.at({0, h, 0, c}), tail.out.at({0, h, 0, c}));
@@ -137,8 +137,12 @@ TEST_P(Properties, PoisonedMaskedKeysChangeNothing) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Properties, ::testing::Values(Backend::kReference, Backend::kMath, Backend::kFlash),
-                         [](const auto& info) { return std::string(backend_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(All, Properties,
+                         ::testing::Values(Variant{Backend::kReference, IsaPreference::kBest},
+                                           Variant{Backend::kMath, IsaPreference::kBest},
+                                           Variant{Backend::kFlash, IsaPreference::kBest},
+                                           Variant{Backend::kFlash, IsaPreference::kPortable}),
+                         [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace
 }  // namespace goldilocks::testing

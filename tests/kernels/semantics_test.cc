@@ -6,11 +6,11 @@
 namespace goldilocks::testing {
 namespace {
 
-class Semantics : public ::testing::TestWithParam<Backend> {};
+class Semantics : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(Semantics, EmptyKeysBehaveAsFullyMasked) {
   const Inputs in = random_inputs(1, 2, 1, 5, 0, 8, 8, 201);
-  const Result r = run_backend(in, GetParam());
+  const Result r = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   ASSERT_TRUE(r.status.ok()) << r.status.to_string();
   r.out.for_each_index([&](const std::vector<int64_t>& idx) { ASSERT_EQ(r.out.at(idx), 0.0f); });
   r.lse.for_each_index([&](const std::vector<int64_t>& idx) { ASSERT_EQ(r.lse.at(idx), -INFINITY); });
@@ -18,7 +18,7 @@ TEST_P(Semantics, EmptyKeysBehaveAsFullyMasked) {
 
 TEST_P(Semantics, EmptyQueriesReturnEmptyOutput) {
   const Inputs in = random_inputs(2, 2, 1, 0, 9, 8, 8, 202);
-  const Result r = run_backend(in, GetParam());
+  const Result r = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
   EXPECT_TRUE(r.status.ok()) << r.status.to_string();
   EXPECT_EQ(r.out.numel(), 0);
 }
@@ -90,8 +90,8 @@ TEST_P(Semantics, CustomScaleIsApplied) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Semantics, ::testing::Values(Backend::kMath, Backend::kFlash),
-                         [](const auto& info) { return std::string(backend_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(All, Semantics, ::testing::ValuesIn(variants_under_test()),
+                         [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace
 }  // namespace goldilocks::testing

@@ -1,0 +1,37 @@
+// Tile micro-kernels of the flash backend, one set per instruction set.
+//
+// The driver (flash_driver.h) calls these once per (query block × key block)
+// tile through a table chosen once per call, so the instruction-set choice
+// never reaches an inner loop and per-score work stays inlined.
+#pragma once
+
+#include <cstdint>
+
+namespace goldilocks::kernels {
+
+struct TileKernels {
+  const char* isa;  // "portable", "avx2", "avx512", ...
+
+  // S = scale · Q·Kᵀ for one tile.
+  //   q  is (rows, dk) row-major, leading dimension dk
+  //   kt is (dk, cols) with leading dimension ldk: keys along the fast axis
+  //   s  is (rows, cols) with leading dimension lds
+  void (*scores)(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
+                 float* s, int64_t lds);
+
+  // Online softmax and P·V for one tile, updating the running state of each row:
+  //   m[rows] running max, l[rows] running sum, acc (rows, dv) unnormalised output.
+  // Entries of s equal to -inf are masked: they contribute nothing, and their V
+  // row is never multiplied in (v_all_finite == false means V may hold NaN/Inf,
+  // so masked keys must be skipped rather than multiplied by 0).
+  // A NaN score poisons its row. s is overwritten (with probabilities).
+  void (*softmax_pv)(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, bool v_all_finite,
+                     float* m, float* l, float* acc);
+};
+
+// The portable set, compiled for the baseline ISA (always built, always tested).
+const TileKernels& portable_tile_kernels();
+// The best set this CPU supports, or the portable one when force_portable.
+const TileKernels& select_tile_kernels(bool force_portable);
+
+}  // namespace goldilocks::kernels

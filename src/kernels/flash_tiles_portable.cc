@@ -1,0 +1,73 @@
+// Portable tile micro-kernels: plain C++ the compiler can vectorise for the
+// baseline ISA. They define the exact semantics every SIMD set must match.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/flash_tiles.h"
+#include "kernels/problem.h"
+
+namespace goldilocks::kernels {
+namespace {
+
+void scores_portable(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
+                     float* s, int64_t lds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    for (int64_t c = 0; c < cols; ++c) sr[c] = 0.0f;
+    // d-outer, c-inner: an axpy over keys, which vectorises without reassociation.
+    for (int64_t d = 0; d < dk; ++d) {
+      const float qd = q[r * dk + d];
+      const float* kd = kt + d * ldk;
+      for (int64_t c = 0; c < cols; ++c) sr[c] += qd * kd[c];
+    }
+    for (int64_t c = 0; c < cols; ++c) sr[c] *= scale;
+  }
+}
+
+void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
+                         bool /*v_all_finite*/, float* m, float* l, float* acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    // The max must propagate NaN, so a NaN score poisons its row instead of
+    // being mistaken for "everything masked".
+    float block_max = kNegInf;
+    bool saw_nan = false;
+    for (int64_t c = 0; c < cols; ++c) {
+      saw_nan |= std::isnan(sr[c]);
+      block_max = std::max(block_max, sr[c]);
+    }
+    const float m_new =
+        (saw_nan || std::isnan(m[r])) ? std::numeric_limits<float>::quiet_NaN() : std::max(m[r], block_max);
+    if (m_new == kNegInf) continue;  // nothing visible in this row yet
+    const float alpha = std::exp(m[r] - m_new);
+    float* ar = acc + r * dv;
+    if (alpha != 1.0f) {
+      l[r] *= alpha;
+      for (int64_t e = 0; e < dv; ++e) ar[e] *= alpha;
+    }
+    m[r] = m_new;
+    for (int64_t c = 0; c < cols; ++c) {
+      // Skipped, not multiplied by 0: a masked key's V may hold NaN.
+      if (sr[c] == kNegInf) continue;
+      const float pc = std::exp(sr[c] - m_new);
+      l[r] += pc;
+      const float* vc = v + c * dv;
+      for (int64_t e = 0; e < dv; ++e) ar[e] += pc * vc[e];
+    }
+  }
+}
+
+}  // namespace
+
+const TileKernels& portable_tile_kernels() {
+  static const TileKernels kPortable{"portable", scores_portable, softmax_pv_portable};
+  return kPortable;
+}
+
+const TileKernels& select_tile_kernels(bool force_portable) {
+  (void)force_portable;  // only the portable set exists so far
+  return portable_tile_kernels();
+}
+
+}  // namespace goldilocks::kernels

@@ -77,13 +77,15 @@ const char* causal_align_name(CausalAlign align) {
 
 std::string Explanation::to_string() const {
   std::string s;
-  if (!validation.ok()) return "error: " + validation.to_string() + "\n";
+  if (!validation.ok()) s += "error: " + validation.to_string() + "\n";
   for (const auto& v : verdicts) {
     s += std::string(backend_name(v.backend)) + ": " + (v.eligible ? "eligible" : "not eligible") + "\n";
     for (const auto& f : v.failed_checks) s += "  - " + f + "\n";
   }
-  s += std::string("chosen: ") + backend_name(chosen) + (isa.empty() ? "" : " (isa " + isa + ")") + "\n";
-  s += "why: " + reason + "\n";
+  if (validation.ok()) {
+    s += std::string("chosen: ") + backend_name(chosen) + (isa.empty() ? "" : " (isa " + isa + ")") + "\n";
+    s += "why: " + reason + "\n";
+  }
   return s;
 }
 

@@ -1,0 +1,67 @@
+// goldilocks explain: which backend a call would use, and why each other
+// backend was or was not eligible.
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "shapes.h"
+
+namespace goldilocks::tools {
+namespace gl = goldilocks;
+namespace {
+
+int explain_call(const Shape& s, const std::string& backend_name, int threads) {
+  gl::Backend backend;
+  if (!gl::parse_backend(backend_name, &backend)) {
+    std::fprintf(stderr, "error: --backend %s is not one of auto, reference, math, flash\n", backend_name.c_str());
+    return 2;
+  }
+  gl::CausalAlign causal;
+  if (!parse_causal(s.causal, &causal)) {
+    std::fprintf(stderr, "error: --causal %s is not one of none, top_left, bottom_right\n", s.causal.c_str());
+    return 2;
+  }
+  // Explain needs only shapes: inputs point at one element with stride 0.
+  static const float dummy_in = 0.0f;
+  static float dummy_out = 0.0f;
+  gl::AttentionParams p;
+  p.q = gl::make_strided_view(&dummy_in, gl::DType::kFloat32, {s.B, s.Hq, s.Nq, s.Dk}, {0, 0, 0, 0});
+  p.k = gl::make_strided_view(&dummy_in, gl::DType::kFloat32, {s.B, s.Hkv, s.Nk, s.Dk}, {0, 0, 0, 0});
+  p.v = gl::make_strided_view(&dummy_in, gl::DType::kFloat32, {s.B, s.Hkv, s.Nk, s.Dv}, {0, 0, 0, 0});
+  // explain() only validates and never touches data, but the output must
+  // still look like distinct elements: give it row-major strides.
+  p.out = gl::make_strided_mutable_view(&dummy_out, gl::DType::kFloat32, {s.B, s.Hq, s.Nq, s.Dv},
+                                        {s.Hq * s.Nq * s.Dv, s.Nq * s.Dv, s.Dv, 1});
+  p.causal = causal;
+  p.backend = backend;
+  p.num_threads = threads;
+  const gl::Explanation e = gl::explain(p);
+  std::printf("%s", e.to_string().c_str());
+  return e.validation.ok() ? 0 : 1;
+}
+
+
+}  // namespace
+
+CLI::App* register_explain(CLI::App& app, const GlobalOptions& global, int* exit_code) {
+  struct Options {
+    Shape shape;
+    std::string backend = "auto";
+  };
+  auto opts = std::make_shared<Options>();
+  CLI::App* ex = app.add_subcommand("explain", "say which backend a call would use and why");
+  Shape& s = opts->shape;
+  ex->add_option("--batch", s.B, "B")->check(CLI::NonNegativeNumber);
+  ex->add_option("--heads", s.Hq, "query heads Hq")->check(CLI::NonNegativeNumber);
+  ex->add_option("--kv-heads", s.Hkv, "key/value heads Hkv")->check(CLI::NonNegativeNumber);
+  ex->add_option("--nq", s.Nq, "query length")->check(CLI::NonNegativeNumber);
+  ex->add_option("--nk", s.Nk, "key length")->check(CLI::NonNegativeNumber);
+  ex->add_option("--dk", s.Dk, "query/key head dim")->check(CLI::NonNegativeNumber);
+  ex->add_option("--dv", s.Dv, "value head dim")->check(CLI::NonNegativeNumber);
+  ex->add_option("--causal", s.causal, "none | top_left | bottom_right");
+  ex->add_option("--backend", opts->backend, "auto | reference | math | flash");
+  ex->callback([opts, &global, exit_code] { *exit_code = explain_call(opts->shape, opts->backend, global.threads); });
+  return ex;
+}
+
+}  // namespace goldilocks::tools

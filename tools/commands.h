@@ -14,6 +14,7 @@ struct GlobalOptions {
 // Each returns the subcommand it added; the callback sets *exit_code.
 CLI::App* register_run(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_explain(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_peak(CLI::App& app, const GlobalOptions& global, int* exit_code);
 
 // The default when no subcommand is given.
 int run_default_workload(const GlobalOptions& global);

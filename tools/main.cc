@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   tools::register_run(app, global, &exit_code);
   tools::register_explain(app, global, &exit_code);
+  tools::register_peak(app, global, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (app.get_subcommands().empty()) return tools::run_default_workload(global);

@@ -1,0 +1,230 @@
+// Machine ceilings: an FMA loop and a streaming read, each compiled for every
+// instruction set Highway targets and run on the best one this CPU has (the
+// same choice the flash tile kernels make), timed for 1 thread and all threads.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "analysis/peak.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace goldilocks::analysis {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Runs `iterations` rounds of kChains independent FMAs and returns the flops done.
+// 12 chains cover 2 FMA ports × 4 cycles latency with room to spare and, with
+// the two constants, still fit in AVX2's 16 registers: the loop is bound by FMA
+// throughput alone.
+double FmaLoop(int64_t iterations, float* sink) {
+  const hn::ScalableTag<float> d;
+  constexpr int kChains = 12;
+  const auto mul = hn::Set(d, 0.9999999f);  // keeps values finite and normal forever
+  const auto add = hn::Set(d, 1e-7f);
+  auto a0 = hn::Set(d, 1.0f), a1 = hn::Set(d, 1.01f), a2 = hn::Set(d, 1.02f), a3 = hn::Set(d, 1.03f);
+  auto a4 = hn::Set(d, 1.04f), a5 = hn::Set(d, 1.05f), a6 = hn::Set(d, 1.06f), a7 = hn::Set(d, 1.07f);
+  auto a8 = hn::Set(d, 1.08f), a9 = hn::Set(d, 1.09f), a10 = hn::Set(d, 1.10f), a11 = hn::Set(d, 1.11f);
+  for (int64_t i = 0; i < iterations; ++i) {
+    a0 = hn::MulAdd(a0, mul, add), a1 = hn::MulAdd(a1, mul, add), a2 = hn::MulAdd(a2, mul, add);
+    a3 = hn::MulAdd(a3, mul, add), a4 = hn::MulAdd(a4, mul, add), a5 = hn::MulAdd(a5, mul, add);
+    a6 = hn::MulAdd(a6, mul, add), a7 = hn::MulAdd(a7, mul, add), a8 = hn::MulAdd(a8, mul, add);
+    a9 = hn::MulAdd(a9, mul, add), a10 = hn::MulAdd(a10, mul, add), a11 = hn::MulAdd(a11, mul, add);
+  }
+  // Fold everything into the sink so the compiler cannot drop the loop.
+  auto s = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
+  s = hn::Add(s, hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
+  *sink = hn::GetLane(hn::SumOfLanes(d, s));
+  return 2.0 * kChains * static_cast<double>(hn::Lanes(d)) * static_cast<double>(iterations);
+}
+
+// Sums n floats (n a multiple of 4 vectors); 4 accumulators hide the add latency.
+float SumStream(const float* HWY_RESTRICT p, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  for (int64_t i = 0; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::Add(s0, hn::LoadU(d, p + i));
+    s1 = hn::Add(s1, hn::LoadU(d, p + i + N));
+    s2 = hn::Add(s2, hn::LoadU(d, p + i + 2 * N));
+    s3 = hn::Add(s3, hn::LoadU(d, p + i + 3 * N));
+  }
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
+const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace goldilocks::analysis
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "hwy/aligned_allocator.h"
+#include <vector>
+
+#include "analysis/peak.h"
+#include "support/threading.h"
+
+namespace goldilocks::analysis {
+HWY_EXPORT(FmaLoop);
+HWY_EXPORT(SumStream);
+HWY_EXPORT(IsaName);
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Every thread runs the same FMA loop; returns GFLOP/s over the wall time of the team.
+double fma_gflops(int threads, int64_t iterations) {
+  std::vector<float> sinks(static_cast<size_t>(threads) * 16);  // one cache line apart
+  std::vector<double> flops(threads, 0.0);
+  const auto t0 = Clock::now();
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = support::omp_thread_index();
+    flops[t] = HWY_DYNAMIC_DISPATCH(FmaLoop)(iterations, &sinks[static_cast<size_t>(t) * 16]);
+  }
+  const double s = seconds_since(t0);
+  double total = 0.0;
+  for (double f : flops) total += f;
+  return total / s * 1e-9;
+}
+
+// Each thread streams its own contiguous share of the buffer; returns GB/s.
+double read_gbs(int threads, const float* data, int64_t n, float* sink) {
+  std::vector<float> sums(threads, 0.0f);
+  const int64_t share = n / threads;
+  const auto t0 = Clock::now();
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = support::omp_thread_index();
+    sums[t] = HWY_DYNAMIC_DISPATCH(SumStream)(data + t * share, share);
+  }
+  const double s = seconds_since(t0);
+  for (float x : sums) *sink += x;
+  return static_cast<double>(share) * threads * sizeof(float) / s * 1e-9;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+// Median GFLOP/s of `repeats` runs each lasting about `seconds` (calibrated on one short run).
+double measure_fma(int threads, double seconds, int repeats) {
+  int64_t iterations = 1 << 16;
+  for (;;) {  // calibrate: grow until one run takes >= 10 ms, then scale to the target
+    const auto t0 = Clock::now();
+    fma_gflops(1, iterations);
+    const double s = seconds_since(t0);
+    if (s >= 0.01) {
+      iterations = std::max<int64_t>(1, static_cast<int64_t>(iterations * seconds / s));
+      break;
+    }
+    iterations *= 4;
+  }
+  std::vector<double> runs;
+  for (int r = 0; r < repeats; ++r) runs.push_back(fma_gflops(threads, iterations));
+  return median(runs);
+}
+
+}  // namespace
+
+Status measure_peak(const PeakOptions& options, MachinePeak* peak) {
+  if (options.threads < 0) return InvalidArgument("threads: must be >= 0 (0 = all available cores)");
+  if (!(options.fma_seconds > 0.0) || options.fma_seconds > 60.0)
+    return InvalidArgument("fma_seconds: must be in (0, 60]; 0.2 is the default");
+  if (options.repeats < 1 || options.repeats > 1000) return InvalidArgument("repeats: must be in [1, 1000]");
+  if (options.buffer_bytes < (int64_t{1} << 20) || options.buffer_bytes > (int64_t{1} << 36))
+    return InvalidArgument("buffer_bytes: must be in [1 MiB, 64 GiB]; use far more than the last-level cache");
+
+  MachinePeak m;
+  m.threads = support::resolve_threads(options.threads);
+  m.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
+  m.cpu_model = cpu_model_name();
+  m.fma_gflops_1t = measure_fma(1, options.fma_seconds, options.repeats);
+  m.fma_gflops_all = measure_fma(m.threads, options.fma_seconds, options.repeats);
+
+  // Whole 64-byte lines per thread, so every share is equal and vector-aligned.
+  const int64_t line_floats = 16 * 4;  // 4 vectors of up to 16 lanes
+  const int64_t n = options.buffer_bytes / 4 / (line_floats * m.threads) * (line_floats * m.threads);
+  hwy::AlignedFreeUniquePtr<float[]> buffer = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+  if (!buffer) return ResourceExhausted("buffer_bytes: could not allocate the bandwidth buffer; pass a smaller one");
+  float* data = buffer.get();
+  // First touch by the threads that read it later; small distinct values keep sums finite.
+#pragma omp parallel for num_threads(m.threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) data[i] = static_cast<float>(i & 7) * 0.125f;
+  float sink = 0.0f;
+  std::vector<double> one, all;
+  for (int r = 0; r < options.repeats; ++r) {
+    one.push_back(read_gbs(1, data, n, &sink));
+    all.push_back(read_gbs(m.threads, data, n, &sink));
+  }
+  if (!std::isfinite(sink)) return Internal("peak: the bandwidth checksum is not finite");
+  m.read_gbs_1t = median(one);
+  m.read_gbs_all = median(all);
+  *peak = m;
+  return Status::Ok();
+}
+
+std::string peak_to_json(const MachinePeak& p) {
+  nlohmann::ordered_json j;
+  j["isa"] = p.isa;
+  j["cpu_model"] = p.cpu_model;
+  j["threads"] = p.threads;
+  j["fma_gflops_1t"] = p.fma_gflops_1t;
+  j["fma_gflops_all"] = p.fma_gflops_all;
+  j["read_gbs_1t"] = p.read_gbs_1t;
+  j["read_gbs_all"] = p.read_gbs_all;
+  return j.dump(2);
+}
+
+Status peak_from_json(const std::string& json, MachinePeak* peak) {
+  const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return InvalidArgument("json: not a JSON object; pass `goldilocks peak --json` output");
+  MachinePeak p;
+  auto get_string = [&](const char* key, std::string* out) {
+    if (!j.contains(key) || !j[key].is_string()) return InvalidArgument(std::string("json: missing string field ") + key);
+    *out = j[key].get<std::string>();
+    return Status::Ok();
+  };
+  auto get_number = [&](const char* key, double* out) {
+    if (!j.contains(key) || !j[key].is_number()) return InvalidArgument(std::string("json: missing number field ") + key);
+    *out = j[key].get<double>();
+    return Status::Ok();
+  };
+  GOLDILOCKS_RETURN_IF_ERROR(get_string("isa", &p.isa));
+  GOLDILOCKS_RETURN_IF_ERROR(get_string("cpu_model", &p.cpu_model));
+  if (!j.contains("threads") || !j["threads"].is_number_integer() || j["threads"].get<int64_t>() < 1 ||
+      j["threads"].get<int64_t>() > 1 << 20)
+    return InvalidArgument("json: field threads must be an integer >= 1");
+  p.threads = j["threads"].get<int>();
+  GOLDILOCKS_RETURN_IF_ERROR(get_number("fma_gflops_1t", &p.fma_gflops_1t));
+  GOLDILOCKS_RETURN_IF_ERROR(get_number("fma_gflops_all", &p.fma_gflops_all));
+  GOLDILOCKS_RETURN_IF_ERROR(get_number("read_gbs_1t", &p.read_gbs_1t));
+  GOLDILOCKS_RETURN_IF_ERROR(get_number("read_gbs_all", &p.read_gbs_all));
+  *peak = p;
+  return Status::Ok();
+}
+
+}  // namespace goldilocks::analysis
+#endif  // HWY_ONCE

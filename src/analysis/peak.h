@@ -1,0 +1,37 @@
+// Machine ceilings measured by the tool itself: fp32 FMA throughput and memory
+// read bandwidth, for one thread and for all threads. Benchmarks express every
+// result as a fraction of these figures from the same run, never a datasheet.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "goldilocks/status.h"
+
+namespace goldilocks::analysis {
+
+struct MachinePeak {
+  std::string isa;        // instruction set of the FMA loop (the widest the kernels use)
+  std::string cpu_model;  // /proc/cpuinfo "model name", or "unknown"
+  int threads = 1;        // threads used for the *_all figures
+  double fma_gflops_1t = 0.0;   // fp32, 2 flops per FMA lane
+  double fma_gflops_all = 0.0;
+  double read_gbs_1t = 0.0;     // streaming read-and-sum of a buffer far larger than the caches
+  double read_gbs_all = 0.0;
+};
+
+struct PeakOptions {
+  int threads = 0;                     // 0 = all available cores
+  double fma_seconds = 0.2;            // per FMA repetition
+  int repeats = 5;                     // the median of this many repetitions is reported
+  int64_t buffer_bytes = int64_t{1} << 30;  // bandwidth buffer; must dwarf the last-level cache
+};
+
+// Measures the ceilings (a few seconds with the defaults). Errors name the bad option.
+Status measure_peak(const PeakOptions& options, MachinePeak* peak);
+
+// One JSON object with the field names above; parse accepts exactly that.
+std::string peak_to_json(const MachinePeak& peak);
+Status peak_from_json(const std::string& json, MachinePeak* peak);
+
+}  // namespace goldilocks::analysis

@@ -8,6 +8,7 @@ DEBIAN_PACKAGES=(
   g++ ninja-build
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libfmt-dev
+  python3-dev python3-pip
 )
 
 missing=()
@@ -25,4 +26,23 @@ fi
 # CMake >= 3.24 (Debian 12 ships 3.25; a pip-installed cmake also works).
 if ! command -v cmake >/dev/null 2>&1; then
   python3 -m pip install -q cmake
+fi
+
+# Python packages for the goldilocks package and its tests. torch is pinned
+# exactly (a newer one pulls gigabytes); transformers 5.23.0 is pinned to a
+# release that works with torch 2.13.0 and does not ask pip to replace torch.
+# Debian's system Python is "externally managed" (PEP 668); we install into it anyway.
+PYTHON="${PYTHON:-python3}"
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+PYTHON_PACKAGES=(torch==2.13.0 transformers==5.23.0 numpy pytest nanobind scikit-build-core)
+if ! "$PYTHON" - "${PYTHON_PACKAGES[@]}" <<'PYEOF' 2>/dev/null; then
+import importlib.metadata as md, sys
+for spec in sys.argv[1:]:
+    name, _, pin = spec.partition("==")
+    installed = md.version(name)  # raises if missing
+    if pin and installed.split("+")[0] != pin:
+        sys.exit(1)
+PYEOF
+  echo "setup: installing Python packages: ${PYTHON_PACKAGES[*]}"
+  "$PYTHON" -m pip install -q "${PYTHON_PACKAGES[@]}"
 fi

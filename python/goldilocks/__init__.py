@@ -1,0 +1,23 @@
+"""Goldilocks: fast, memory-efficient scaled dot-product attention on the CPU.
+
+Drop-in for PyTorch on the CPU::
+
+    from goldilocks import scaled_dot_product_attention
+    out = scaled_dot_product_attention(q, k, v, is_causal=True)   # torch or NumPy in, same type out
+"""
+from goldilocks._core import get_num_threads, set_num_threads, available_cores
+from goldilocks.functional import attention, scaled_dot_product_attention
+from goldilocks.backends import sdpa_backend, current_backend, explain
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "scaled_dot_product_attention",
+    "attention",
+    "sdpa_backend",
+    "current_backend",
+    "explain",
+    "set_num_threads",
+    "get_num_threads",
+    "available_cores",
+]

@@ -1,0 +1,42 @@
+"""Goldilocks as a Hugging Face `transformers` attention implementation.
+
+    import goldilocks.hf
+    goldilocks.hf.register()   # once per process; the name is "goldilocks"
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="goldilocks")
+
+Registration goes through transformers' public interfaces: AttentionInterface
+for the attention function and AttentionMaskInterface for the mask, which is
+the one the model's own "sdpa" implementation builds (so padding, causal and
+sliding-window masks arrive exactly as sdpa would see them)."""
+from goldilocks.functional import scaled_dot_product_attention
+
+NAME = "goldilocks"
+
+
+def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                      **kwargs):
+    """query (B, Hq, Nq, D), key/value (B, Hkv, Nk, D) → ((B, Nq, Hq, D), None), as transformers' sdpa."""
+    if kwargs.get("softcap") is not None:
+        raise NotImplementedError("softcap: Goldilocks' SDPA has no logit soft-capping; use attn_implementation='eager'")
+    if kwargs.get("position_bias") is not None:
+        raise NotImplementedError("position_bias: not supported here; fold it into an additive attention mask")
+    q_len, kv_len = query.shape[2], key.shape[2]
+    # The same is_causal rule as transformers' sdpa_attention_forward.
+    is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    is_causal = bool(q_len > 1 and attention_mask is None and is_causal)
+    if is_causal and kv_len > q_len:
+        # An empty static cache's tail: sdpa crops it too (top-left causal would otherwise see it).
+        key, value = key[:, :, :q_len], value[:, :, :q_len]
+    # GQA is native (no repeat_kv copies): query head h reads KV head h // (Hq // Hkv).
+    out = scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
+                                       is_causal=is_causal, scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register(name=NAME):
+    """Registers Goldilocks under `name` with transformers (idempotent)."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    AttentionInterface.register(name, attention_forward)
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    return name

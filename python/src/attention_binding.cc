@@ -1,0 +1,127 @@
+// goldilocks._core.attention / explain: one N-d SDPA call → core calls.
+//
+// The Python layer (goldilocks/functional.py) checks PyTorch's argument rules
+// and passes a factory for the output so it comes back as the caller's type;
+// this file plans the no-copy layout, runs the core with the GIL released and
+// turns a failed Status into a Python exception before anything is written.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "array_convert.h"
+#include "batch_layout.h"
+#include "goldilocks/attention.h"
+#include "thread_budget.h"
+
+namespace goldilocks::python {
+namespace {
+
+using namespace nb::literals;
+
+CausalAlign parse_causal(const std::string& s) {
+  if (s == "none") return CausalAlign::kNone;
+  if (s == "top_left") return CausalAlign::kTopLeft;
+  if (s == "bottom_right") return CausalAlign::kBottomRight;
+  throw nb::value_error(("causal: '" + s + "' is not one of 'none', 'top_left', 'bottom_right'").c_str());
+}
+
+IsaPreference parse_isa(const std::string& s) {
+  if (s == "best") return IsaPreference::kBest;
+  if (s == "portable") return IsaPreference::kPortable;
+  throw nb::value_error(("isa: '" + s + "' is not one of 'best', 'portable'").c_str());
+}
+
+nb::dict explanation_dict(const Explanation& e) {
+  nb::dict d;
+  d["valid"] = e.validation.ok();
+  d["error"] = e.validation.ok() ? std::string() : e.validation.message();
+  d["chosen"] = e.validation.ok() && e.chosen != Backend::kAuto ? nb::cast(std::string(backend_name(e.chosen)))
+                                                                : nb::none();
+  d["isa"] = e.isa;
+  d["reason"] = e.reason;
+  nb::list verdicts;
+  for (const BackendVerdict& v : e.verdicts) {
+    nb::dict vd;
+    vd["backend"] = std::string(backend_name(v.backend));
+    vd["eligible"] = v.eligible;
+    vd["failed_checks"] = v.failed_checks;
+    verdicts.append(vd);
+  }
+  d["verdicts"] = verdicts;
+  d["text"] = e.to_string();
+  return d;
+}
+
+// Returns out, (out, lse), or with explain_only the explanation dict.
+nb::object attention(InArray query, InArray key, InArray value, std::optional<InArray> attn_mask,
+                     std::optional<double> scale, const std::string& causal, bool enable_gqa,
+                     const std::string& backend, const std::string& isa, nb::callable new_array, bool want_lse,
+                     bool explain_only) {
+  const ArrayDesc q = describe(query, "query"), k = describe(key, "key"), v = describe(value, "value");
+  std::optional<ArrayDesc> mask;
+  if (attn_mask) mask = describe(*attn_mask, "attn_mask");
+
+  AttentionParams base;
+  base.scale = scale;
+  base.causal = parse_causal(causal);
+  base.isa = parse_isa(isa);
+  if (!parse_backend(backend, &base.backend)) {
+    throw nb::value_error(("backend: '" + backend + "' is not one of 'auto', 'reference', 'math', 'flash'").c_str());
+  }
+
+  // Shapes first, so a bad call raises before any output is allocated.
+  std::vector<int64_t> out_shape;
+  Status s = sdpa_output_shape(q, k, v, mask ? &*mask : nullptr, enable_gqa, &out_shape);
+  if (!s.ok()) raise_status(s);
+  nb::object out_obj = new_array(out_shape, dtype_name(q.dtype));
+  const OutArray out_arr = nb::cast<OutArray>(out_obj);
+  const ArrayDesc out = describe(out_arr, "out");
+  nb::object lse_obj = nb::none();
+  std::optional<ArrayDesc> lse;
+  std::optional<OutArray> lse_arr;
+  if (want_lse) {
+    lse_obj = new_array(std::vector<int64_t>(out_shape.begin(), out_shape.end() - 1), "float32");
+    lse_arr = nb::cast<OutArray>(lse_obj);
+    lse = describe(*lse_arr, "lse");
+  }
+
+  std::vector<AttentionParams> calls;
+  s = plan_core_calls(q, k, v, mask ? &*mask : nullptr, out, lse ? &*lse : nullptr, enable_gqa, base, &calls);
+  if (!s.ok()) raise_status(s);
+  if (explain_only) return explanation_dict(explain(calls.front()));
+
+  // Every slice validates alike, but check them all before the first write.
+  if (calls.size() > 1) {
+    for (const AttentionParams& p : calls) {
+      const Explanation e = explain(p);
+      if (!e.validation.ok()) raise_status(e.validation);
+    }
+  }
+  {
+    nb::gil_scoped_release release;
+    ThreadGrant grant(default_num_threads());
+    for (AttentionParams& p : calls) {
+      p.num_threads = grant.threads();
+      s = attention(p);
+      if (!s.ok()) break;
+    }
+  }
+  if (!s.ok()) raise_status(s);
+  if (want_lse) return nb::make_tuple(out_obj, lse_obj);
+  return out_obj;
+}
+
+}  // namespace
+
+void bind_attention(nb::module_& m) {
+  m.def("attention", &attention, "query"_a, "key"_a, "value"_a, "attn_mask"_a.none(), "scale"_a.none(), "causal"_a,
+        "enable_gqa"_a, "backend"_a, "isa"_a, "new_array"_a, "want_lse"_a, "explain_only"_a,
+        "Runs attention on CPU arrays of any framework (see goldilocks.functional).");
+}
+
+}  // namespace goldilocks::python

@@ -1,0 +1,23 @@
+// goldilocks._core: the extension module. Each feature binds itself from its
+// own file; this one adds the process-wide settings.
+#include <nanobind/nanobind.h>
+
+#include "goldilocks/attention.h"
+#include "support/threading.h"
+
+namespace nb = nanobind;
+
+namespace goldilocks::python {
+void bind_attention(nb::module_& m);
+}  // namespace goldilocks::python
+
+NB_MODULE(_core, m) {
+  using namespace nb::literals;
+  m.doc() = "Goldilocks C++ core (use the goldilocks package, not this module)";
+  goldilocks::python::bind_attention(m);
+
+  m.def("set_num_threads", &goldilocks::set_default_num_threads, "n"_a,
+        "Threads per call from now on (n <= 0 restores the default: the cores available).");
+  m.def("get_num_threads", &goldilocks::default_num_threads, "Threads a call uses (unless concurrent calls share the cores).");
+  m.def("available_cores", &goldilocks::support::available_cores, "Cores this process may run on.");
+}

@@ -5,7 +5,7 @@ Drop-in for PyTorch on the CPU::
     from goldilocks import scaled_dot_product_attention
     out = scaled_dot_product_attention(q, k, v, is_causal=True)   # torch or NumPy in, same type out
 """
-from goldilocks._core import get_num_threads, set_num_threads, available_cores
+from goldilocks._core import available_cores, get_num_threads, peak, set_num_threads
 from goldilocks.functional import attention, scaled_dot_product_attention
 from goldilocks.backends import sdpa_backend, current_backend, explain
 
@@ -20,4 +20,5 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "available_cores",
+    "peak",
 ]

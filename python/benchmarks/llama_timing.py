@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Times a Llama-style transformers model (random weights from a config,
+nothing downloaded) with its own "sdpa" attention and with Goldilocks
+registered as its attention implementation: prefill (one forward pass over the
+prompt) and greedy generation. Runs are interleaved, same thread count; prints
+medians and the ratio, and checks both produce the same tokens.
+
+  python python/benchmarks/llama_timing.py
+  python python/benchmarks/llama_timing.py --prompt 2048 --new-tokens 64 --layers 4 --repeats 3
+"""
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+import transformers
+
+import goldilocks
+import goldilocks.hf
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompt", type=int, default=1024, help="prompt length (tokens)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--kv-heads", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="default: the cores available")
+    args = ap.parse_args()
+
+    threads = args.threads or goldilocks.available_cores()
+    torch.set_num_threads(threads)
+    goldilocks.set_num_threads(threads)
+    goldilocks.hf.register()
+    config = transformers.LlamaConfig(
+        vocab_size=32000, hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+        max_position_embeddings=args.prompt + args.new_tokens + 16)
+    torch.manual_seed(0)
+    models = {"sdpa": transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation="sdpa")}
+    models["goldilocks"] = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config),
+                                                                       attn_implementation="goldilocks")
+    models["goldilocks"].load_state_dict(models["sdpa"].state_dict())
+    for m in models.values():
+        m.eval()
+    ids = torch.randint(0, config.vocab_size, (args.batch, args.prompt), generator=torch.Generator().manual_seed(1))
+    gen_kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+
+    prefill = {name: [] for name in models}
+    generate = {name: [] for name in models}
+    tokens = {}
+    with torch.inference_mode():
+        for name, m in models.items():  # warm-up
+            m(input_ids=ids)
+        for r in range(args.repeats):
+            order = list(models) if r % 2 == 0 else list(reversed(models))
+            for name in order:
+                t0 = time.perf_counter()
+                models[name](input_ids=ids)
+                prefill[name].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                tokens[name] = models[name].generate(ids, **gen_kwargs)
+                generate[name].append(time.perf_counter() - t0)
+
+    print(f"# Llama-style: {args.layers} layers, hidden {args.hidden}, {args.heads} heads / {args.kv_heads} KV heads, "
+          f"batch {args.batch}, prompt {args.prompt}, {args.new_tokens} new tokens, {threads} threads, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}, {args.repeats} interleaved repeats")
+    print(f"{'attention':<11} {'prefill ms':>11} {'generate ms':>12} {'ms/token':>9}")
+    for name in models:
+        p, g = statistics.median(prefill[name]), statistics.median(generate[name])
+        print(f"{name:<11} {p*1e3:>11.1f} {g*1e3:>12.1f} {g*1e3/args.new_tokens:>9.2f}")
+    ps, pg = (statistics.median(prefill[n]) for n in ("sdpa", "goldilocks"))
+    gs, gg = (statistics.median(generate[n]) for n in ("sdpa", "goldilocks"))
+    print(f"speed-up of goldilocks over sdpa: prefill {ps/pg:.2f}x, generate {gs/gg:.2f}x")
+    print("same generated tokens:", torch.equal(tokens["sdpa"], tokens["goldilocks"]))
+
+
+if __name__ == "__main__":
+    main()

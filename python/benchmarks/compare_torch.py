@@ -8,7 +8,9 @@ order, so machine noise hits all of them alike) and with the same thread count:
   torch_flex   flex_attention on the CPU, torch.compile'd (compile time reported apart)
   gl_math      goldilocks.scaled_dot_product_attention under sdpa_backend("math")
   gl_flash     goldilocks.scaled_dot_product_attention under sdpa_backend("flash")
-and prints medians, min/max, GFLOP/s and each one's speed-up over torch_flash.
+and prints medians, min/max, GFLOP/s, the fraction of this machine's fp32 FMA
+peak measured in the same run (goldilocks.peak, all threads) and each one's
+speed-up over torch_flash.
 
   python python/benchmarks/compare_torch.py                       # default shapes
   python python/benchmarks/compare_torch.py --shape 1,16,4096,64 --causal --repeats 5
@@ -65,7 +67,7 @@ def make_impls(q, k, v, causal, flex_mode):
     return impls
 
 
-def bench_shape(shape, causal, repeats, flex_mode, math_limit_bytes, seed):
+def bench_shape(shape, causal, repeats, flex_mode, math_limit_bytes, seed, peak_gflops):
     b, h, n, d = shape
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
@@ -101,9 +103,14 @@ def bench_shape(shape, causal, repeats, flex_mode, math_limit_bytes, seed):
         rows.append({
             "impl": name, "B": b, "H": h, "N": n, "D": d, "causal": causal, "threads": goldilocks.get_num_threads(),
             "median_s": med, "min_s": min(times[name]), "max_s": max(times[name]), "gflops": flops / med / 1e9,
+            "fraction_of_fma_peak": flops / med / 1e9 / peak_gflops if peak_gflops else None,
             "speedup_vs_torch_flash": base / med, "max_abs_err_vs_fp64": max_err[name], "warmup_s": warmup_s[name],
         })
     return rows
+
+
+def fmt_fraction(x):
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def main():
@@ -115,6 +122,7 @@ def main():
     ap.add_argument("--flex", choices=["compiled", "eager", "off"], default="compiled")
     ap.add_argument("--math-limit-gib", type=float, default=4.0, help="skip the math paths above this score matrix size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-peak", action="store_true", help="skip measuring the machine's FMA peak")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
 
@@ -123,19 +131,26 @@ def main():
     goldilocks.set_num_threads(threads)
     print(f"# torch {torch.__version__}, goldilocks {goldilocks.__version__}, {threads} threads, "
           f"{args.repeats} interleaved repeats, causal={args.causal}")
+    peak_gflops = None
+    if not args.no_peak:
+        peak = goldilocks.peak(threads=threads)
+        peak_gflops = peak["fma_gflops_all"]
+        print(f"# measured peak ({peak['isa']}, {threads} threads): fp32 FMA {peak_gflops:.1f} GFLOP/s, "
+              f"memory read {peak['read_gbs_all']:.1f} GB/s")
     all_rows = []
     with torch.inference_mode():
         for text in args.shape or DEFAULT_SHAPES:
             rows = bench_shape(parse_shape(text), args.causal, args.repeats, args.flex,
-                               args.math_limit_gib * 2**30, args.seed)
+                               args.math_limit_gib * 2**30, args.seed, peak_gflops)
             all_rows += rows
             b, h, n, d = parse_shape(text)
             print(f"\nB={b} H={h} N={n} D={d} causal={args.causal}")
-            print(f"{'impl':<12} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'GFLOP/s':>8} "
+            print(f"{'impl':<12} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'GFLOP/s':>8} {'% peak':>7} "
                   f"{'vs torch_flash':>14} {'max err':>9} {'warm-up s':>9}")
             for r in rows:
                 print(f"{r['impl']:<12} {r['median_s']*1e3:>10.2f} {r['min_s']*1e3:>9.2f} {r['max_s']*1e3:>9.2f} "
-                      f"{r['gflops']:>8.1f} {r['speedup_vs_torch_flash']:>13.2f}x {r['max_abs_err_vs_fp64']:>9.1e} "
+                      f"{r['gflops']:>8.1f} {fmt_fraction(r['fraction_of_fma_peak']):>7} "
+                      f"{r['speedup_vs_torch_flash']:>13.2f}x {r['max_abs_err_vs_fp64']:>9.1e} "
                       f"{r['warmup_s']:>9.2f}")
             sys.stdout.flush()
     if args.json:

@@ -53,3 +53,22 @@ def test_thread_count_setting():
     assert goldilocks.get_num_threads() == 1
     goldilocks.set_num_threads(0)
     assert goldilocks.get_num_threads() == goldilocks.available_cores()
+
+
+def test_gil_is_released_while_the_kernel_runs(rng):
+    # If the call held the GIL, the main thread could run Python again only after the
+    # kernel returned; with it released, it wakes while the (seconds-long) kernel still runs.
+    q = randn(rng, 1, 4, 384, 64)
+    finished = threading.Event()
+
+    def worker():
+        with goldilocks.sdpa_backend("reference"):  # slow on purpose
+            goldilocks.scaled_dot_product_attention(q, q, q)
+        finished.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    threading.Event().wait(0.01)
+    still_running = not finished.is_set()
+    t.join()
+    assert still_running

@@ -76,3 +76,11 @@ def test_gil_is_released_while_the_kernel_runs(rng):
     woke_after = time.perf_counter() - start
     worker.join()
     assert woke_after < duration / 2, f"main thread blocked {woke_after:.3f} s by a {duration:.3f} s call"
+
+
+def test_one_openmp_runtime_shared_with_torch():
+    # Goldilocks and PyTorch must share one OpenMP thread pool (libgomp.so.1, whichever
+    # loaded first): two pools would put twice the cores' threads on the machine.
+    maps = open("/proc/self/maps").read().splitlines()
+    runtimes = {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
+    assert len(runtimes) == 1, runtimes

@@ -126,3 +126,22 @@ def test_explain_reports_why(qkv):
     assert not flash["eligible"] and "float32 only" in flash["failed_checks"][0]
     with pytest.raises(ValueError, match="value of shape"):
         goldilocks.explain(q, k, v[..., :3, :])
+
+
+def test_native_attention_arguments(qkv):
+    q, k, v = qkv
+    with pytest.raises(ValueError, match="causal: 'diagonal' is not one of"):
+        goldilocks.attention(q, k, v, causal="diagonal")
+    with pytest.raises(ValueError, match="isa: 'sse' is not one of"):
+        goldilocks.attention(q, k, v, isa="sse")
+
+
+def test_sdpa_backend_accepts_torch_backend_names(qkv):
+    from torch.nn.attention import SDPBackend
+    q, k, v = qkv
+    with goldilocks.sdpa_backend(SDPBackend.MATH):
+        assert goldilocks.current_backend() == "math"
+        assert goldilocks.explain(q, k, v)["chosen"] == "math"
+    with pytest.raises(ValueError, match="backend: .*EFFICIENT_ATTENTION"):
+        with goldilocks.sdpa_backend(SDPBackend.EFFICIENT_ATTENTION):
+            pass

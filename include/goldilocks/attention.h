@@ -23,6 +23,8 @@
 
 namespace goldilocks {
 
+class KvCache;  // goldilocks/kv_cache.h
+
 // Which key positions a query may see when causal masking is on.
 enum class CausalAlign : uint8_t {
   kNone,         // no causal mask
@@ -73,6 +75,14 @@ struct AttentionParams {
   // Upper bound on temporary memory a backend may allocate, in bytes
   // (0 = the machine's physical memory). The math backend needs B·Hq·Nq·Nk·4.
   int64_t workspace_limit_bytes = 0;
+
+  // Attention over a KV cache (goldilocks/kv_cache.h): when set, keys and
+  // values come from the cache (k, v and mask must be absent) and the Nq
+  // queries are the last Nq positions of each sequence (use kBottomRight).
+  const KvCache* kv_cache = nullptr;
+  // Key chunks per sequence for split-KV decoding (0 = chosen from the shape,
+  // never from the thread count, so results are identical for any threads).
+  int64_t kv_splits = 0;
 };
 
 // Runs attention. On error nothing is written to out or lse.

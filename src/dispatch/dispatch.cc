@@ -7,6 +7,7 @@
 #include "dispatch/validate.h"
 #include "goldilocks/attention.h"
 #include "kernels/kernels.h"
+#include "kv_cache/kv_attention.h"
 
 namespace goldilocks {
 namespace {
@@ -116,6 +117,8 @@ Explanation explain(const AttentionParams& params) {
 }
 
 Status attention(const AttentionParams& params) {
+  // Keys and values held in a KV cache go to the decode kernel (src/kv_cache).
+  if (params.kv_cache != nullptr) return attention_over_cache(params);
   Problem p;
   GOLDILOCKS_RETURN_IF_ERROR(dispatch::validate(params, &p));
   Backend chosen = params.backend;

@@ -9,6 +9,7 @@ namespace goldilocks::support {
 namespace {
 std::atomic<int64_t> g_in_use{0};
 std::atomic<int64_t> g_peak{0};
+std::atomic<int64_t> g_allocations{0};
 
 void raise_peak(int64_t now) {
   int64_t peak = g_peak.load(std::memory_order_relaxed);
@@ -19,6 +20,7 @@ void raise_peak(int64_t now) {
 
 int64_t tracked_bytes_in_use() { return g_in_use.load(std::memory_order_relaxed); }
 int64_t tracked_peak_bytes() { return g_peak.load(std::memory_order_relaxed); }
+int64_t tracked_allocation_count() { return g_allocations.load(std::memory_order_relaxed); }
 void reset_tracked_peak() { g_peak.store(g_in_use.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 void* tracked_alloc(int64_t bytes) {
@@ -29,6 +31,7 @@ void* tracked_alloc(int64_t bytes) {
   const int64_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
   void* p = std::aligned_alloc(kAlign, static_cast<size_t>(rounded));
   if (p == nullptr) return nullptr;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
   raise_peak(g_in_use.fetch_add(bytes, std::memory_order_relaxed) + bytes);
   return p;
 }

@@ -12,6 +12,8 @@ namespace goldilocks::support {
 int64_t tracked_bytes_in_use();
 int64_t tracked_peak_bytes();
 void reset_tracked_peak();
+// Number of successful tracked_alloc calls so far (shows a hot path allocates nothing).
+int64_t tracked_allocation_count();
 
 // 64-byte aligned, tracked. Returns nullptr on failure (never throws).
 void* tracked_alloc(int64_t bytes);

@@ -1,0 +1,462 @@
+// Decode kernel: attention of a few new queries over a paged KV cache, with
+// K/V dequantized in registers (never into a full-size temporary).
+//
+// q is (B,Hq,Nq,Dk), the cache holds len(b) keys/values per (b, kv head),
+// out is (B,Hq,Nq,Dv). Work item = (b, kv head, query block, key split):
+// all G = Hq/Hkv query heads sharing a KV head are rows of one item, so each
+// K/V row is read from memory once for the whole group (GQA).
+//
+// Per item:
+//   pack the item's query rows (G heads × query block), m = -inf, l = 0, acc = 0
+//   per tile of kTile keys of the item's split:
+//     pass 1: S = scale·q·kᵀ, each K row dequantized once for all rows   (ScoreTile<K storage>)
+//     pass 2: causal mask on tiles that cross the diagonal
+//     pass 3: online softmax (vector exp)                                 (SoftmaxTile)
+//     pass 4: acc += P·V, each V row dequantized once for all live rows   (PvTile<V storage>)
+//   epilogue: out = acc / l, lse = m + log l  (or the split's partial state)
+// With splits > 1 the partial (out, lse) of every split is merged in split
+// order afterwards, so the bits never depend on the thread count.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/decode.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/decode.h"
+#include "support/threading.h"
+
+#ifndef GOLDILOCKS_DECODE_PLAN_ONCE
+#define GOLDILOCKS_DECODE_PLAN_ONCE
+namespace goldilocks::kernels {
+
+inline constexpr int64_t kTile = 32;     // keys per tile: scores of all rows stay in L1
+inline constexpr int64_t kMaxRows = 64;  // query rows per item (G heads × query block)
+inline constexpr int64_t kPad = 16;      // row padding in floats: a multiple of every vector width
+// Marks a masked key in the probability tile: real probabilities are >= 0 or NaN.
+inline constexpr float kMaskedP = -1.0f;
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Scratch layout of one thread and the item decomposition; shared by every ISA.
+struct DecodePlan {
+  int64_t qb = 1, q_blocks = 1, rows = 1, dkp = 0, dvp = 0;
+  int64_t q_off = 0, acc_off = 0, m_off = 0, l_off = 0, s_off = 0, tk_off = 0, tv_off = 0, total = 0;  // floats
+  int64_t items = 0;
+};
+
+inline DecodePlan plan_decode(const DecodeProblem& p) {
+  DecodePlan t;
+  t.qb = std::max<int64_t>(1, std::min(p.Nq, kMaxRows / std::max<int64_t>(1, p.group)));
+  t.q_blocks = (p.Nq + t.qb - 1) / t.qb;
+  t.rows = p.group * t.qb;
+  t.dkp = round_up(std::max<int64_t>(p.Dk, 1), kPad);
+  t.dvp = round_up(std::max<int64_t>(p.Dv, 1), kPad);
+  int64_t off = 0;
+  auto take = [&](int64_t n) {
+    const int64_t at = off;
+    off += round_up(n, kPad);  // 64-byte aligned tiles
+    return at;
+  };
+  t.q_off = take(t.rows * t.dkp);
+  t.acc_off = take(t.rows * t.dvp);
+  t.m_off = take(t.rows);
+  t.l_off = take(t.rows);
+  t.s_off = take(t.rows * kTile);
+  t.tk_off = take(t.dkp);
+  t.tv_off = take(t.dvp);
+  t.total = off;
+  t.items = p.B * p.Hkv * t.q_blocks * p.splits;
+  return t;
+}
+
+}  // namespace goldilocks::kernels
+#endif  // GOLDILOCKS_DECODE_PLAN_ONCE
+
+HWY_BEFORE_NAMESPACE();
+namespace goldilocks::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Calls fn(e, v) for vectors v holding dequantized elements [e, e + N) of a
+// row, covering [0, dim). The last vector may run past dim: its extra lanes
+// are 0, and q / acc rows are padded to kPad so fn may touch them.
+// `tmp` holds a padded row (zeros past dim) for the formats with no SIMD path.
+template <KvStorage S, class Fn>
+HWY_INLINE void VisitRow(DF df, const quant::RowFormat& f, const uint8_t* row, float* tmp, const Fn& fn) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t full = f.dim / N * N;
+  if constexpr (S == KvStorage::kFloat32 || S == KvStorage::kFloat16 || S == KvStorage::kBFloat16) {
+    for (int64_t e = 0; e < full; e += N) {
+      if constexpr (S == KvStorage::kFloat32) {
+        fn(e, hn::LoadU(df, reinterpret_cast<const float*>(row) + e));
+      } else if constexpr (S == KvStorage::kFloat16) {
+        const hn::Rebind<hwy::float16_t, DF> dh;
+        fn(e, hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + e)));
+      } else {
+        const hn::Rebind<hwy::bfloat16_t, DF> dh;
+        fn(e, hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::bfloat16_t*>(row) + e)));
+      }
+    }
+    if (full < f.dim) {
+      // Tail: dequantize the row into tmp (zeros past dim) and hand out its last vector.
+      quant::dequantize_row(f, row, tmp);
+      fn(full, hn::LoadU(df, tmp + full));
+    }
+    return;
+  }
+  const int64_t group = f.group;
+  const bool int4 = S == KvStorage::kInt4;
+  const int64_t step = int4 ? group / 2 : group;  // code bytes per group
+  if (step % N != 0) {
+    // No whole vectors per group (tiny or odd groups): go through tmp.
+    quant::dequantize_row(f, row, tmp);
+    for (int64_t e = 0; e < f.dim; e += N) fn(e, hn::LoadU(df, tmp + e));
+    return;
+  }
+  const float* params = reinterpret_cast<const float*>(row);
+  const uint8_t* codes = row + f.param_bytes();
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
+  for (int64_t g = 0; g < f.groups(); ++g) {
+    const VF scale = hn::Set(df, params[2 * g]);
+    const VF min = hn::Set(df, params[2 * g + 1]);
+    const uint8_t* cg = codes + g * step;
+    for (int64_t i = 0; i < step; i += N) {
+      const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, cg + i));
+      if constexpr (S == KvStorage::kInt8) {
+        fn(g * group + i, hn::MulAdd(hn::ConvertTo(df, bytes), scale, min));
+      } else {
+        // Nibble-planar: low nibbles are elements [i, i+N) of the group, high nibbles [G/2 + i, ...).
+        const auto lo = hn::And(bytes, hn::Set(di32, 0xF));
+        const auto hi = hn::ShiftRight<4>(bytes);
+        fn(g * group + i, hn::MulAdd(hn::ConvertTo(df, lo), scale, min));
+        fn(g * group + step + i, hn::MulAdd(hn::ConvertTo(df, hi), scale, min));
+      }
+    }
+  }
+}
+
+// sums[r] = q_r · k for R rows of q (stride dqp), one pass over the K row.
+template <KvStorage S, int R>
+HWY_INLINE void DotRows(DF df, const quant::RowFormat& f, const uint8_t* krow, const float* q, int64_t dqp, float* tmp,
+                        float* sums) {
+  VF acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = hn::Zero(df);
+  VisitRow<S>(df, f, krow, tmp, [&](int64_t e, VF k) HWY_ATTR {
+    for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(k, hn::LoadU(df, q + r * dqp + e), acc[r]);
+  });
+  for (int r = 0; r < R; ++r) sums[r] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
+}
+
+// pass 1: s[r * kTile + c] = scale · q_r · k_c for every row and key of the tile.
+template <KvStorage S>
+void ScoreTile(const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q, int64_t rows,
+               int64_t dqp, float scale, float* s, float* tmp) {
+  const DF df;
+  float sums[4];
+  for (int64_t c = 0; c < cols; ++c) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      const int64_t nr = std::min<int64_t>(4, rows - r0);
+      const float* qr = q + r0 * dqp;
+      switch (nr) {
+        case 4: DotRows<S, 4>(df, f, krows[c], qr, dqp, tmp, sums); break;
+        case 3: DotRows<S, 3>(df, f, krows[c], qr, dqp, tmp, sums); break;
+        case 2: DotRows<S, 2>(df, f, krows[c], qr, dqp, tmp, sums); break;
+        default: DotRows<S, 1>(df, f, krows[c], qr, dqp, tmp, sums); break;
+      }
+      for (int64_t r = 0; r < nr; ++r) s[(r0 + r) * kTile + c] = scale * sums[r];
+    }
+  }
+}
+
+// acc_r += p_r · v for R live rows, one pass over the V row.
+template <KvStorage S, int R>
+HWY_INLINE void AxpyRows(DF df, const quant::RowFormat& f, const uint8_t* vrow, float* const* acc, const float* p,
+                         float* tmp) {
+  VF pv[R];
+  for (int r = 0; r < R; ++r) pv[r] = hn::Set(df, p[r]);
+  VisitRow<S>(df, f, vrow, tmp, [&](int64_t e, VF v) HWY_ATTR {
+    for (int r = 0; r < R; ++r) hn::StoreU(hn::MulAdd(pv[r], v, hn::LoadU(df, acc[r] + e)), df, acc[r] + e);
+  });
+}
+
+// pass 4: acc_r += Σ_c p[r, c] · v_c, skipping masked (kMaskedP) entries:
+// a masked key's V may hold NaN and must not be multiplied in.
+template <KvStorage S>
+void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
+            float* acc, int64_t dvp, float* tmp) {
+  const DF df;
+  float* live_acc[kMaxRows];
+  float live_p[kMaxRows];
+  for (int64_t c = 0; c < cols; ++c) {
+    int64_t live = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float pr = p[r * kTile + c];
+      if (pr == kMaskedP) continue;
+      live_acc[live] = acc + r * dvp;
+      live_p[live++] = pr;
+    }
+    for (int64_t r0 = 0; r0 < live; r0 += 4) {
+      switch (std::min<int64_t>(4, live - r0)) {
+        case 4: AxpyRows<S, 4>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+        case 3: AxpyRows<S, 3>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+        case 2: AxpyRows<S, 2>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+        default: AxpyRows<S, 1>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+      }
+    }
+  }
+}
+
+// pass 3: online softmax of one row's tile. s (-inf = masked) becomes p
+// (kMaskedP = masked); m, l and the row's acc are rescaled to the new max.
+// A NaN or +inf score makes the row NaN, as in the oracle.
+HWY_INLINE void SoftmaxRow(DF df, float* s, int64_t cols, float* m, float* l, float* acc, int64_t dvp) {
+  const float inf = std::numeric_limits<float>::infinity();
+  float block_max = -inf;
+  bool poisoned = false;
+  for (int64_t c = 0; c < cols; ++c) {
+    poisoned |= std::isnan(s[c]) || s[c] == inf;
+    block_max = std::max(block_max, s[c]);
+  }
+  if (poisoned || std::isnan(*m)) {
+    for (int64_t c = 0; c < cols; ++c) s[c] = s[c] == -inf ? kMaskedP : std::numeric_limits<float>::quiet_NaN();
+    *m = std::numeric_limits<float>::quiet_NaN();
+    *l = std::numeric_limits<float>::quiet_NaN();
+    return;
+  }
+  const float m_new = std::max(*m, block_max);
+  if (m_new == -inf) {  // nothing visible yet
+    for (int64_t c = 0; c < cols; ++c) s[c] = kMaskedP;
+    return;
+  }
+  const float alpha = std::exp(*m - m_new);  // 0 when *m was -inf
+  if (alpha != 1.0f) {
+    const VF va = hn::Set(df, alpha);
+    for (int64_t e = 0; e < dvp; e += hn::Lanes(df)) hn::Store(hn::Mul(hn::Load(df, acc + e), va), df, acc + e);
+  }
+  *m = m_new;
+  const VF vm = hn::Set(df, m_new);
+  const VF floor = hn::Set(df, -104.0f);  // exp underflows to 0 below this; keeps -inf out of Exp
+  for (int64_t c = 0; c < cols; c += hn::Lanes(df)) {
+    const VF x = hn::LoadU(df, s + c);
+    const VF e = hn::Exp(df, hn::Max(hn::Sub(x, vm), floor));
+    hn::StoreU(hn::IfThenElse(hn::Eq(x, hn::Set(df, -inf)), hn::Set(df, kMaskedP), e), df, s + c);
+  }
+  float sum = 0.0f;
+  for (int64_t c = 0; c < cols; ++c) sum += s[c] == kMaskedP ? 0.0f : s[c];
+  *l = *l * alpha + sum;
+}
+
+using ScoreFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, int64_t, float,
+                         float*, float*);
+using PvFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, float*, int64_t,
+                      float*);
+
+ScoreFn ScoreFor(KvStorage s) {
+  switch (s) {
+    case KvStorage::kFloat16: return ScoreTile<KvStorage::kFloat16>;
+    case KvStorage::kBFloat16: return ScoreTile<KvStorage::kBFloat16>;
+    case KvStorage::kInt8: return ScoreTile<KvStorage::kInt8>;
+    case KvStorage::kInt4: return ScoreTile<KvStorage::kInt4>;
+    default: return ScoreTile<KvStorage::kFloat32>;
+  }
+}
+
+PvFn PvFor(KvStorage s) {
+  switch (s) {
+    case KvStorage::kFloat16: return PvTile<KvStorage::kFloat16>;
+    case KvStorage::kBFloat16: return PvTile<KvStorage::kBFloat16>;
+    case KvStorage::kInt8: return PvTile<KvStorage::kInt8>;
+    case KvStorage::kInt4: return PvTile<KvStorage::kInt4>;
+    default: return PvTile<KvStorage::kFloat32>;
+  }
+}
+
+// One work item (see the file comment). Writes out/lse directly, or the
+// split's partial state [(b*Hq + h)*Nq + i][split] × (Dv + 1) when splitting.
+void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, float* partial, int64_t item) {
+  const DF df;
+  const float inf = std::numeric_limits<float>::infinity();
+  const int64_t split = item % p.splits;
+  int64_t rest = item / p.splits;
+  const int64_t qblk = rest % t.q_blocks;
+  rest /= t.q_blocks;
+  const int64_t hk = rest % p.Hkv, b = rest / p.Hkv;
+  const int64_t len = p.kv.lengths[b];
+  const int64_t q0 = qblk * t.qb, nq = std::min(t.qb, p.Nq - q0);
+  const int64_t rows = p.group * nq;  // row r = (head g = r / nq, query q0 + r % nq)
+  const bool causal = p.causal != CausalAlign::kNone;
+  const int64_t offset = p.causal == CausalAlign::kBottomRight ? len - p.Nq : 0;  // key j visible iff j <= i + offset
+
+  float* q = scratch + t.q_off;
+  float* acc = scratch + t.acc_off;
+  float* m = scratch + t.m_off;
+  float* l = scratch + t.l_off;
+  float* s = scratch + t.s_off;
+  float* tk = scratch + t.tk_off;
+  float* tv = scratch + t.tv_off;
+  std::fill(tk, tk + t.dkp, 0.0f);  // zero padding for the tmp-row paths
+  std::fill(tv, tv + t.dvp, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t h = hk * p.group + r / nq, i = q0 + r % nq;
+    float* qr = q + r * t.dkp;
+    for (int64_t d = 0; d < p.Dk; ++d) qr[d] = p.q[p.qs.at(b, h, i, d)];
+    std::fill(qr + p.Dk, qr + t.dkp, 0.0f);
+    std::fill(acc + r * t.dvp, acc + (r + 1) * t.dvp, 0.0f);
+    m[r] = -inf;
+    l[r] = 0.0f;
+  }
+
+  // This split's keys, cut to what the last query row can see.
+  int64_t j_begin = len * split / p.splits, j_end = len * (split + 1) / p.splits;
+  if (causal) j_end = std::min(j_end, q0 + nq + offset);
+  const ScoreFn score_tile = ScoreFor(p.kv.kf.storage);
+  const PvFn pv_tile = PvFor(p.kv.vf.storage);
+  const uint8_t* krows[kTile];
+  const uint8_t* vrows[kTile];
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
+    const int64_t cols = std::min(kTile, j_end - j0);
+    for (int64_t c = 0; c < cols; ++c) {
+      krows[c] = p.kv.k_row(b, hk, j0 + c);
+      vrows[c] = p.kv.v_row(b, hk, j0 + c);
+    }
+    // pass 1
+    score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, p.scale, s, tk);
+    for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kTile + cols, s + (r + 1) * kTile, -inf);
+    // pass 2: only tiles crossing the first row's diagonal need masking.
+    if (causal && j0 + cols - 1 > q0 + offset) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t last_visible = q0 + r % nq + offset;
+        for (int64_t c = std::max<int64_t>(0, last_visible - j0 + 1); c < cols; ++c) s[r * kTile + c] = -inf;
+      }
+    }
+    // pass 3
+    for (int64_t r = 0; r < rows; ++r) SoftmaxRow(df, s + r * kTile, cols, m + r, l + r, acc + r * t.dvp, t.dvp);
+    // pass 4
+    pv_tile(p.kv.vf, vrows, cols, s, rows, acc, t.dvp, tv);
+  }
+
+  // Epilogue: a row that saw no key gives 0 and lse -inf (contributes nothing to a merge).
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t h = hk * p.group + r / nq, i = q0 + r % nq;
+    const bool empty = m[r] == -inf;
+    const float inv_l = empty ? 0.0f : 1.0f / l[r];
+    const float lse = empty ? -inf : m[r] + std::log(l[r]);
+    const float* ar = acc + r * t.dvp;
+    if (p.splits == 1) {
+      for (int64_t e = 0; e < p.Dv; ++e) p.out[p.os.at(b, h, i, e)] = empty ? 0.0f : ar[e] * inv_l;
+      if (p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sn] = lse;
+    } else {
+      float* part = partial + (((b * p.Hq + h) * p.Nq + i) * p.splits + split) * (p.Dv + 1);
+      for (int64_t e = 0; e < p.Dv; ++e) part[e] = empty ? 0.0f : ar[e] * inv_l;
+      part[p.Dv] = lse;
+    }
+  }
+}
+
+// The ISA's item function, picked once per call.
+using DecodeItemFn = void (*)(const DecodeProblem&, const DecodePlan&, float*, float*, int64_t);
+DecodeItemFn GetDecodeItem() { return DecodeItem; }
+const char* DecodeIsaName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace goldilocks::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace goldilocks::kernels {
+HWY_EXPORT(GetDecodeItem);
+HWY_EXPORT(DecodeIsaName);
+
+namespace {
+using ItemFn = void (*)(const DecodeProblem&, const DecodePlan&, float*, float*, int64_t);
+
+ItemFn select_item(bool force_portable) {
+  // The static target is the baseline every x86-64 CPU runs: the portable path.
+  return force_portable ? HWY_STATIC_DISPATCH(GetDecodeItem)() : HWY_DYNAMIC_DISPATCH(GetDecodeItem)();
+}
+}  // namespace
+
+const char* decode_isa_name(bool force_portable) {
+  return force_portable ? HWY_STATIC_DISPATCH(DecodeIsaName)() : HWY_DYNAMIC_DISPATCH(DecodeIsaName)();
+}
+
+int64_t choose_decode_splits(int64_t B, int64_t Hkv, int64_t max_length, int64_t requested) {
+  const int64_t most = std::max<int64_t>(1, max_length);
+  if (requested > 0) return std::min(requested, most);
+  const int64_t items = std::max<int64_t>(1, B * Hkv);
+  const int64_t wanted = (16 + items - 1) / items;
+  return std::max<int64_t>(1, std::min(wanted, max_length / 256));
+}
+
+void merge_partial_state(float* out_a, float* lse_a, const float* out_b, float lse_b, int64_t dv, int64_t stride_a,
+                         int64_t stride_b) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float la = *lse_a;
+  if (lse_b == -inf) return;  // b saw no key: a is already the union
+  if (std::isnan(la) || std::isnan(lse_b)) {
+    for (int64_t e = 0; e < dv; ++e) out_a[e * stride_a] = std::numeric_limits<float>::quiet_NaN();
+    *lse_a = std::numeric_limits<float>::quiet_NaN();
+    return;
+  }
+  if (la == -inf) {
+    for (int64_t e = 0; e < dv; ++e) out_a[e * stride_a] = out_b[e * stride_b];
+    *lse_a = lse_b;
+    return;
+  }
+  const float mx = std::max(la, lse_b);
+  const float wa = std::exp(la - mx), wb = std::exp(lse_b - mx);
+  const float sum = wa + wb;
+  const float ca = wa / sum, cb = wb / sum;
+  for (int64_t e = 0; e < dv; ++e) out_a[e * stride_a] = out_a[e * stride_a] * ca + out_b[e * stride_b] * cb;
+  *lse_a = mx + std::log(sum);
+}
+
+Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws) {
+  if (p.B * p.Hq * p.Nq == 0) return Status::Ok();
+  const DecodePlan t = plan_decode(p);
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, t.items)));
+  // Scratch is sized before anything is written and kept for the next call:
+  // a decode step of the same shape allocates nothing.
+  const int64_t scratch_floats = t.total * threads;
+  const int64_t partial_floats = p.splits > 1 ? p.B * p.Hq * p.Nq * p.splits * (p.Dv + 1) : 0;
+  if (ws->scratch.size() < scratch_floats) {
+    support::TrackedBuffer<float> grown(scratch_floats);
+    if (!grown.ok()) return ResourceExhausted("kv_cache: could not allocate decode scratch");
+    ws->scratch = std::move(grown);
+  }
+  if (ws->partial.size() < partial_floats) {
+    support::TrackedBuffer<float> grown(partial_floats);
+    if (!grown.ok()) return ResourceExhausted("kv_splits: could not allocate split-KV partial states; use fewer splits");
+    ws->partial = std::move(grown);
+  }
+  const ItemFn item_fn = select_item(p.force_portable);
+  float* partial = ws->partial.data();
+  support::parallel_for(t.items, threads, [&](int64_t item, int thread) {
+    item_fn(p, t, ws->scratch.data() + thread * t.total, partial, item);
+  });
+  if (p.splits == 1) return Status::Ok();
+
+  // Merge the splits of each row in split order: fixed, whatever the thread count.
+  support::parallel_for(p.B * p.Hq, threads, [&](int64_t bh, int) {
+    const int64_t b = bh / p.Hq, h = bh % p.Hq;
+    for (int64_t i = 0; i < p.Nq; ++i) {
+      float* part = partial + (bh * p.Nq + i) * p.splits * (p.Dv + 1);
+      for (int64_t sp = 1; sp < p.splits; ++sp) {
+        const float* other = part + sp * (p.Dv + 1);
+        merge_partial_state(part, part + p.Dv, other, other[p.Dv], p.Dv, 1, 1);
+      }
+      for (int64_t e = 0; e < p.Dv; ++e) p.out[p.os.at(b, h, i, e)] = part[e];
+      if (p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sn] = part[p.Dv];
+    }
+  });
+  return Status::Ok();
+}
+
+}  // namespace goldilocks::kernels
+#endif  // HWY_ONCE

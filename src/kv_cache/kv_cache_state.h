@@ -1,0 +1,50 @@
+// The KV cache's internal state, shared by the cache operations, attention
+// over the cache and the tests (which check it against a simple model).
+//
+// Memory: one pool of pages, allocated in create(). A page holds page_size
+// tokens of every KV head: [K rows: Hkv × page_size][V rows: Hkv × page_size],
+// each head's rows consecutive so a decode streams them in order. The
+// contiguous layout is the special case of one page of max_tokens per
+// sequence, owned for life (block table = identity), so one kernel serves both.
+#pragma once
+
+#include <cstdint>
+
+#include "goldilocks/kv_cache.h"
+#include "kernels/decode.h"
+#include "quant/row_format.h"
+#include "support/memory.h"
+
+namespace goldilocks {
+
+struct KvCache::State {
+  KvCacheConfig cfg;  // defaults resolved
+  bool paged = false;
+  quant::RowFormat kf, vf;
+  int64_t page_size = 0, num_pages = 0, table_stride = 0;  // table_stride = pages per sequence at capacity
+  int64_t k_region_bytes = 0, page_bytes = 0, total_bytes = 0;
+
+  support::TrackedBuffer<uint8_t> pool;         // [num_pages][page_bytes]
+  support::TrackedBuffer<int32_t> block_table;  // [batch][table_stride], -1 = no page
+  support::TrackedBuffer<int64_t> lengths;      // [batch]
+  support::TrackedBuffer<int32_t> refcount;     // [num_pages]: sequences sharing the page (paged)
+  support::TrackedBuffer<int32_t> free_list;    // stack of free page ids (paged)
+  int64_t free_count = 0;
+
+  // Decode scratch reused across calls; attention over one cache is therefore
+  // not reentrant (one call at a time per cache object).
+  mutable kernels::DecodeWorkspace workspace;
+
+  int64_t pages_held(int64_t seq) const { return (lengths[seq] + page_size - 1) / page_size; }
+  int32_t& table(int64_t seq, int64_t page_index) const { return block_table[seq * table_stride + page_index]; }
+  uint8_t* k_row(int64_t seq, int64_t h, int64_t j) const {
+    return pool.data() + table(seq, j / page_size) * page_bytes + (h * page_size + j % page_size) * kf.row_bytes();
+  }
+  uint8_t* v_row(int64_t seq, int64_t h, int64_t j) const {
+    return pool.data() + table(seq, j / page_size) * page_bytes + k_region_bytes +
+           (h * page_size + j % page_size) * vf.row_bytes();
+  }
+  kernels::PagedKv view() const;
+};
+
+}  // namespace goldilocks

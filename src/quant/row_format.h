@@ -1,0 +1,54 @@
+// How one K or V row (head_dim elements of one token and one KV head) is
+// stored in the cache, and the scalar quantize / dequantize of a row.
+//
+// Row layout in bytes: [params][codes]
+//   f32 / f16 / bf16: no params; codes are the values (f16/bf16 round to nearest even).
+//   int8 / int4: affine per group of `group` elements: params are `groups`
+//     pairs of float32 (scale, min); value = code * scale + min with codes
+//     unsigned (int8: 0..255, int4: 0..15). Asymmetric because it spends every
+//     code on the group's actual range (about 1.2x less error than symmetric).
+//   int4 codes are nibble-planar within a group: byte i of group g holds
+//     element g*G + i in its low nibble and element g*G + G/2 + i in its high
+//     nibble, so a SIMD load of bytes yields two runs of consecutive elements.
+// A non-finite value in an int8/int4 group sets that group's scale to NaN:
+// quantized storage cannot hold NaN/Inf, so the whole group reads back NaN
+// (poisoning, never silently finite). f16 overflows to +-inf like IEEE.
+#pragma once
+
+#include <cstdint>
+
+#include "goldilocks/kv_cache.h"
+
+namespace goldilocks::quant {
+
+struct RowFormat {
+  KvStorage storage = KvStorage::kFloat32;
+  int64_t dim = 0;
+  int64_t group = 0;  // elements per (scale, min) pair; quantized types only
+
+  bool quantized() const { return storage == KvStorage::kInt8 || storage == KvStorage::kInt4; }
+  int64_t groups() const { return quantized() ? dim / group : 0; }
+  int64_t param_bytes() const { return groups() * 2 * static_cast<int64_t>(sizeof(float)); }
+  int64_t code_bytes() const;
+  // Quantized rows are padded to 4 bytes so every row's float params stay aligned.
+  int64_t row_bytes() const { return quantized() ? (param_bytes() + code_bytes() + 3) / 4 * 4 : code_bytes(); }
+};
+
+// The default group size for a storage type and head dim (see KvCacheConfig).
+int64_t default_group_size(KvStorage storage, int64_t dim);
+// Empty when (storage, dim, group) is a valid format, else why not ("must divide ...").
+const char* format_problem(KvStorage storage, int64_t dim, int64_t group);
+
+// x[e * x_stride] for e < dim → row bytes.
+void quantize_row(const RowFormat& f, const float* x, int64_t x_stride, uint8_t* row);
+// row bytes → out[0..dim) (the exact values the attention kernel sees, up to
+// the rounding of a fused multiply-add in the SIMD path).
+void dequantize_row(const RowFormat& f, const uint8_t* row, float* out);
+
+// Scalar conversions (round to nearest even; NaN stays NaN).
+uint16_t float_to_half(float x);
+float half_to_float(uint16_t h);
+uint16_t float_to_bfloat16(float x);
+float bfloat16_to_float(uint16_t b);
+
+}  // namespace goldilocks::quant

@@ -1,0 +1,387 @@
+// The KV cache's operations against a simple model (a list of dequantized
+// rows per sequence), its error behaviour (byte-identical on failure), page
+// sharing, memory accounting and the allocation-free decode step.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "kv_cache/kv_test_util.h"
+#include "quant/row_format.h"
+#include "support/memory.h"
+
+namespace goldilocks::testing {
+namespace {
+
+// The model: per sequence, per token, the K and V rows as the cache should
+// return them (quantize → dequantize of what was appended), all heads concatenated.
+struct Model {
+  std::vector<std::vector<std::vector<float>>> seqs;  // [seq][token] -> Hkv*(Dk+Dv) floats
+};
+
+std::vector<float> model_row(const KvCacheConfig& c, const Tokens& t, int64_t token) {
+  const quant::RowFormat kf{c.k_storage, c.head_dim_k, c.k_group_size}, vf{c.v_storage, c.head_dim_v, c.v_group_size};
+  std::vector<float> row;
+  std::vector<uint8_t> bytes(static_cast<size_t>(std::max(kf.row_bytes(), vf.row_bytes())));
+  std::vector<float> deq(static_cast<size_t>(std::max(c.head_dim_k, c.head_dim_v)));
+  for (int64_t h = 0; h < c.kv_heads; ++h) {
+    quant::quantize_row(kf, &t.k.at({h, token, 0}), t.k.stride[2], bytes.data());
+    quant::dequantize_row(kf, bytes.data(), deq.data());
+    row.insert(row.end(), deq.begin(), deq.begin() + c.head_dim_k);
+    quant::quantize_row(vf, &t.v.at({h, token, 0}), t.v.stride[2], bytes.data());
+    quant::dequantize_row(vf, bytes.data(), deq.data());
+    row.insert(row.end(), deq.begin(), deq.begin() + c.head_dim_v);
+  }
+  return row;
+}
+
+void expect_matches_model(const KvCache& cache, const Model& m) {
+  const KvCacheConfig& c = cache.config();
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const auto& want = m.seqs[b];
+    ASSERT_EQ(cache.length(b), static_cast<int64_t>(want.size())) << "sequence " << b;
+    Tensor<float> k, v;
+    read_sequence(cache, b, &k, &v);
+    for (int64_t j = 0; j < cache.length(b); ++j) {
+      int64_t at = 0;
+      for (int64_t h = 0; h < c.kv_heads; ++h) {
+        for (int64_t d = 0; d < c.head_dim_k; ++d, ++at) ASSERT_EQ(k.at({0, h, j, d}), want[j][at]) << "seq " << b << " token " << j;
+        for (int64_t d = 0; d < c.head_dim_v; ++d, ++at) ASSERT_EQ(v.at({0, h, j, d}), want[j][at]) << "seq " << b << " token " << j;
+      }
+    }
+  }
+  // Page accounting: every page is free or referenced exactly refcount times.
+  const KvCache::State& s = cache.state();
+  if (!s.paged) return;
+  std::map<int32_t, int> refs;
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t i = 0; i < s.pages_held(b); ++i) ++refs[s.table(b, i)];
+  std::set<int32_t> free_pages(s.free_list.data(), s.free_list.data() + s.free_count);
+  EXPECT_EQ(static_cast<int64_t>(free_pages.size()), s.free_count);
+  EXPECT_EQ(static_cast<int64_t>(refs.size()) + s.free_count, s.num_pages);
+  for (auto [page, n] : refs) {
+    EXPECT_EQ(s.refcount[page], n) << "page " << page;
+    EXPECT_EQ(free_pages.count(page), 0u);
+  }
+}
+
+struct OpsCase {
+  KvLayout layout;
+  KvStorage k, v;
+};
+
+class CacheOps : public ::testing::TestWithParam<OpsCase> {};
+
+// Random appends, rollbacks, forks, evictions and resets (including ones that
+// must fail); after every operation the cache equals the model, and a failed
+// operation leaves every byte as it was.
+TEST_P(CacheOps, RandomOperationsMatchTheModel) {
+  const uint64_t seed = 2024;
+  std::mt19937_64 rng(seed);
+  KvCacheConfig c;
+  c.batch = 3, c.kv_heads = 2, c.head_dim_k = 32, c.head_dim_v = 16, c.max_tokens = 40;
+  c.layout = GetParam().layout;
+  c.page_size = 5;
+  c.num_pages = 14;  // less than batch * 8: the pool can run out
+  c.k_storage = GetParam().k, c.v_storage = GetParam().v;
+  auto cache = make_cache(c);
+  const KvCacheConfig& rc = cache->config();
+  Model m;
+  m.seqs.resize(3);
+  int failures = 0;
+  for (int op = 0; op < 300; ++op) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " op " + std::to_string(op));
+    const int64_t seq = static_cast<int64_t>(rng() % 3);
+    const std::vector<uint8_t> before = snapshot(*cache);
+    Status s;
+    bool expect_ok = true;
+    switch (rng() % 6) {
+      case 0:
+      case 1: {  // append a chunk or one token
+        const int64_t n = rng() % 2 ? 1 : static_cast<int64_t>(rng() % 12);
+        Tokens t = random_tokens(rc, n, rng);
+        s = cache->append(seq, t.k.view(), t.v.view());
+        if (s.ok()) {
+          for (int64_t j = 0; j < n; ++j) m.seqs[seq].push_back(model_row(rc, t, j));
+        } else {
+          expect_ok = false;
+          EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.to_string();
+        }
+        break;
+      }
+      case 2: {  // rollback (sometimes to an invalid length)
+        const int64_t len = static_cast<int64_t>(m.seqs[seq].size());
+        const int64_t to = static_cast<int64_t>(rng() % (len + 3));
+        s = cache->truncate(seq, to);
+        expect_ok = to <= len;
+        if (expect_ok) m.seqs[seq].resize(static_cast<size_t>(to));
+        break;
+      }
+      case 3: {  // fork
+        const int64_t dst = static_cast<int64_t>(rng() % 3);
+        s = cache->fork(seq, dst);
+        expect_ok = dst != seq;
+        if (expect_ok) m.seqs[dst] = m.seqs[seq];
+        break;
+      }
+      case 4: {  // StreamingLLM eviction
+        const int64_t sinks = rng() % 4, recent = rng() % 10;
+        s = cache->evict(seq, sinks, recent);
+        auto& rows = m.seqs[seq];
+        const int64_t len = static_cast<int64_t>(rows.size());
+        if (s.ok() && len > sinks + recent) rows.erase(rows.begin() + sinks, rows.end() - recent);
+        if (!s.ok()) expect_ok = false;
+        break;
+      }
+      default:
+        if (rng() % 4 == 0) {
+          s = cache->reset(seq);
+          m.seqs[seq].clear();
+        }
+        break;
+    }
+    EXPECT_EQ(s.ok(), expect_ok) << s.to_string();
+    if (!s.ok()) {
+      ++failures;
+      EXPECT_TRUE(snapshot(*cache) == before) << "a failed operation changed the cache: " << s.to_string();
+    }
+    expect_matches_model(*cache, m);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  EXPECT_GT(failures, 5);  // the random walk really exercised the error paths
+}
+
+INSTANTIATE_TEST_SUITE_P(All, CacheOps,
+                         ::testing::Values(OpsCase{KvLayout::kPaged, KvStorage::kFloat32, KvStorage::kFloat32},
+                                           OpsCase{KvLayout::kContiguous, KvStorage::kFloat32, KvStorage::kFloat32},
+                                           OpsCase{KvLayout::kPaged, KvStorage::kInt8, KvStorage::kInt4},
+                                           OpsCase{KvLayout::kContiguous, KvStorage::kBFloat16, KvStorage::kFloat16}),
+                         [](const auto& info) {
+                           return std::string(info.param.layout == KvLayout::kPaged ? "paged_" : "contiguous_") +
+                                  kv_storage_name(info.param.k) + "_" + kv_storage_name(info.param.v);
+                         });
+
+KvCacheConfig small_paged() {
+  KvCacheConfig c;
+  c.batch = 2, c.kv_heads = 2, c.head_dim_k = 8, c.max_tokens = 32, c.layout = KvLayout::kPaged, c.page_size = 4;
+  return c;
+}
+
+// Rollback (speculative decoding) restores the exact bytes: after appending
+// draft tokens and truncating them away, the state equals the one before.
+TEST(KvCache, RollbackRestoresExactBytes) {
+  for (KvLayout layout : {KvLayout::kPaged, KvLayout::kContiguous}) {
+    std::mt19937_64 rng(3);
+    KvCacheConfig c = small_paged();
+    c.layout = layout;
+    c.k_storage = KvStorage::kInt8, c.v_storage = KvStorage::kInt4;
+    auto cache = make_cache(c);
+    Tokens prefix = random_tokens(cache->config(), 6, rng), draft = random_tokens(cache->config(), 5, rng);
+    ASSERT_TRUE(cache->append(0, prefix.k.view(), prefix.v.view()).ok());
+    const KvCache::State& s = cache->state();
+    // The rows of the prefix, raw.
+    auto rows = [&] {
+      std::vector<uint8_t> raw;
+      for (int64_t h = 0; h < 2; ++h)
+        for (int64_t j = 0; j < cache->length(0); ++j) {
+          raw.insert(raw.end(), s.k_row(0, h, j), s.k_row(0, h, j) + s.kf.row_bytes());
+          raw.insert(raw.end(), s.v_row(0, h, j), s.v_row(0, h, j) + s.vf.row_bytes());
+        }
+      return raw;
+    };
+    const std::vector<uint8_t> raw_before = rows();
+    const int64_t free_before = cache->free_pages();
+    ASSERT_TRUE(cache->append(0, draft.k.view(), draft.v.view()).ok());
+    ASSERT_TRUE(cache->truncate(0, 6).ok());
+    EXPECT_EQ(cache->length(0), 6);
+    EXPECT_EQ(rows(), raw_before);
+    EXPECT_EQ(cache->free_pages(), free_before);
+  }
+}
+
+// Fork shares every page of the prefix (no copy); the first write to a shared
+// page copies that page only, and the source never changes.
+TEST(KvCache, ForkedPrefixIsSharedUntilWritten) {
+  std::mt19937_64 rng(4);
+  auto cache = make_cache(small_paged());
+  const KvCacheConfig& c = cache->config();
+  Tokens t = random_tokens(c, 10, rng);  // pages: 4 + 4 + 2 (last one partial)
+  ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+  const KvCache::State& s = cache->state();
+  const int64_t free_before = cache->free_pages();
+  Tensor<float> k0, v0;
+  read_sequence(*cache, 0, &k0, &v0);
+
+  ASSERT_TRUE(cache->fork(0, 1).ok());
+  EXPECT_EQ(cache->free_pages(), free_before);  // nothing copied, nothing allocated
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(s.table(1, i), s.table(0, i));
+    EXPECT_EQ(s.refcount[s.table(0, i)], 2);
+  }
+  Tokens one = random_tokens(c, 1, rng);
+  ASSERT_TRUE(cache->append(1, one.k.view(), one.v.view()).ok());
+  // Only the partial last page was copied; the full pages are still shared.
+  EXPECT_EQ(s.table(1, 0), s.table(0, 0));
+  EXPECT_EQ(s.table(1, 1), s.table(0, 1));
+  EXPECT_NE(s.table(1, 2), s.table(0, 2));
+  EXPECT_EQ(cache->free_pages(), free_before - 1);
+  Tensor<float> k0_after, v0_after;
+  read_sequence(*cache, 0, &k0_after, &v0_after);
+  EXPECT_TRUE(bitwise_equal(k0, k0_after) && bitwise_equal(v0, v0_after));
+  EXPECT_EQ(cache->length(0), 10);
+  EXPECT_EQ(cache->length(1), 11);
+}
+
+TEST(KvCache, CapacityOverflowErrorsWithoutWriting) {
+  std::mt19937_64 rng(5);
+  for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+    KvCacheConfig c = small_paged();
+    c.layout = layout;
+    c.num_pages = 9;  // paged: the pool (36 tokens) is smaller than 2 × 32
+    auto cache = make_cache(c);
+    Tokens full = random_tokens(cache->config(), 30, rng), more = random_tokens(cache->config(), 3, rng);
+    ASSERT_TRUE(cache->append(0, full.k.view(), full.v.view()).ok());
+    const std::vector<uint8_t> before = snapshot(*cache);
+    Status s = cache->append(0, more.k.view(), more.v.view());  // 33 > max_tokens
+    EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+    EXPECT_EQ(s.message().rfind("k:", 0), 0u) << s.message();
+    EXPECT_TRUE(snapshot(*cache) == before);
+    if (layout == KvLayout::kPaged) {
+      Tokens eight = random_tokens(cache->config(), 8, rng);  // needs 2 pages, 1 is free
+      s = cache->append(1, eight.k.view(), eight.v.view());
+      EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.to_string();
+      EXPECT_NE(s.message().find("free pages"), std::string::npos) << s.message();
+      EXPECT_TRUE(snapshot(*cache) == before);
+    }
+    // append_all is all-or-nothing across sequences.
+    Tokens batch = random_tokens(cache->config(), 3, rng);
+    Tensor<float> kb = make_tensor<float>({2, 2, 3, 8}, Layout::kContiguous), vb = kb;
+    fill_normal(kb, rng);
+    fill_normal(vb, rng);
+    s = cache->append_all(kb.view(), vb.view());
+    EXPECT_FALSE(s.ok());
+    EXPECT_TRUE(snapshot(*cache) == before);
+  }
+}
+
+TEST(KvCache, BadInputNamesTheParameterAndChangesNothing) {
+  auto cache = make_cache(small_paged());
+  std::mt19937_64 rng(6);
+  Tokens t = random_tokens(cache->config(), 3, rng);
+  ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+  const std::vector<uint8_t> before = snapshot(*cache);
+  auto expect_error = [&](const Status& s, const char* prefix) {
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(s.message().rfind(prefix, 0), 0u) << s.message();
+    EXPECT_TRUE(snapshot(*cache) == before) << s.message();
+  };
+  expect_error(cache->append(2, t.k.view(), t.v.view()), "seq:");
+  expect_error(cache->append(-1, t.k.view(), t.v.view()), "seq:");
+  Tensor<float> wrong_dim = make_tensor<float>({2, 3, 7}, Layout::kContiguous, 1.0f);
+  expect_error(cache->append(0, wrong_dim.view(), t.v.view()), "k.shape[2]");
+  Tokens two = random_tokens(cache->config(), 2, rng);
+  expect_error(cache->append(0, t.k.view(), two.v.view()), "v:");
+  TensorView null_k = t.k.view();
+  null_k.data = nullptr;
+  expect_error(cache->append(0, null_k, t.v.view()), "k:");
+  TensorView f64 = t.k.view();
+  f64.dtype = DType::kFloat64;
+  expect_error(cache->append(0, f64, t.v.view()), "k:");
+  expect_error(cache->truncate(0, 4), "new_length:");
+  expect_error(cache->truncate(0, -1), "new_length:");
+  expect_error(cache->fork(0, 0), "dst:");
+  expect_error(cache->fork(0, 5), "dst:");
+  expect_error(cache->evict(0, -1, 2), "sink_tokens:");
+  expect_error(cache->reset(7), "seq:");
+
+  KvCacheConfig bad = small_paged();
+  std::unique_ptr<KvCache> none;
+  bad.k_storage = KvStorage::kInt4;
+  bad.k_group_size = 3;
+  Status s = KvCache::create(bad, &none);
+  EXPECT_EQ(s.message().rfind("k_group_size:", 0), 0u) << s.message();
+  EXPECT_EQ(none, nullptr);
+  bad = small_paged();
+  bad.page_size = 0;
+  EXPECT_EQ(KvCache::create(bad, &none).message().rfind("page_size:", 0), 0u);
+  bad = small_paged();
+  bad.max_tokens = int64_t{1} << 39;
+  bad.kv_heads = int64_t{1} << 40;
+  EXPECT_FALSE(KvCache::create(bad, &none).ok());
+  EXPECT_EQ(kv_cache_bytes(bad), -1);
+}
+
+// Memory accounting up front: kv_cache_bytes is exactly what create()
+// allocates, and tokens_for_budget is the largest capacity that fits.
+TEST(KvCache, MemoryAccountingMatchesAllocation) {
+  for (KvStorage st : all_storages()) {
+    for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+      KvCacheConfig c;
+      c.batch = 2, c.kv_heads = 4, c.head_dim_k = 64, c.max_tokens = 100, c.layout = layout;
+      c.k_storage = c.v_storage = st;
+      const int64_t predicted = kv_cache_bytes(c);
+      const int64_t before = support::tracked_bytes_in_use();
+      {
+        auto cache = make_cache(c);
+        EXPECT_EQ(support::tracked_bytes_in_use() - before, predicted) << kv_storage_name(st);
+        EXPECT_EQ(cache->bytes(), predicted);
+      }
+      const int64_t budget = 1 << 20;
+      const int64_t tokens = kv_cache_tokens_for_budget(c, budget);
+      KvCacheConfig fit = c;
+      fit.max_tokens = tokens;
+      EXPECT_LE(kv_cache_bytes(fit), budget);
+      fit.max_tokens = tokens + 1;
+      EXPECT_GT(kv_cache_bytes(fit), budget);
+    }
+  }
+  KvCacheConfig c;
+  c.kv_heads = 8, c.head_dim_k = 128, c.max_tokens = 1024;
+  int64_t last = INT64_MAX;
+  for (KvStorage st : all_storages()) {  // ordered from widest to narrowest (f16 and bf16 tie)
+    c.k_storage = c.v_storage = st;
+    if (st == KvStorage::kBFloat16) {
+      EXPECT_EQ(kv_cache_bytes(c), last);
+    } else {
+      EXPECT_LT(kv_cache_bytes(c), last) << kv_storage_name(st);
+    }
+    last = kv_cache_bytes(c);
+  }
+  c.k_storage = c.v_storage = KvStorage::kFloat16;
+  EXPECT_EQ(kv_token_bytes(c), 2 * 128 * 2);
+}
+
+// The decode step (append one token, attend) allocates nothing once the
+// first step has sized the scratch, and copies nothing of the existing cache.
+TEST(KvCache, DecodeStepAllocatesNothing) {
+  std::mt19937_64 rng(8);
+  for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+    KvCacheConfig c;
+    c.kv_heads = 2, c.head_dim_k = 32, c.max_tokens = 600, c.layout = layout;
+    c.k_storage = KvStorage::kInt8, c.v_storage = KvStorage::kInt8;
+    auto cache = make_cache(c);
+    Tokens prompt = random_tokens(cache->config(), 300, rng);
+    ASSERT_TRUE(cache->append(0, prompt.k.view(), prompt.v.view()).ok());
+    Tensor<float> q = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
+    fill_normal(q, rng);
+    ASSERT_TRUE(attend_cache(*cache, q, CausalAlign::kBottomRight).status.ok());  // sizes the scratch
+    std::vector<Tokens> steps;
+    for (int i = 0; i < 20; ++i) steps.push_back(random_tokens(cache->config(), 1, rng));
+    Tensor<float> out = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
+    AttentionParams p;
+    p.q = q.view();
+    p.out = out.mutable_view();
+    p.kv_cache = cache.get();
+    p.causal = CausalAlign::kBottomRight;
+    const int64_t allocations = support::tracked_allocation_count();
+    for (const Tokens& t : steps) {
+      ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+      ASSERT_TRUE(attention(p).ok());
+    }
+    EXPECT_EQ(support::tracked_allocation_count(), allocations);
+  }
+}
+
+}  // namespace
+}  // namespace goldilocks::testing

@@ -15,6 +15,9 @@ struct GlobalOptions {
 CLI::App* register_run(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_explain(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_peak(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_kv_decode(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_kv_accuracy(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_kv_incremental(CLI::App& app, const GlobalOptions& global, int* exit_code);
 
 // The default when no subcommand is given.
 int run_default_workload(const GlobalOptions& global);

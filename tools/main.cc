@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   tools::register_run(app, global, &exit_code);
   tools::register_explain(app, global, &exit_code);
   tools::register_peak(app, global, &exit_code);
+  tools::register_kv_decode(app, global, &exit_code);
+  tools::register_kv_accuracy(app, global, &exit_code);
+  tools::register_kv_incremental(app, global, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (app.get_subcommands().empty()) return tools::run_default_workload(global);

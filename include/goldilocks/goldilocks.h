@@ -2,5 +2,6 @@
 #pragma once
 
 #include "goldilocks/attention.h"
+#include "goldilocks/kv_cache.h"
 #include "goldilocks/status.h"
 #include "goldilocks/tensor.h"

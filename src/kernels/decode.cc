@@ -20,6 +20,7 @@
 #define HWY_TARGET_INCLUDE "kernels/decode.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 
 #include <algorithm>
@@ -213,44 +214,48 @@ void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols
   }
 }
 
-// pass 3: online softmax of one row's tile. s (-inf = masked) becomes p
-// (kMaskedP = masked); m, l and the row's acc are rescaled to the new max.
-// A NaN or +inf score makes the row NaN, as in the oracle.
-HWY_INLINE void SoftmaxRow(DF df, float* s, int64_t cols, float* m, float* l, float* acc, int64_t dvp) {
+// pass 3: online softmax of one row's tile. s (-inf = masked, padded with
+// -inf to kTile) becomes p (kMaskedP = masked); m, l and the row's acc are
+// rescaled to the new max. A NaN or +inf score makes the row NaN, as in the oracle.
+HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int64_t dvp) {
   const float inf = std::numeric_limits<float>::infinity();
-  float block_max = -inf;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF pos_inf = hn::Set(df, inf), neg_inf = hn::Set(df, -inf);
+  VF vmax = neg_inf;
   bool poisoned = false;
-  for (int64_t c = 0; c < cols; ++c) {
-    poisoned |= std::isnan(s[c]) || s[c] == inf;
-    block_max = std::max(block_max, s[c]);
+  for (int64_t c = 0; c < kTile; c += N) {
+    const VF x = hn::Load(df, s + c);
+    poisoned |= !hn::AllTrue(df, hn::Lt(x, pos_inf));  // NaN or +inf
+    vmax = hn::Max(vmax, x);
   }
   if (poisoned || std::isnan(*m)) {
-    for (int64_t c = 0; c < cols; ++c) s[c] = s[c] == -inf ? kMaskedP : std::numeric_limits<float>::quiet_NaN();
+    for (int64_t c = 0; c < kTile; ++c) s[c] = s[c] == -inf ? kMaskedP : std::numeric_limits<float>::quiet_NaN();
     *m = std::numeric_limits<float>::quiet_NaN();
     *l = std::numeric_limits<float>::quiet_NaN();
     return;
   }
-  const float m_new = std::max(*m, block_max);
+  const float m_new = std::max(*m, hn::GetLane(hn::MaxOfLanes(df, vmax)));
   if (m_new == -inf) {  // nothing visible yet
-    for (int64_t c = 0; c < cols; ++c) s[c] = kMaskedP;
+    for (int64_t c = 0; c < kTile; c += N) hn::Store(hn::Set(df, kMaskedP), df, s + c);
     return;
   }
   const float alpha = std::exp(*m - m_new);  // 0 when *m was -inf
   if (alpha != 1.0f) {
     const VF va = hn::Set(df, alpha);
-    for (int64_t e = 0; e < dvp; e += hn::Lanes(df)) hn::Store(hn::Mul(hn::Load(df, acc + e), va), df, acc + e);
+    for (int64_t e = 0; e < dvp; e += N) hn::Store(hn::Mul(hn::Load(df, acc + e), va), df, acc + e);
   }
   *m = m_new;
   const VF vm = hn::Set(df, m_new);
   const VF floor = hn::Set(df, -104.0f);  // exp underflows to 0 below this; keeps -inf out of Exp
-  for (int64_t c = 0; c < cols; c += hn::Lanes(df)) {
-    const VF x = hn::LoadU(df, s + c);
-    const VF e = hn::Exp(df, hn::Max(hn::Sub(x, vm), floor));
-    hn::StoreU(hn::IfThenElse(hn::Eq(x, hn::Set(df, -inf)), hn::Set(df, kMaskedP), e), df, s + c);
+  VF sum = hn::Zero(df);
+  for (int64_t c = 0; c < kTile; c += N) {
+    const VF x = hn::Load(df, s + c);
+    const auto masked = hn::Eq(x, neg_inf);
+    const VF e = hn::IfThenZeroElse(masked, hn::Exp(df, hn::Max(hn::Sub(x, vm), floor)));
+    sum = hn::Add(sum, e);
+    hn::Store(hn::IfThenElse(masked, hn::Set(df, kMaskedP), e), df, s + c);
   }
-  float sum = 0.0f;
-  for (int64_t c = 0; c < cols; ++c) sum += s[c] == kMaskedP ? 0.0f : s[c];
-  *l = *l * alpha + sum;
+  *l = *l * alpha + hn::GetLane(hn::SumOfLanes(df, sum));
 }
 
 using ScoreFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, int64_t, float,
@@ -318,13 +323,31 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
   if (causal) j_end = std::min(j_end, q0 + nq + offset);
   const ScoreFn score_tile = ScoreFor(p.kv.kf.storage);
   const PvFn pv_tile = PvFor(p.kv.vf.storage);
+  const PagedKv& kv = p.kv;
+  const int32_t* table = kv.block_table + b * kv.table_stride;
+  const int64_t k_head = hk * kv.k_head_bytes, v_head = kv.v_offset + hk * kv.v_head_bytes;
   const uint8_t* krows[kTile];
   const uint8_t* vrows[kTile];
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t cols = std::min(kTile, j_end - j0);
+    // Row addresses of the tile, walking pages (no division per key).
+    int64_t page_index = j0 / kv.page_size, slot = j0 % kv.page_size;
+    const uint8_t* page = kv.pool + static_cast<int64_t>(table[page_index]) * kv.page_bytes;
     for (int64_t c = 0; c < cols; ++c) {
-      krows[c] = p.kv.k_row(b, hk, j0 + c);
-      vrows[c] = p.kv.v_row(b, hk, j0 + c);
+      krows[c] = page + k_head + slot * kv.k_row_bytes;
+      vrows[c] = page + v_head + slot * kv.v_row_bytes;
+      if (++slot == kv.page_size && c + 1 < cols) {
+        slot = 0;
+        page = kv.pool + static_cast<int64_t>(table[++page_index]) * kv.page_bytes;
+      }
+    }
+    // Memory-level parallelism: request this tile's V rows (read after the
+    // scores) and, within the page, the next tile's K rows, while pass 1 runs.
+    for (int64_t c = 0; c < cols; ++c) {
+      for (int64_t off = 0; off < kv.v_row_bytes; off += 64) hwy::Prefetch(vrows[c] + off);
+      if (slot + kTile < kv.page_size) {
+        for (int64_t off = 0; off < kv.k_row_bytes; off += 64) hwy::Prefetch(krows[c] + kTile * kv.k_row_bytes + off);
+      }
     }
     // pass 1
     score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, p.scale, s, tk);
@@ -337,7 +360,7 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
       }
     }
     // pass 3
-    for (int64_t r = 0; r < rows; ++r) SoftmaxRow(df, s + r * kTile, cols, m + r, l + r, acc + r * t.dvp, t.dvp);
+    for (int64_t r = 0; r < rows; ++r) SoftmaxRow(df, s + r * kTile, m + r, l + r, acc + r * t.dvp, t.dvp);
     // pass 4
     pv_tile(p.kv.vf, vrows, cols, s, rows, acc, t.dvp, tv);
   }
@@ -420,7 +443,12 @@ void merge_partial_state(float* out_a, float* lse_a, const float* out_b, float l
 Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws) {
   if (p.B * p.Hq * p.Nq == 0) return Status::Ok();
   const DecodePlan t = plan_decode(p);
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, t.items)));
+  // A thread per 256 KiB of K/V at most: waking a team costs more than a tiny
+  // decode (the result does not depend on the thread count either way).
+  int64_t kv_bytes = 0;
+  for (int64_t b = 0; b < p.B; ++b) kv_bytes += p.kv.lengths[b] * p.Hkv * (p.kv.kf.row_bytes() + p.kv.vf.row_bytes());
+  const int64_t useful = std::max<int64_t>(1, kv_bytes * t.q_blocks / (int64_t{256} << 10));
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min({static_cast<int64_t>(p.threads), t.items, useful})));
   // Scratch is sized before anything is written and kept for the next call:
   // a decode step of the same shape allocates nothing.
   const int64_t scratch_floats = t.total * threads;

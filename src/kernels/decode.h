@@ -25,6 +25,7 @@ struct PagedKv {
   int64_t table_stride = 0;
   const int64_t* lengths = nullptr;  // [B]
   quant::RowFormat kf, vf;
+  int64_t k_row_bytes = 0, v_row_bytes = 0;
   int64_t k_head_bytes = 0;  // page_size * kf.row_bytes()
   int64_t v_offset = 0;      // V region's offset inside a page
   int64_t v_head_bytes = 0;

@@ -187,6 +187,8 @@ kernels::PagedKv KvCache::State::view() const {
   v.lengths = lengths.data();
   v.kf = kf;
   v.vf = vf;
+  v.k_row_bytes = kf.row_bytes();
+  v.v_row_bytes = vf.row_bytes();
   v.k_head_bytes = page_size * kf.row_bytes();
   v.v_offset = k_region_bytes;
   v.v_head_bytes = page_size * vf.row_bytes();

@@ -7,15 +7,16 @@
 
 namespace goldilocks::quant {
 
-int64_t RowFormat::code_bytes() const {
-  switch (storage) {
-    case KvStorage::kFloat32: return dim * 4;
+RowFormat::RowFormat(KvStorage s, int64_t d, int64_t g) : storage(s), dim(d), group(g) {
+  groups_ = quantized() && g > 0 ? d / g : 0;
+  switch (s) {
+    case KvStorage::kFloat32: code_bytes_ = d * 4; break;
     case KvStorage::kFloat16:
-    case KvStorage::kBFloat16: return dim * 2;
-    case KvStorage::kInt8: return dim;
-    case KvStorage::kInt4: return dim / 2;
+    case KvStorage::kBFloat16: code_bytes_ = d * 2; break;
+    case KvStorage::kInt8: code_bytes_ = d; break;
+    case KvStorage::kInt4: code_bytes_ = d / 2; break;
   }
-  return 0;
+  row_bytes_ = quantized() ? (param_bytes() + code_bytes_ + 3) / 4 * 4 : code_bytes_;
 }
 
 int64_t default_group_size(KvStorage storage, int64_t dim) {

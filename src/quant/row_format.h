@@ -26,12 +26,19 @@ struct RowFormat {
   int64_t dim = 0;
   int64_t group = 0;  // elements per (scale, min) pair; quantized types only
 
+  RowFormat() = default;
+  // Derived sizes are computed once here: the decode kernel reads them per row.
+  RowFormat(KvStorage s, int64_t d, int64_t g);
+
   bool quantized() const { return storage == KvStorage::kInt8 || storage == KvStorage::kInt4; }
-  int64_t groups() const { return quantized() ? dim / group : 0; }
-  int64_t param_bytes() const { return groups() * 2 * static_cast<int64_t>(sizeof(float)); }
-  int64_t code_bytes() const;
+  int64_t groups() const { return groups_; }
+  int64_t param_bytes() const { return groups_ * 2 * static_cast<int64_t>(sizeof(float)); }
+  int64_t code_bytes() const { return code_bytes_; }
   // Quantized rows are padded to 4 bytes so every row's float params stay aligned.
-  int64_t row_bytes() const { return quantized() ? (param_bytes() + code_bytes() + 3) / 4 * 4 : code_bytes(); }
+  int64_t row_bytes() const { return row_bytes_; }
+
+ private:
+  int64_t groups_ = 0, code_bytes_ = 0, row_bytes_ = 0;
 };
 
 // The default group size for a storage type and head dim (see KvCacheConfig).

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "quant/row_format.h"
@@ -64,7 +65,11 @@ INSTANTIATE_TEST_SUITE_P(All, Formats,
                          ::testing::Values(Case{KvStorage::kFloat32, 7, 0}, Case{KvStorage::kFloat16, 33, 0},
                                            Case{KvStorage::kBFloat16, 33, 0}, Case{KvStorage::kInt8, 33, 33},
                                            Case{KvStorage::kInt8, 64, 16}, Case{KvStorage::kInt4, 64, 32},
-                                           Case{KvStorage::kInt4, 6, 2}, Case{KvStorage::kInt4, 40, 40}));
+                                           Case{KvStorage::kInt4, 6, 2}, Case{KvStorage::kInt4, 40, 40}),
+                         [](const auto& info) {
+                           return std::string(kv_storage_name(info.param.storage)) + "_dim" + std::to_string(info.param.dim) +
+                                  "_group" + std::to_string(info.param.group);
+                         });
 
 TEST(Formats, ConstantGroupIsExactAndNonFiniteGroupReadsNaN) {
   const RowFormat f{KvStorage::kInt4, 8, 4};

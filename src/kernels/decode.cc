@@ -187,10 +187,12 @@ HWY_INLINE void AxpyRows(DF df, const quant::RowFormat& f, const uint8_t* vrow, 
   });
 }
 
-// pass 4: acc_r += Σ_c p[r, c] · v_c, skipping masked (kMaskedP) entries:
-// a masked key's V may hold NaN and must not be multiplied in.
+// pass 4, general form: acc_r += Σ_c p[r, c] · v_c token by token, skipping
+// masked (kMaskedP) entries: a masked key's V may hold NaN and must not be
+// multiplied in. Used for formats without whole vectors per group, and for
+// float formats on tiles with masked entries.
 template <KvStorage S>
-void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
+void PvTileByToken(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
             float* acc, int64_t dvp, float* tmp) {
   const DF df;
   float* live_acc[kMaxRows];
@@ -256,6 +258,135 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
     hn::Store(hn::IfThenElse(masked, hn::Set(df, kMaskedP), e), df, s + c);
   }
   *l = *l * alpha + hn::GetLane(hn::SumOfLanes(df, sum));
+}
+
+// True when every run of N elements of a row lies in one group and can be
+// loaded directly (the by-vector pass 4 below).
+template <KvStorage S>
+bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
+  if constexpr (S == KvStorage::kInt8) return f.group % N == 0;
+  if constexpr (S == KvStorage::kInt4) return (f.group / 2) % N == 0;
+  return true;
+}
+
+// pass 4, by vector: for R rows and each run of N elements, the accumulators
+// stay in registers while the tile's keys stream through, so acc is loaded
+// and stored once per tile instead of once per key. Quantized formats fold the
+// dequantization into the weights: acc += (p·scale)·code per key and
+// Σ p·min once per group, and masked keys get weight 0 (codes are always
+// finite; a NaN scale only poisons keys that are live). Float formats keep
+// the by-token path's exact arithmetic (one fma per key and element, keys in
+// order), so either path gives the same bits.
+template <KvStorage S, int R>
+HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols,
+                               const float* p, float* const* acc, float* tmp) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  const int64_t groups = kQuant ? f.groups() : 1;
+  const int64_t span = kQuant ? f.group : f.dim / N * N;  // elements handled per group by vectors
+  float coef[R][kTile];
+  float min_sum[R];
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int r = 0; r < R; ++r) {
+      min_sum[r] = 0.0f;
+      for (int64_t c = 0; c < cols; ++c) {
+        const float pr = p[r * kTile + c];
+        if constexpr (kQuant) {
+          const float* params = reinterpret_cast<const float*>(vrows[c]) + 2 * g;
+          const bool live = pr != kMaskedP;
+          coef[r][c] = live ? pr * params[0] : 0.0f;
+          min_sum[r] += live ? pr * params[1] : 0.0f;
+        } else {
+          coef[r][c] = pr;
+        }
+      }
+    }
+    if constexpr (S == KvStorage::kInt4) {
+      // One byte load feeds two runs: low nibbles [o, o+N) and high nibbles [G/2 + o, ...).
+      const int64_t half = f.group / 2;
+      for (int64_t o = 0; o < half; o += N) {
+        VF lo[R], hi[R];
+        for (int r = 0; r < R; ++r) {
+          lo[r] = hn::LoadU(df, acc[r] + g * f.group + o);
+          hi[r] = hn::LoadU(df, acc[r] + g * f.group + half + o);
+        }
+        for (int64_t c = 0; c < cols; ++c) {
+          const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, vrows[c] + f.param_bytes() + g * half + o));
+          const VF xl = hn::ConvertTo(df, hn::And(bytes, hn::Set(di32, 0xF)));
+          const VF xh = hn::ConvertTo(df, hn::ShiftRight<4>(bytes));
+          for (int r = 0; r < R; ++r) {
+            const VF w = hn::Set(df, coef[r][c]);
+            lo[r] = hn::MulAdd(w, xl, lo[r]);
+            hi[r] = hn::MulAdd(w, xh, hi[r]);
+          }
+        }
+        for (int r = 0; r < R; ++r) {
+          const VF m = hn::Set(df, min_sum[r]);
+          hn::StoreU(hn::Add(lo[r], m), df, acc[r] + g * f.group + o);
+          hn::StoreU(hn::Add(hi[r], m), df, acc[r] + g * f.group + half + o);
+        }
+      }
+      continue;
+    }
+    for (int64_t o = 0; o < span; o += N) {
+      const int64_t e = g * span + o;
+      VF a[R];
+      for (int r = 0; r < R; ++r) a[r] = hn::LoadU(df, acc[r] + e);
+      for (int64_t c = 0; c < cols; ++c) {
+        VF x;
+        if constexpr (S == KvStorage::kInt8) {
+          x = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, vrows[c] + f.param_bytes() + e)));
+        } else if constexpr (S == KvStorage::kFloat32) {
+          x = hn::LoadU(df, reinterpret_cast<const float*>(vrows[c]) + e);
+        } else if constexpr (S == KvStorage::kFloat16) {
+          x = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), reinterpret_cast<const hwy::float16_t*>(vrows[c]) + e));
+        } else {
+          x = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), reinterpret_cast<const hwy::bfloat16_t*>(vrows[c]) + e));
+        }
+        for (int r = 0; r < R; ++r) a[r] = hn::MulAdd(hn::Set(df, coef[r][c]), x, a[r]);
+      }
+      for (int r = 0; r < R; ++r) {
+        if constexpr (kQuant) a[r] = hn::Add(a[r], hn::Set(df, min_sum[r]));
+        hn::StoreU(a[r], df, acc[r] + e);
+      }
+    }
+  }
+  if constexpr (!kQuant) {
+    // Float formats whose dim is not a multiple of N: the tail, key by key, same fma.
+    if (span < f.dim) {
+      for (int64_t c = 0; c < cols; ++c) {
+        quant::dequantize_row(f, vrows[c], tmp);
+        for (int r = 0; r < R; ++r)
+          for (int64_t e = span; e < f.dim; ++e) acc[r][e] = std::fma(coef[r][c], tmp[e], acc[r][e]);
+      }
+    }
+  }
+}
+
+// pass 4: acc_r += Σ_c p[r, c] · v_c (see the two forms above).
+template <KvStorage S>
+void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
+            float* acc, int64_t dvp, float* tmp) {
+  const DF df;
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  bool by_vector = VectorAddressable<S>(f, static_cast<int64_t>(hn::Lanes(df)));
+  if constexpr (!kQuant) {
+    for (int64_t r = 0; r < rows && by_vector; ++r)
+      for (int64_t c = 0; c < cols; ++c) by_vector &= p[r * kTile + c] != kMaskedP;
+  }
+  if (!by_vector) return PvTileByToken<S>(f, vrows, cols, p, rows, acc, dvp, tmp);
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    float* rows_acc[4] = {acc + r0 * dvp, acc + (r0 + 1) * dvp, acc + (r0 + 2) * dvp, acc + (r0 + 3) * dvp};
+    const float* pr = p + r0 * kTile;
+    switch (std::min<int64_t>(4, rows - r0)) {
+      case 4: PvRowsByVector<S, 4>(df, f, vrows, cols, pr, rows_acc, tmp); break;
+      case 3: PvRowsByVector<S, 3>(df, f, vrows, cols, pr, rows_acc, tmp); break;
+      case 2: PvRowsByVector<S, 2>(df, f, vrows, cols, pr, rows_acc, tmp); break;
+      default: PvRowsByVector<S, 1>(df, f, vrows, cols, pr, rows_acc, tmp); break;
+    }
+  }
 }
 
 using ScoreFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, int64_t, float,

@@ -10,10 +10,10 @@
 #include <sstream>
 #include <vector>
 
+#include "analysis/peak.h"
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
 #include "kernels/decode.h"
-#include "kv_bandwidth.h"
 #include "shapes.h"
 #include "support/memory.h"
 
@@ -62,8 +62,24 @@ int run(const Options& o, int threads) {
   const int nthreads = threads > 0 ? threads : gl::default_num_threads();
   std::printf("goldilocks kv-decode: B=%lld Hq=%lld D=%lld Nk=%lld, one query token, %d threads\n", (long long)o.batch,
               (long long)o.hq, (long long)o.d, (long long)o.nk, nthreads);
-  const double bw = measure_read_bandwidth(nthreads);
-  std::printf("measured read bandwidth (this run, %d threads): %.2f GB/s\n\n", nthreads, bw / 1e9);
+  // The ceiling, measured in this run (goldilocks peak's measurement) before
+  // and after the timings; decode is judged against the larger of the two.
+  auto read_bandwidth = [&](double* gbs) {
+    analysis::PeakOptions po;
+    po.threads = nthreads;
+    po.fma_seconds = 0.05;
+    analysis::MachinePeak peak;
+    const gl::Status s = analysis::measure_peak(po, &peak);
+    *gbs = nthreads == 1 ? peak.read_gbs_1t : peak.read_gbs_all;
+    return s;
+  };
+  double bw_before = 0;
+  if (gl::Status s = read_bandwidth(&bw_before); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+    return 1;
+  }
+  double bw = bw_before * 1e9;
+  std::printf("read bandwidth (goldilocks peak, this run, %d threads): %.2f GB/s before the timings\n\n", nthreads, bw_before);
   std::printf("%-6s %4s %6s %10s %10s %11s %9s %9s %7s %7s %9s\n", "K/V", "Hkv", "splits", "MiB read", "median ms",
               "target ms", "GB/s", "% of bw", "target", "allocs", "rel-L2");
   double f16_ms[2] = {0, 0}, int8_ms[2] = {0, 0};
@@ -142,6 +158,11 @@ int run(const Options& o, int threads) {
                   (long long)splits, bytes / (1 << 20), med * 1e3, target * 1e3, bytes / med / 1e9, 100.0 * bytes / med / bw,
                   med <= target ? "met" : "MISSED", (long long)allocs, rel);
     }
+  }
+  double bw_after = 0;
+  if (read_bandwidth(&bw_after).ok()) {
+    std::printf("\nread bandwidth after the timings: %.2f GB/s (targets above used %.2f GB/s%s)\n", bw_after, bw / 1e9,
+                bw_after * 1e9 > bw ? "; re-judge against the larger figure" : "");
   }
   for (int slot = 0; slot < 2; ++slot) {
     if (f16_ms[slot] > 0 && int8_ms[slot] > 0) {

@@ -24,6 +24,8 @@
 namespace goldilocks {
 
 class KvCache;  // goldilocks/kv_cache.h
+class FlexMods;   // goldilocks/flex.h
+class BlockMask;  // goldilocks/flex.h
 
 // Which key positions a query may see when causal masking is on.
 enum class CausalAlign : uint8_t {
@@ -83,6 +85,14 @@ struct AttentionParams {
   // Key chunks per sequence for split-KV decoding (0 = chosen from the shape,
   // never from the thread count, so results are identical for any threads).
   int64_t kv_splits = 0;
+  // FlexAttention (goldilocks/flex.h): mask_mod / score_mod, compiled from C++
+  // callables (make_flex) or a runtime spec (compile_flex_spec). Not combined
+  // with mask or causal: put causal in the mods. Backends: flash, reference.
+  const FlexMods* flex = nullptr;
+  // Optional precomputed block sparsity of the mods' mask (BlockMask::build for
+  // this shape). With flex unset, the block mask's own mods are used. When
+  // block_q/block_k are 0 the flash tiles follow the block mask's blocks.
+  const BlockMask* block_mask = nullptr;
 };
 
 // Runs attention. On error nothing is written to out or lse.

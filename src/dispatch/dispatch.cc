@@ -31,9 +31,14 @@ std::string check_math_workspace(const Problem& p) {
          " bytes exceeds the workspace limit of " + std::to_string(p.workspace_limit_bytes) + " bytes";
 }
 
+std::string check_no_flex(const Problem& p) {
+  return p.flex == nullptr ? "" : "flex mods (mask_mod/score_mod) run on the flash and reference backends only";
+}
+
 const std::vector<Check>& checks_for(Backend backend) {
   static const std::vector<Check> kReference = {};  // the oracle supports everything that validates
-  static const std::vector<Check> kMath = {{"dtype_float32", check_float32}, {"score_matrix_fits", check_math_workspace}};
+  static const std::vector<Check> kMath = {{"dtype_float32", check_float32}, {"score_matrix_fits", check_math_workspace},
+                                            {"no_flex_mods", check_no_flex}};
   static const std::vector<Check> kFlash = {{"dtype_float32", check_float32}};
   switch (backend) {
     case Backend::kReference:
@@ -72,7 +77,7 @@ Status run_backend(Backend backend, const Problem& p) {
     case Backend::kMath:
       return kernels::run_math(p);
     case Backend::kFlash:
-      return kernels::run_flash(p);
+      return p.flex ? kernels::run_flash_flex(p) : kernels::run_flash(p);
     case Backend::kAuto:
       break;
   }

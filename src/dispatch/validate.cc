@@ -1,9 +1,11 @@
 #include "dispatch/validate.h"
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
+#include "goldilocks/flex.h"
 #include "support/memory.h"
 
 namespace goldilocks::dispatch {
@@ -227,6 +229,33 @@ Status validate(const AttentionParams& params, Problem* problem) {
     return InvalidArgument("workspace_limit_bytes: must be >= 0 (0 = physical memory)");
   }
 
+  // FlexAttention mods and their block mask.
+  const FlexMods* flex = params.flex ? params.flex : params.block_mask ? &params.block_mask->mods() : nullptr;
+  if (flex != nullptr) {
+    if (params.mask.present()) {
+      return InvalidArgument("flex: cannot be combined with mask; express the mask as a mask_mod (or a spec term)");
+    }
+    if (params.causal != CausalAlign::kNone) {
+      return InvalidArgument("flex: cannot be combined with causal; add causal to the mods (spec term 'causal', or mods::CausalMask)");
+    }
+    if (flex->fns().check) {
+      const std::string why = flex->fns().check(flex->state(), FlexCall{B, Hq, Nq, Nk});
+      if (!why.empty()) return InvalidArgument("flex: " + why);
+    }
+  }
+  if (params.block_mask != nullptr) {
+    const BlockMask& bm = *params.block_mask;
+    if (bm.mods().state() != flex->state() || bm.mods().fns().mask_tile != flex->fns().mask_tile) {
+      return InvalidArgument("block_mask: was built from different mods than flex; build it from the same FlexMods");
+    }
+    if (bm.batch() != B || bm.heads() != Hq || bm.nq() != Nq || bm.nk() != Nk) {
+      return InvalidArgument("block_mask: built for [B, H, Nq, Nk] = [" + std::to_string(bm.batch()) + ", " +
+                             std::to_string(bm.heads()) + ", " + std::to_string(bm.nq()) + ", " + std::to_string(bm.nk()) +
+                             "] but the call is " + shape_str(std::array<int64_t, 4>{B, Hq, Nq, Nk}.data(), 4) +
+                             "; rebuild it with BlockMask::build for this shape");
+    }
+  }
+
   Problem& p = *problem;
   p = Problem{};
   p.B = B, p.Hq = Hq, p.Hkv = Hkv, p.Nq = Nq, p.Nk = Nk, p.Dk = Dk, p.Dv = Dv;
@@ -246,6 +275,11 @@ Status validate(const AttentionParams& params, Problem* problem) {
   p.causal_offset = params.causal == CausalAlign::kBottomRight ? Nk - Nq : 0;
   p.threads = params.num_threads > 0 ? params.num_threads : default_num_threads();
   p.block_q = params.block_q, p.block_k = params.block_k;
+  p.flex = flex;
+  p.block_mask = params.block_mask;
+  // Kernel tiles follow the block mask's blocks, so each tile is exactly one block.
+  if (params.block_mask && p.block_q == 0) p.block_q = params.block_mask->block_q();
+  if (params.block_mask && p.block_k == 0) p.block_k = params.block_mask->block_k();
   p.workspace_limit_bytes = params.workspace_limit_bytes > 0 ? params.workspace_limit_bytes : support::physical_memory_bytes();
   if (p.workspace_limit_bytes <= 0) p.workspace_limit_bytes = INT64_MAX;
   p.force_portable = params.isa == IsaPreference::kPortable;

@@ -23,6 +23,8 @@ int64_t math_workspace_bytes(const Problem& p);
 
 // Tiled attention with an online softmax; extra memory is per-thread tiles only.
 Status run_flash(const Problem& p);
+// Flash with FlexAttention mods (p.flex set): block-sparse, mods inlined per tile.
+Status run_flash_flex(const Problem& p);
 // Per-thread scratch bytes run_flash allocates for this problem.
 int64_t flash_workspace_bytes_per_thread(const Problem& p);
 // Name of the instruction set run_flash would use ("portable", "avx2", ...).

@@ -13,6 +13,11 @@
 
 #include "goldilocks/attention.h"
 
+namespace goldilocks {
+class FlexMods;
+class BlockMask;
+}  // namespace goldilocks
+
 namespace goldilocks::kernels {
 
 struct Strides4 {
@@ -44,6 +49,11 @@ struct Problem {
   CausalAlign causal = CausalAlign::kNone;
   // With causal masking, key j is visible to query i iff j <= i + causal_offset.
   int64_t causal_offset = 0;
+
+  // FlexAttention mods (goldilocks/flex.h), never combined with mask/causal above;
+  // block_mask, when set, was built for this shape and these mods.
+  const FlexMods* flex = nullptr;
+  const BlockMask* block_mask = nullptr;
 
   int threads = 1;
   int64_t block_q = 0, block_k = 0;

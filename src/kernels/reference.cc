@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "goldilocks/flex.h"
 #include "kernels/kernels.h"
 #include "support/threading.h"
 
@@ -36,14 +37,19 @@ void reference_row(const Problem& p, int64_t b, int64_t h, int64_t i, double* ou
   std::vector<bool> live(static_cast<size_t>(p.Nk), false);
   double m = -inf;
   bool any_nan = false;
+  // FlexAttention mods, evaluated per score in double (never per tile here).
+  const FlexFns* flex = p.flex ? &p.flex->fns() : nullptr;
+  const FlexCall call{p.B, p.Hq, p.Nq, p.Nk};
   for (int64_t j = 0; j < p.Nk; ++j) {
     float bias = 0.0f;
     if (!p.mask_allows(b, h, i, j, &bias)) continue;
+    if (flex && flex->mask_at && !flex->mask_at(p.flex->state(), call, b, h, i, j)) continue;
     double dot = 0.0;
     for (int64_t d = 0; d < p.Dk; ++d) {
       dot += load(p.q, p.dtype, p.qs.at(b, h, i, d)) * load(p.k, p.dtype, p.ks.at(b, hk, j, d));
     }
-    const double score = dot * p.scale + static_cast<double>(bias);
+    double score = dot * p.scale + static_cast<double>(bias);
+    if (flex && flex->score_at) score = flex->score_at(p.flex->state(), call, score, b, h, i, j);
     // A score of exactly -inf contributes nothing, like a masked key.
     if (score == -inf) continue;
     s[j] = score;

@@ -1,0 +1,158 @@
+// Mask specs: valid specs compile, malformed ones name the bad token; flex
+// calls with bad arguments fail cleanly and leave the output untouched; the
+// sparsity report measures what it claims.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "flex_test_util.h"
+
+namespace goldilocks::testing {
+namespace {
+
+TEST(Spec, ValidSpecsCompile) {
+  for (const char* s : {"", "none", "causal", "causal:top_left", "causal:bottom_right", "causal:br", "window:256",
+                        "window:3,0", "causal+window:256+sinks:4", "global:2+window:8", "prefix:128", "documents:8",
+                        "dilated:4,2", "alibi", "alibi:4", "softcap:30", "softcap:0.5", "causal+alibi+softcap:30"}) {
+    FlexMods m;
+    const Status st = compile_flex_spec(s, &m);
+    EXPECT_TRUE(st.ok()) << s << ": " << st.to_string();
+  }
+  FlexMods m;
+  ASSERT_TRUE(compile_flex_spec("causal+alibi", &m).ok());
+  EXPECT_TRUE(m.has_mask());
+  EXPECT_TRUE(m.has_score());
+  ASSERT_TRUE(compile_flex_spec("softcap:30", &m).ok());
+  EXPECT_FALSE(m.has_mask());
+  ASSERT_TRUE(compile_flex_spec("none", &m).ok());
+  EXPECT_FALSE(m.has_mask() || m.has_score());
+}
+
+TEST(Spec, MalformedSpecsNameTheBadToken) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"causal+windw:256", "'windw:256'"},    {"window", "'window'"},
+      {"window:-1", "'window:-1'"},           {"window:abc", "'window:abc'"},
+      {"window:1,2,3", "'window:1,2,3'"},     {"causal:sideways", "'causal:sideways'"},
+      {"causal++window:3", "''"},             {"softcap:0", "'softcap:0'"},
+      {"softcap:inf", "'softcap:inf'"},       {"dilated:3,0", "'dilated:3,0'"},
+      {"dilated:3", "'dilated:3'"},           {"documents:0", "'documents:0'"},
+      {"sinks:4x", "'sinks:4x'"},             {"document:/nonexistent/ids.bin", "'document:/nonexistent/ids.bin'"},
+      {"alibi:-2", "'alibi:-2'"},             {"causal+", "''"},
+      {"relbias:/nonexistent.bin", "'relbias:/nonexistent.bin'"},
+  };
+  for (const auto& [s, token] : bad) {
+    FlexMods m = make_flex_score([](auto x, int64_t, int64_t, int64_t, int64_t) { return x; });
+    const void* before = m.state();
+    const Status st = compile_flex_spec(s, &m);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(st.message().rfind("spec: bad token " + std::string(token), 0), 0u) << st.message();
+    EXPECT_EQ(m.state(), before) << "a failed compile must not change its output";
+  }
+}
+
+// A small valid flex call whose fields tests break one at a time.
+struct Call {
+  Inputs in = random_inputs(1, 2, 2, 9, 12, 4, 4, 3);
+  Tensor<float> out = make_tensor<float>({1, 2, 9, 4}, Layout::kContiguous, 7.0f);
+  FlexMods mods;
+  AttentionParams p;
+  Call() {
+    EXPECT_TRUE(compile_flex_spec("causal+window:3", &mods).ok());
+    p.q = in.q.view(), p.k = in.k.view(), p.v = in.v.view(), p.out = out.mutable_view();
+    p.flex = &mods;
+  }
+  void expect_error(StatusCode code, const std::string& prefix) {
+    const Status st = attention(p);
+    EXPECT_EQ(st.code(), code) << st.to_string();
+    EXPECT_EQ(st.message().rfind(prefix, 0), 0u) << st.message();
+    for (float x : out.storage) EXPECT_EQ(x, 7.0f) << "out must stay untouched";
+  }
+};
+
+TEST(FlexValidation, BadCallsFailCleanly) {
+  {
+    Call c;
+    c.p.causal = CausalAlign::kTopLeft;
+    c.expect_error(StatusCode::kInvalidArgument, "flex: cannot be combined with causal");
+  }
+  {
+    Call c;
+    const Tensor<uint8_t> mask = make_tensor<uint8_t>({9, 12}, Layout::kContiguous, 1);
+    c.p.mask = mask.view();
+    c.expect_error(StatusCode::kInvalidArgument, "flex: cannot be combined with mask");
+  }
+  {
+    Call c;
+    c.p.backend = Backend::kMath;
+    c.expect_error(StatusCode::kUnsupported, "backend: math is not eligible");
+    const Explanation e = explain(c.p);
+    bool named = false;
+    for (const auto& v : e.verdicts)
+      for (const auto& f : v.failed_checks) named |= f.rfind("no_flex_mods", 0) == 0;
+    EXPECT_TRUE(named) << e.to_string();
+  }
+  {
+    Call c;
+    BlockMask bm;
+    ASSERT_TRUE(BlockMask::build(c.mods, 1, 2, 9, 13, 4, 4, &bm).ok());  // wrong Nk
+    c.p.block_mask = &bm;
+    c.expect_error(StatusCode::kInvalidArgument, "block_mask: built for");
+  }
+  {
+    Call c;
+    FlexMods other;
+    ASSERT_TRUE(compile_flex_spec("causal", &other).ok());
+    BlockMask bm;
+    ASSERT_TRUE(BlockMask::build(other, 1, 2, 9, 12, 4, 4, &bm).ok());
+    c.p.block_mask = &bm;
+    c.expect_error(StatusCode::kInvalidArgument, "block_mask: was built from different mods");
+  }
+  {
+    Call c;
+    const int32_t ids[5] = {0, 0, 1, 1, 1};  // 5 ids for 12 keys
+    const std::string path = ::testing::TempDir() + "/goldilocks_flex_short_ids.bin";
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(ids), sizeof ids);
+    ASSERT_TRUE(compile_flex_spec("document:" + path, &c.mods).ok());
+    c.expect_error(StatusCode::kInvalidArgument, "flex: document ids have 5 entries but Nk = 12");
+  }
+  {
+    BlockMask bm;
+    EXPECT_EQ(BlockMask::build(FlexMods(), 1, 1, 4, 4, 0, 4, &bm).code(), StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(Sparsity, CausalCountsAndDenseComparison) {
+  const int64_t N = 128;
+  const Inputs in = random_inputs(1, 2, 2, N, N, 16, 16, 11);
+  std::vector<float> out(2 * N * 16);
+  FlexMods mods;
+  ASSERT_TRUE(compile_flex_spec("causal", &mods).ok());
+  AttentionParams p;
+  p.q = in.q.view(), p.k = in.k.view(), p.v = in.v.view();
+  p.out = make_mutable_view(out.data(), {1, 2, N, 16});
+  p.flex = &mods;
+  SparsityReport r;
+  ASSERT_TRUE(measure_sparsity(p, &r).ok());
+  // 64x64 tiles over 128x128: 3 of 4 computed per head; entries N(N+1)/2 of N².
+  EXPECT_EQ(r.blocks_total, 8);
+  EXPECT_EQ(r.blocks_active, 6);
+  EXPECT_EQ(r.blocks_partial, 4);
+  EXPECT_EQ(r.entries_total, 2 * N * N);
+  EXPECT_EQ(r.entries_visible, 2 * N * (N + 1) / 2);
+  // Row 0 sees 1 of 128 keys: it drops almost all of its dense mass.
+  EXPECT_GT(r.mass_dropped_max, 0.5);
+  EXPECT_GT(r.mass_dropped_mean, 0.05);
+  EXPECT_GT(r.output_err_max, 0.01);
+  for (float x : out) EXPECT_EQ(x, 0.0f) << "measure_sparsity must not write params.out";
+
+  // A window covering every key drops nothing, and every tile runs unmasked: same bits.
+  ASSERT_TRUE(compile_flex_spec("window:1000+alibi", &mods).ok());
+  ASSERT_TRUE(measure_sparsity(p, &r).ok());
+  EXPECT_EQ(r.entry_fraction, 1.0);
+  EXPECT_EQ(r.mass_dropped_max, 0.0);
+  EXPECT_EQ(r.output_err_max, 0.0);
+  EXPECT_GT(r.output_dense_rms, 0.0);
+}
+
+}  // namespace
+}  // namespace goldilocks::testing

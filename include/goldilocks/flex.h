@@ -354,14 +354,8 @@ struct Alibi {
   }
   void score_tile(const FlexTile& t, float* s, int64_t lds) const;
 };
-// s -= slope·|i - j| over a tile; distances as float from an int32 counter so it vectorises.
-inline void alibi_tile(float slope, const FlexTile& t, float* s, int64_t lds) {
-  for (int64_t r = 0; r < t.rows; ++r) {
-    float* sr = s + r * lds;
-    const float base = static_cast<float>(t.j0 - (t.i0 + r));
-    for (int32_t c = 0; c < static_cast<int32_t>(t.cols); ++c) sr[c] -= slope * std::fabs(base + static_cast<float>(c));
-  }
-}
+// s -= slope·|i - j| over a tile (vectorised, in the library).
+void alibi_tile(float slope, const FlexTile& t, float* s, int64_t lds);
 inline void Alibi::score_tile(const FlexTile& t, float* s, int64_t lds) const { alibi_tile(slopes[t.h], t, s, lds); }
 // The standard geometric slopes: slope[h] = 2^(-max_bias·(h+1)/H).
 std::vector<float> alibi_slopes(int64_t heads, double max_bias = 8.0);

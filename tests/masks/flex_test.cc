@@ -20,6 +20,9 @@ struct Case {
   Formula formula;
 };
 
+// Test names and failure messages show the case name, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 std::string write_file(const std::string& name, const void* data, size_t bytes) {
   const std::string path = ::testing::TempDir() + "/goldilocks_flex_" + name;
   std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
@@ -134,6 +137,20 @@ std::vector<Case> cases() {
        },
        {[](auto b, auto h, auto i, auto j) { return (i % 7 != 3 || h != 1) && ((i + 2 * j + b + h) % 3 != 0 || j < 2); },
         [](double s, auto b, auto h, auto i, auto) { return s * (1 + 0.25 * h) + 0.1 * b - 0.01 * (i % 5); }}},
+      // --- the example of docs/flex.md, verbatim ---
+      {"docs_example",
+       [] {
+         namespace gl = goldilocks;
+         static std::vector<float> temperature = {1.0f, 0.5f};
+         gl::FlexMods mods = gl::make_flex(
+             gl::mods::mask_and(gl::mods::CausalMask{},
+                                [](int64_t, int64_t h, int64_t i, int64_t j) { return i - j <= (4 << h); }),
+             [t = temperature.data()](auto s, int64_t b, int64_t, int64_t, int64_t) { return s * t[b]; },
+             gl::FlexDeps{/*batch=*/false, /*head=*/true});
+         return mods;
+       },
+       {[](auto, auto h, auto i, auto j) { return j <= i && i - j <= (4 << h); },
+        [](double s, auto b, auto, auto, auto) { return s * (b == 0 ? 1.0 : 0.5); }}},
   };
   return c;
 }

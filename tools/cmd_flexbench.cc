@@ -1,0 +1,183 @@
+// goldilocks flexbench: the FlexAttention targets, each a ratio of two
+// timings taken interleaved in the same run (fp32, flash backend):
+//   1. no mask through the flex path vs the plain flash kernel       (≤ 1.03)
+//   2. causal+window:256+sinks:4 vs (active/all blocks) × dense flash  (≤ 1.3)
+//   3. causal+documents:8 packed vs the sum of 8 separate causal calls (≤ 1.3)
+//   4. alibi / softcap:30 score_mod vs no mod                          (≤ 1.15)
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+#include "commands.h"
+#include "goldilocks/flex.h"
+#include "shapes.h"
+
+namespace goldilocks::tools {
+namespace gl = goldilocks;
+namespace {
+
+struct BenchOptions {
+  int reps = 5;
+  int64_t window_n = 16384, window_heads = 16;
+  int64_t doc_n = 8192, heads = 8, n = 4096, d = 64;
+  std::string only;  // run one case: nomask, window, document, scoremod
+};
+
+// Median seconds of each function, runs interleaved (a b c a b c ...) so
+// machine noise hits every candidate alike; one untimed warm-up each.
+std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& fns, int reps) {
+  std::vector<std::vector<double>> t(fns.size());
+  for (const auto& f : fns) f();
+  for (int r = 0; r < reps; ++r) {
+    for (size_t i = 0; i < fns.size(); ++i) {
+      const auto a = std::chrono::steady_clock::now();
+      fns[i]();
+      t[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+    }
+  }
+  std::vector<double> med;
+  for (auto& v : t) {
+    std::sort(v.begin(), v.end());
+    med.push_back(v[v.size() / 2]);
+  }
+  return med;
+}
+
+void must(const gl::Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+    std::exit(1);
+  }
+}
+
+gl::FlexMods spec(const std::string& s) {
+  gl::FlexMods m;
+  must(gl::compile_flex_spec(s, &m));
+  return m;
+}
+
+const char* verdict(double ratio, double target) { return ratio <= target ? "meets" : "MISSES"; }
+
+void bench_no_mask(const BenchOptions& o, int threads) {
+  const Shape s{1, o.heads, o.heads, o.n, o.n, o.d, o.d, "none"};
+  Buffers b = make_inputs(s, 1);
+  const gl::FlexMods none = spec("none"), all = spec("window:" + std::to_string(o.n));
+  gl::AttentionParams plain = params_for(s, b, gl::Backend::kFlash, threads);
+  gl::AttentionParams flex_none = plain, flex_all = plain;
+  flex_none.flex = &none;
+  flex_all.flex = &all;
+  const auto t = interleaved_medians({[&] { must(gl::attention(plain)); }, [&] { must(gl::attention(flex_none)); },
+                                      [&] { must(gl::attention(flex_all)); }},
+                                     o.reps);
+  std::printf("1. no mask, H=%lld N=%lld D=%lld: plain flash %.1f ms\n", (long long)o.heads, (long long)o.n,
+              (long long)o.d, t[0] * 1e3);
+  std::printf("   flex, empty spec               %.1f ms  ratio %.3f  (target <= 1.03: %s)\n", t[1] * 1e3, t[1] / t[0],
+              verdict(t[1] / t[0], 1.03));
+  std::printf("   flex, window:%lld (all blocks full) %.1f ms  ratio %.3f  (target <= 1.03: %s)\n", (long long)o.n,
+              t[2] * 1e3, t[2] / t[0], verdict(t[2] / t[0], 1.03));
+}
+
+void bench_window(const BenchOptions& o, int threads) {
+  const Shape s{1, o.window_heads, o.window_heads, o.window_n, o.window_n, o.d, o.d, "none"};
+  Buffers b = make_inputs(s, 2);
+  const gl::FlexMods mods = spec("causal+window:256+sinks:4");
+  gl::BlockMask bm;
+  must(gl::BlockMask::build(mods, s.B, s.Hq, s.Nq, s.Nk, 64, 64, &bm));
+  const double frac = static_cast<double>(bm.total_blocks() - bm.count(gl::FlexBlock::kEmpty)) / bm.total_blocks();
+  gl::AttentionParams dense = params_for(s, b, gl::Backend::kFlash, threads);
+  gl::AttentionParams with_bm = dense, analytic = dense;
+  with_bm.flex = &mods;
+  with_bm.block_mask = &bm;
+  analytic.flex = &mods;
+  const auto t = interleaved_medians({[&] { must(gl::attention(dense)); }, [&] { must(gl::attention(with_bm)); },
+                                      [&] { must(gl::attention(analytic)); }},
+                                     o.reps);
+  std::printf("2. causal+window:256+sinks:4, H=%lld N=%lld D=%lld: dense flash %.1f ms; active blocks %lld/%lld = %.4f\n",
+              (long long)s.Hq, (long long)s.Nq, (long long)o.d, t[0] * 1e3,
+              (long long)(bm.total_blocks() - bm.count(gl::FlexBlock::kEmpty)), (long long)bm.total_blocks(), frac);
+  std::printf("   flex + block mask     %.1f ms  ratio to frac x dense %.3f  (target <= 1.3: %s)\n", t[1] * 1e3,
+              t[1] / (frac * t[0]), verdict(t[1] / (frac * t[0]), 1.3));
+  std::printf("   flex, no block mask   %.1f ms  ratio to frac x dense %.3f  (mods classify blocks themselves)\n",
+              t[2] * 1e3, t[2] / (frac * t[0]));
+}
+
+void bench_document(const BenchOptions& o, int threads) {
+  const int64_t docs = 8, len = o.doc_n / docs;
+  const Shape s{1, o.heads, o.heads, o.doc_n, o.doc_n, o.d, o.d, "none"};
+  Buffers b = make_inputs(s, 3);
+  const gl::FlexMods mods = spec("causal+documents:8");
+  gl::BlockMask bm;
+  must(gl::BlockMask::build(mods, s.B, s.Hq, s.Nq, s.Nk, 64, 64, &bm));
+  gl::AttentionParams packed = params_for(s, b, gl::Backend::kFlash, threads);
+  packed.flex = &mods;
+  packed.block_mask = &bm;
+  // Document d as its own causal call: strided views into the packed buffers.
+  std::vector<gl::AttentionParams> separate;
+  for (int64_t d = 0; d < docs; ++d) {
+    gl::AttentionParams p = params_for(s, b, gl::Backend::kFlash, threads);
+    const std::initializer_list<int64_t> stride = {s.Hq * s.Nq * s.Dk, s.Nq * s.Dk, s.Dk, 1};
+    const int64_t at = d * len * s.Dk;
+    p.q = gl::make_strided_view(b.q.data() + at, gl::DType::kFloat32, {1, s.Hq, len, s.Dk}, stride);
+    p.k = gl::make_strided_view(b.k.data() + at, gl::DType::kFloat32, {1, s.Hq, len, s.Dk}, stride);
+    p.v = gl::make_strided_view(b.v.data() + at, gl::DType::kFloat32, {1, s.Hq, len, s.Dk}, stride);
+    p.out = gl::make_strided_mutable_view(b.out.data() + at, gl::DType::kFloat32, {1, s.Hq, len, s.Dk}, stride);
+    p.causal = gl::CausalAlign::kTopLeft;
+    separate.push_back(p);
+  }
+  const auto t = interleaved_medians({[&] { must(gl::attention(packed)); },
+                                      [&] {
+                                        for (const auto& p : separate) must(gl::attention(p));
+                                      }},
+                                     o.reps);
+  std::printf("3. causal+documents:8 packed, H=%lld N=%lld D=%lld: 8 separate causal calls %.1f ms\n",
+              (long long)s.Hq, (long long)s.Nq, (long long)o.d, t[1] * 1e3);
+  std::printf("   flex + block mask     %.1f ms  ratio %.3f  (target <= 1.3: %s)\n", t[0] * 1e3, t[0] / t[1],
+              verdict(t[0] / t[1], 1.3));
+}
+
+void bench_score_mods(const BenchOptions& o, int threads) {
+  const Shape s{1, o.heads, o.heads, o.n, o.n, o.d, o.d, "none"};
+  Buffers b = make_inputs(s, 4);
+  const gl::FlexMods alibi = spec("alibi"), softcap = spec("softcap:30");
+  gl::AttentionParams plain = params_for(s, b, gl::Backend::kFlash, threads);
+  gl::AttentionParams pa = plain, ps = plain;
+  pa.flex = &alibi;
+  ps.flex = &softcap;
+  const auto t = interleaved_medians(
+      {[&] { must(gl::attention(plain)); }, [&] { must(gl::attention(pa)); }, [&] { must(gl::attention(ps)); }}, o.reps);
+  std::printf("4. score mods, H=%lld N=%lld D=%lld: no mod (plain flash) %.1f ms\n", (long long)o.heads, (long long)o.n,
+              (long long)o.d, t[0] * 1e3);
+  std::printf("   alibi                 %.1f ms  ratio %.3f  (target <= 1.15: %s)\n", t[1] * 1e3, t[1] / t[0],
+              verdict(t[1] / t[0], 1.15));
+  std::printf("   softcap:30            %.1f ms  ratio %.3f  (target <= 1.15: %s)\n", t[2] * 1e3, t[2] / t[0],
+              verdict(t[2] / t[0], 1.15));
+}
+
+}  // namespace
+
+CLI::App* register_flexbench(CLI::App& app, const GlobalOptions& global, int* exit_code) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("flexbench", "time the FlexAttention targets (ratios measured in one run)");
+  cmd->add_option("--reps", o->reps, "timed runs per candidate (interleaved; median reported)")->check(CLI::PositiveNumber);
+  cmd->add_option("--only", o->only, "run one case: nomask | window | document | scoremod");
+  cmd->add_option("--window-n", o->window_n, "sequence length of the window case (16384)")->check(CLI::PositiveNumber);
+  cmd->add_option("--window-heads", o->window_heads, "heads of the window case (16)")->check(CLI::PositiveNumber);
+  cmd->add_option("--doc-n", o->doc_n, "packed length of the document case (8192, a multiple of 8)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--n", o->n, "sequence length of the no-mask and score-mod cases")->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", o->heads, "heads of the no-mask, document and score-mod cases")->check(CLI::PositiveNumber);
+  cmd->callback([o, &global, exit_code] {
+    const BenchOptions& opts = *o;
+    const int threads = global.threads;
+    std::printf("flexbench: fp32, flash backend, %d threads, medians of %d interleaved runs\n",
+                threads > 0 ? threads : gl::default_num_threads(), opts.reps);
+    if (opts.only.empty() || opts.only == "nomask") bench_no_mask(opts, threads);
+    if (opts.only.empty() || opts.only == "window") bench_window(opts, threads);
+    if (opts.only.empty() || opts.only == "document") bench_document(opts, threads);
+    if (opts.only.empty() || opts.only == "scoremod") bench_score_mods(opts, threads);
+    *exit_code = 0;
+  });
+  return cmd;
+}
+
+}  // namespace goldilocks::tools

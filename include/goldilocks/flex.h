@@ -122,6 +122,9 @@ class BlockMask {
     const int64_t bb = deps_batch_ ? b : 0, hh = deps_head_ ? h : 0;
     return static_cast<FlexBlock>(kinds_[((bb * stored_heads() + hh) * q_blocks_ + qb) * k_blocks_ + kb]);
   }
+  // Kind of an arbitrary rectangle (a kernel tile that may straddle blocks):
+  // empty / full only if every block it overlaps is.
+  FlexBlock covering(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const;
   // Blocks of each kind over the whole [batch, heads] problem.
   int64_t count(FlexBlock kind) const;
   int64_t total_blocks() const { return batch_ * heads_ * q_blocks_ * k_blocks_; }
@@ -177,9 +180,8 @@ void mask_tile_loop(const M& m, const FlexTile& t, float* s, int64_t lds) {
   for (int64_t r = 0; r < t.rows; ++r) {
     float* sr = s + r * lds;
     const int64_t i = t.i0 + r;
-    for (int64_t c = 0; c < t.cols; ++c) {
-      if (!m(t.b, t.h, i, t.j0 + c)) sr[c] = kHidden;
-    }
+    // A select, not a branch, so simple masks vectorise.
+    for (int64_t c = 0; c < t.cols; ++c) sr[c] = m(t.b, t.h, i, t.j0 + c) ? sr[c] : kHidden;
   }
 }
 

@@ -45,17 +45,8 @@ struct FlexPolicy {
     if (block_mask == nullptr) {
       return fns.classify ? to_block_kind(fns.classify(state, tile(b, h, i0, rows, j0, cols))) : BlockKind::kPartial;
     }
-    // The kernel's tile may span several mask blocks: empty/full only if all agree.
-    const int64_t bq = block_mask->block_q(), bk = block_mask->block_k();
-    bool all_empty = true, all_full = true;
-    for (int64_t qb = i0 / bq; qb <= (i0 + rows - 1) / bq; ++qb) {
-      for (int64_t kb = j0 / bk; kb <= (j0 + cols - 1) / bk; ++kb) {
-        const FlexBlock k = block_mask->at(b, h, qb, kb);
-        all_empty &= (k == FlexBlock::kEmpty);
-        all_full &= (k == FlexBlock::kFull);
-      }
-    }
-    return all_empty ? BlockKind::kEmpty : all_full ? BlockKind::kFull : BlockKind::kPartial;
+    // The block mask's blocks are the tiles unless block_q/block_k were set; then a tile may straddle blocks.
+    return to_block_kind(block_mask->covering(b, h, i0, rows, j0, cols));
   }
 
   void mask_tile(float* s, int64_t lds, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,

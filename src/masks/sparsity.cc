@@ -34,8 +34,7 @@ void count_blocks(const kernels::Problem& p, const FlexMods& mods, SparsityRepor
           t.cols = std::min(tiles.bk, p.Nk - j0);
           FlexBlock kind = FlexBlock::kFull;
           if (f.mask_tile && p.block_mask) {
-            // The kernel's tiles are the block mask's blocks when block_q/k were left at 0.
-            kind = p.block_mask->at(b, h, i0 / p.block_mask->block_q(), j0 / p.block_mask->block_k());
+            kind = p.block_mask->covering(b, h, t.i0, t.rows, t.j0, t.cols);  // what the kernel sees
           } else if (f.mask_tile) {
             kind = f.classify ? f.classify(mods.state(), t) : FlexBlock::kPartial;
           }

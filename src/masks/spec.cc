@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -102,7 +103,19 @@ void program_mask_tile(const void* state, const FlexTile& t, float* s, int64_t l
   if (sub.rows == 0 || sub.cols == 0) return;
   float* ss = s + r0 * lds + c0;
   for (const RestrictionTerm& term : pg.restrictions) {
-    with_restriction(pg, term, t.call, [&](const auto& m) { flex_detail::mask_tile_loop(m, sub, ss, lds); });
+    with_restriction(pg, term, t.call, [&](const auto& m) {
+      // Only terms that cut through this tile cost per-score work (a document
+      // mask on a causal diagonal tile inside one document costs nothing).
+      switch (m.classify(sub)) {
+        case FlexBlock::kFull:
+          return;
+        case FlexBlock::kEmpty:
+          for (int64_t r = 0; r < sub.rows; ++r) std::fill(ss + r * lds, ss + r * lds + sub.cols, flex_detail::kHidden);
+          return;
+        case FlexBlock::kPartial:
+          flex_detail::mask_tile_loop(m, sub, ss, lds);
+      }
+    });
   }
 }
 
@@ -210,12 +223,15 @@ std::vector<std::string> split(const std::string& s, char sep) {
   }
 }
 
+constexpr int64_t kMaxArg = int64_t{1} << 40;
+
 bool parse_int(const std::string& s, int64_t lo, int64_t* out) {
   if (s.empty()) return false;
   errno = 0;
   char* end = nullptr;
   const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0' || v < lo) return false;
+  // Bounded so index arithmetic such as i + right or width·stride cannot overflow.
+  if (errno != 0 || *end != '\0' || v < lo || v > kMaxArg) return false;
   *out = v;
   return true;
 }
@@ -284,6 +300,7 @@ Status compile_flex_spec(const std::string& spec, FlexMods* out) {
       if (!want_args(2, 2) || !parse_int(args[0], 0, &a) || !parse_int(args[1], 1, &b)) {
         return bad("dilated takes W,S: a window of W keys each side at stride S >= 1");
       }
+      if (a > kMaxArg / b) return bad("dilated: W*S must be at most 2^40");
       pg->restrictions.push_back({Restriction::kDilated, a, b});
     } else if (name == "document") {
       if (!want_args(1, 1) || arg_text.empty()) return bad("document takes a file of int32 document ids, one per key");

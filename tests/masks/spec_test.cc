@@ -37,7 +37,8 @@ TEST(Spec, MalformedSpecsNameTheBadToken) {
       {"softcap:inf", "'softcap:inf'"},       {"dilated:3,0", "'dilated:3,0'"},
       {"dilated:3", "'dilated:3'"},           {"documents:0", "'documents:0'"},
       {"sinks:4x", "'sinks:4x'"},             {"document:/nonexistent/ids.bin", "'document:/nonexistent/ids.bin'"},
-      {"alibi:-2", "'alibi:-2'"},             {"causal+", "''"},
+      {"alibi:-2", "'alibi:-2'"},             {"window:99999999999999999", "'window:99999999999999999'"},
+      {"dilated:1099511627777,2", "'dilated:1099511627777,2'"}, {"dilated:1048576,1048577", "'dilated:1048576,1048577'"},             {"causal+", "''"},
       {"relbias:/nonexistent.bin", "'relbias:/nonexistent.bin'"},
   };
   for (const auto& [s, token] : bad) {

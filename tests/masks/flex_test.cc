@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "flex_test_util.h"
 
 namespace goldilocks::testing {
@@ -23,9 +25,19 @@ struct Case {
 // Test names and failure messages show the case name, not its bytes.
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
+// Files the specs read. ctest runs test processes in parallel, so each
+// process writes its own (pid in the name) and removes them at exit.
 std::string write_file(const std::string& name, const void* data, size_t bytes) {
-  const std::string path = ::testing::TempDir() + "/goldilocks_flex_" + name;
+  struct Cleanup {
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      for (const auto& p : paths) std::remove(p.c_str());
+    }
+  };
+  static Cleanup cleanup;
+  const std::string path = ::testing::TempDir() + "/goldilocks_flex_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  cleanup.paths.push_back(path);
   return path;
 }
 

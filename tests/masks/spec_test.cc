@@ -3,7 +3,10 @@
 // sparsity report measures what it claims.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
+
+#include <unistd.h>
 
 #include "flex_test_util.h"
 
@@ -111,9 +114,10 @@ TEST(FlexValidation, BadCallsFailCleanly) {
   {
     Call c;
     const int32_t ids[5] = {0, 0, 1, 1, 1};  // 5 ids for 12 keys
-    const std::string path = ::testing::TempDir() + "/goldilocks_flex_short_ids.bin";
+    const std::string path = ::testing::TempDir() + "/goldilocks_flex_short_ids_" + std::to_string(::getpid()) + ".bin";
     std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(ids), sizeof ids);
     ASSERT_TRUE(compile_flex_spec("document:" + path, &c.mods).ok());
+    std::remove(path.c_str());  // read when compiled
     c.expect_error(StatusCode::kInvalidArgument, "flex: document ids have 5 entries but Nk = 12");
   }
   {

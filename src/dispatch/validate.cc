@@ -280,6 +280,8 @@ Status validate(const AttentionParams& params, Problem* problem) {
   // Kernel tiles follow the block mask's blocks, so each tile is exactly one block.
   if (params.block_mask && p.block_q == 0) p.block_q = params.block_mask->block_q();
   if (params.block_mask && p.block_k == 0) p.block_k = params.block_mask->block_k();
+  // A mask's partial tiles are computed whole, then masked: narrow key blocks halve that waste.
+  if (flex && flex->has_mask() && p.block_k == 0) p.block_k = 64;
   p.workspace_limit_bytes = params.workspace_limit_bytes > 0 ? params.workspace_limit_bytes : support::physical_memory_bytes();
   if (p.workspace_limit_bytes <= 0) p.workspace_limit_bytes = INT64_MAX;
   p.force_portable = params.isa == IsaPreference::kPortable;

@@ -124,13 +124,19 @@ class BlockMask {
   }
   // Kind of an arbitrary rectangle (a kernel tile that may straddle blocks):
   // empty / full only if every block it overlaps is.
-  FlexBlock covering(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const;
+  FlexBlock covering(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const {
+    if (i0 % block_q_ == 0 && j0 % block_k_ == 0 && rows <= block_q_ && cols <= block_k_) {
+      return at(b, h, i0 / block_q_, j0 / block_k_);  // the kernel's tiles are the blocks: one lookup
+    }
+    return covering_blocks(b, h, i0, rows, j0, cols);
+  }
   // Blocks of each kind over the whole [batch, heads] problem.
   int64_t count(FlexBlock kind) const;
   int64_t total_blocks() const { return batch_ * heads_ * q_blocks_ * k_blocks_; }
 
  private:
   int64_t stored_heads() const { return deps_head_ ? heads_ : 1; }
+  FlexBlock covering_blocks(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const;
   FlexMods mods_;
   int64_t batch_ = 0, heads_ = 0, nq_ = 0, nk_ = 0, block_q_ = 1, block_k_ = 1, q_blocks_ = 0, k_blocks_ = 0;
   bool deps_batch_ = false, deps_head_ = false;

@@ -101,7 +101,7 @@ Status BlockMask::build(const FlexMods& mods, int64_t batch, int64_t heads, int6
   return Status::Ok();
 }
 
-FlexBlock BlockMask::covering(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const {
+FlexBlock BlockMask::covering_blocks(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const {
   bool all_empty = true, all_full = true;
   for (int64_t qb = i0 / block_q_; qb <= (i0 + rows - 1) / block_q_; ++qb) {
     for (int64_t kb = j0 / block_k_; kb <= (j0 + cols - 1) / block_k_; ++kb) {

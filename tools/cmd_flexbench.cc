@@ -6,6 +6,8 @@
 //   4. alibi / softcap:30 score_mod vs no mod                          (≤ 1.15)
 #include <xmmintrin.h>
 
+#include <time.h>
+
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -24,19 +26,34 @@ struct BenchOptions {
   int64_t dense_heads = 0;  // window case: time dense flash on this many heads and scale (0 = all)
   int64_t doc_n = 8192, heads = 8, n = 4096, d = 64;
   std::string only;  // run one case: nomask, window, document, scoremod
-  bool ftz = false;  // diagnosis: flush denormals to zero (MXCSR FTZ|DAZ) before any thread starts
+  bool ftz = false;
+  bool cpu_time = false;  // time by process CPU seconds instead of wall seconds  // diagnosis: flush denormals to zero (MXCSR FTZ|DAZ) before any thread starts
 };
 
-// Median seconds of each function, runs interleaved (a b c a b c ...) so
-// machine noise hits every candidate alike; one untimed warm-up each.
+// Process CPU seconds (all threads): unlike wall time it does not grow when
+// other programs deschedule ours, so ratios survive a shared machine.
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+bool g_cpu_clock = false;
+
+// Median seconds of each function, runs interleaved and rotated (a b c,
+// b c a, c a b, ...) so machine noise and "who runs after whom" hit every
+// candidate alike; one untimed warm-up each.
 std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& fns, int reps) {
   std::vector<std::vector<double>> t(fns.size());
   for (const auto& f : fns) f();
   for (int r = 0; r < reps; ++r) {
-    for (size_t i = 0; i < fns.size(); ++i) {
-      const auto a = std::chrono::steady_clock::now();
+    for (size_t n = 0; n < fns.size(); ++n) {
+      const size_t i = (n + static_cast<size_t>(r)) % fns.size();
+      const double a = g_cpu_clock ? cpu_seconds() : wall_seconds();
       fns[i]();
-      t[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+      t[i].push_back((g_cpu_clock ? cpu_seconds() : wall_seconds()) - a);
     }
   }
   std::vector<double> med;
@@ -179,13 +196,17 @@ CLI::App* register_flexbench(CLI::App& app, const GlobalOptions& global, int* ex
       ->check(CLI::PositiveNumber);
   cmd->add_option("--n", o->n, "sequence length of the no-mask and score-mod cases")->check(CLI::PositiveNumber);
   cmd->add_option("--heads", o->heads, "heads of the no-mask, document and score-mod cases")->check(CLI::PositiveNumber);
+  cmd->add_flag("--cpu-time", o->cpu_time,
+               "time by process CPU seconds (all threads) instead of wall time: robust on a shared machine");
   cmd->add_flag("--ftz", o->ftz, "diagnosis: run with denormals flushed to zero (MXCSR FTZ|DAZ, inherited by threads)");
   cmd->callback([o, &global, exit_code] {
     const BenchOptions& opts = *o;
     if (opts.ftz) _mm_setcsr(_mm_getcsr() | 0x8040);
     const int threads = global.threads;
-    std::printf("flexbench: fp32, flash backend, %d threads, medians of %d interleaved runs\n",
-                threads > 0 ? threads : gl::default_num_threads(), opts.reps);
+    g_cpu_clock = opts.cpu_time;
+    std::printf("flexbench: fp32, flash backend, %d threads, medians of %d interleaved runs, %s%s\n",
+                threads > 0 ? threads : gl::default_num_threads(), opts.reps,
+                opts.cpu_time ? "process CPU time (ms of CPU, all threads)" : "wall time", opts.ftz ? ", FTZ|DAZ" : "");
     if (opts.only.empty() || opts.only == "nomask") bench_no_mask(opts, threads);
     if (opts.only.empty() || opts.only == "window") bench_window(opts, threads);
     if (opts.only.empty() || opts.only == "document") bench_document(opts, threads);

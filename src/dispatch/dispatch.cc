@@ -123,7 +123,12 @@ Explanation explain(const AttentionParams& params) {
 
 Status attention(const AttentionParams& params) {
   // Keys and values held in a KV cache go to the decode kernel (src/kv_cache).
-  if (params.kv_cache != nullptr) return attention_over_cache(params);
+  if (params.kv_cache != nullptr) {
+    if (params.flex != nullptr || params.block_mask != nullptr) {
+      return InvalidArgument("flex: flex mods and block masks are not supported with kv_cache yet; leave flex unset");
+    }
+    return attention_over_cache(params);
+  }
   Problem p;
   GOLDILOCKS_RETURN_IF_ERROR(dispatch::validate(params, &p));
   Backend chosen = params.backend;

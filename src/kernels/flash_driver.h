@@ -1,15 +1,18 @@
 // The flash backend's tile loop, shared by every mask policy.
 //
 // q is (B,Hq,Nq,Dk), k is (B,Hkv,Nk,Dk), v is (B,Hkv,Nk,Dv), out is (B,Hq,Nq,Dv).
-// Work item = (b, h, query block of bq rows); items are independent, so the
-// result is bitwise identical for any thread count.
+// Work item = (b, h, a chunk of query rows made of whole bq-row tiles); items
+// are independent and every row's arithmetic is the same whichever item or
+// thread holds it, so the result is bitwise identical for any thread count.
 //
 // Per item:
-//   pack the Q block;                        m = -inf, l = 0, acc = 0 per row
-//   for each key block the policy does not classify as empty:
-//     pass 1: pack Kᵀ and V tiles; S = scale·Q·Kᵀ        (tiles.scores)
-//     pass 2: score mods on live tiles, masks on partial tiles only (policy)
-//     pass 3: online softmax and acc += P·V               (tiles.softmax_pv)
+//   pack the item's Q rows;                  m = -inf, l = 0, acc = 0 per row
+//   for each key block some tile of the item does not classify as empty:
+//     pass 1: pack Kᵀ and V once (shared by the item's tiles)
+//     per live tile of bq rows:
+//       pass 2: S = scale·Q·Kᵀ                           (tiles.scores)
+//       pass 3: score mods on live tiles, masks on partial tiles only (policy)
+//       pass 4: online softmax and acc += P·V             (tiles.softmax_pv)
 //   out = acc / l (0 for a fully masked row), lse = m + log l
 //
 // A Policy says which tiles are empty, full or partial and applies the mask
@@ -23,6 +26,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "goldilocks/status.h"
 #include "kernels/flash_tiles.h"
@@ -36,11 +40,19 @@ enum class BlockKind : uint8_t { kEmpty, kFull, kPartial };
 
 inline constexpr int64_t kDefaultBlockQ = 64;
 inline constexpr int64_t kDefaultBlockK = 64;
+// Query rows per work item: packing Kᵀ and V costs O(bk·D) per key block and is
+// shared by the item's rows, so 256 rows make it ~1/256 of the tile arithmetic.
+inline constexpr int64_t kItemRows = 256;
 
 struct FlashTiles {
   int64_t bq = 0, bk = 0;
+  int64_t item_rows = 0;  // a whole number of bq tiles
+  int64_t ldk = 0;        // leading dim of Kᵀ and S: bk padded to kTilePad
+  int64_t dvp = 0;        // leading dim of V and acc: Dv padded to kTilePad
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
 };
+
+inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 inline FlashTiles plan_flash_tiles(const Problem& p) {
   FlashTiles t;
@@ -49,80 +61,117 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   // Never larger than the problem: a 1-row decode should not pay for 64.
   t.bq = std::max<int64_t>(1, std::min(t.bq, p.Nq));
   t.bk = std::max<int64_t>(1, std::min(t.bk, p.Nk));
+  t.item_rows = std::min(t.bq * std::max<int64_t>(1, kItemRows / t.bq), round_up(p.Nq, t.bq));
+  t.ldk = round_up(t.bk, kTilePad);
+  t.dvp = round_up(p.Dv, kTilePad);
   int64_t off = 0;
   auto take = [&](int64_t n) {
     const int64_t at = off;
-    off += (n + 15) / 16 * 16;  // keep every tile 64-byte aligned
+    off += round_up(n, kTilePad);  // keep every tile 64-byte aligned
     return at;
   };
-  t.q_off = take(t.bq * p.Dk);
-  t.kt_off = take(p.Dk * t.bk);
-  t.v_off = take(t.bk * p.Dv);
-  t.s_off = take(t.bq * t.bk);
-  t.acc_off = take(t.bq * p.Dv);
-  t.m_off = take(t.bq);
-  t.l_off = take(t.bq);
+  t.q_off = take(t.item_rows * p.Dk);
+  t.kt_off = take(p.Dk * t.ldk);
+  t.v_off = take(t.bk * t.dvp);
+  t.s_off = take(t.bq * t.ldk);
+  t.acc_off = take(t.item_rows * t.dvp);
+  t.m_off = take(t.item_rows);
+  t.l_off = take(t.item_rows);
   t.total = off;
   return t;
+}
+
+// Kᵀ tile (Dk, ldk) with zeros in the padding columns; keys along the fast axis.
+inline void pack_k_transposed(const Problem& p, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0, int64_t cols,
+                              float* kt) {
+  const auto* k = static_cast<const float*>(p.k);
+  const float* k0 = k + p.ks.at(b, hk, j0, 0);
+  for (int64_t d = 0; d < p.Dk; ++d) {
+    float* row = kt + d * t.ldk;
+    const float* src = k0 + d * p.ks.d;
+    for (int64_t c = 0; c < cols; ++c) row[c] = src[c * p.ks.n];
+    std::fill(row + cols, row + t.ldk, 0.0f);
+  }
+}
+
+// V tile (cols, dvp) with zeros in the padding columns. Returns whether every
+// element is finite (if not, masked keys must be skipped rather than multiplied by 0).
+inline bool pack_v(const Problem& p, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0, int64_t cols, float* vt) {
+  const auto* v = static_cast<const float*>(p.v);
+  uint32_t non_finite = 0;  // an integer OR vectorises; exponent bits all ones = Inf/NaN
+  for (int64_t c = 0; c < cols; ++c) {
+    const float* src = v + p.vs.at(b, hk, j0 + c, 0);
+    float* row = vt + c * t.dvp;
+    if (p.vs.d == 1) {
+      std::copy(src, src + p.Dv, row);
+    } else {
+      for (int64_t e = 0; e < p.Dv; ++e) row[e] = src[e * p.vs.d];
+    }
+    for (int64_t e = 0; e < p.Dv; ++e) {
+      uint32_t bits;
+      std::memcpy(&bits, row + e, 4);
+      non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    std::fill(row + p.Dv, row + t.dvp, 0.0f);
+  }
+  return non_finite == 0;
 }
 
 template <class Policy>
 void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, const FlashTiles& t, float* scratch,
                 int64_t b, int64_t h, int64_t i0) {
   const auto* q = static_cast<const float*>(p.q);
-  const auto* k = static_cast<const float*>(p.k);
-  const auto* v = static_cast<const float*>(p.v);
   auto* out = static_cast<float*>(p.out);
   const int64_t hk = p.kv_head(h);
-  const int64_t rows = std::min(t.bq, p.Nq - i0);
-  const int64_t Dk = p.Dk, Dv = p.Dv;
+  const int64_t rows = std::min(t.item_rows, p.Nq - i0);
+  const int64_t Dk = p.Dk, Dv = p.Dv, dvp = t.dvp;
   const float scale = static_cast<float>(p.scale);
 
   float* qt = scratch + t.q_off;     // (rows, Dk)
-  float* kt = scratch + t.kt_off;    // (Dk, bk): keys along the fast axis
-  float* vt = scratch + t.v_off;     // (bk, Dv)
-  float* s = scratch + t.s_off;      // (rows, bk)
-  float* acc = scratch + t.acc_off;  // (rows, Dv)
+  float* kt = scratch + t.kt_off;    // (Dk, ldk): keys along the fast axis
+  float* vt = scratch + t.v_off;     // (bk, dvp)
+  float* s = scratch + t.s_off;      // (bq, ldk)
+  float* acc = scratch + t.acc_off;  // (rows, dvp)
   float* m = scratch + t.m_off;
   float* l = scratch + t.l_off;
 
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] = q[p.qs.at(b, h, i0 + r, d)];
-    std::fill(acc + r * Dv, acc + (r + 1) * Dv, 0.0f);
+    std::fill(acc + r * dvp, acc + (r + 1) * dvp, 0.0f);
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
 
   for (int64_t j0 = 0; j0 < p.Nk; j0 += t.bk) {
     const int64_t cols = std::min(t.bk, p.Nk - j0);
-    const BlockKind kind = policy.classify(b, h, i0, rows, j0, cols);
-    if (kind == BlockKind::kEmpty) continue;
+    bool any_live = false;
+    for (int64_t r0 = 0; r0 < rows && !any_live; r0 += t.bq)
+      any_live = policy.classify(b, h, i0 + r0, std::min(t.bq, rows - r0), j0, cols) != BlockKind::kEmpty;
+    if (!any_live) continue;
 
-    // pass 1: pack, then S = scale·Q·Kᵀ.
-    bool v_all_finite = true;
-    for (int64_t c = 0; c < cols; ++c) {
-      for (int64_t d = 0; d < Dk; ++d) kt[d * t.bk + c] = k[p.ks.at(b, hk, j0 + c, d)];
-      for (int64_t e = 0; e < Dv; ++e) {
-        const float x = v[p.vs.at(b, hk, j0 + c, e)];
-        v_all_finite &= std::isfinite(x);
-        vt[c * Dv + e] = x;
-      }
+    // pass 1: pack once for all tiles of the item.
+    pack_k_transposed(p, t, b, hk, j0, cols, kt);
+    const bool v_all_finite = pack_v(p, t, b, hk, j0, cols, vt);
+
+    for (int64_t r0 = 0; r0 < rows; r0 += t.bq) {
+      const int64_t tr = std::min(t.bq, rows - r0), ti = i0 + r0;
+      const BlockKind kind = policy.classify(b, h, ti, tr, j0, cols);
+      if (kind == BlockKind::kEmpty) continue;
+      // pass 2: S = scale·Q·Kᵀ.
+      tk.scores(qt + r0 * Dk, tr, Dk, kt, t.ldk, cols, scale, s, t.ldk);
+      // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
+      if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, j0, cols);
+      if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, j0, cols);
+      // pass 4: online softmax and P·V.
+      tk.softmax_pv(s, t.ldk, tr, cols, vt, dvp, v_all_finite, m + r0, l + r0, acc + r0 * dvp);
     }
-    tk.scores(qt, rows, Dk, kt, t.bk, cols, scale, s, t.bk);
-
-    // pass 2: score modifiers, then masks (after, so a mod cannot unmask).
-    if constexpr (Policy::kScoreMod) policy.score_tile(s, t.bk, b, h, i0, rows, j0, cols);
-    if (kind == BlockKind::kPartial) policy.mask_tile(s, t.bk, b, h, i0, rows, j0, cols);
-
-    // pass 3: online softmax and P·V.
-    tk.softmax_pv(s, t.bk, rows, cols, vt, Dv, v_all_finite, m, l, acc);
   }
 
   // Epilogue: divide by the row sum once; fully masked rows give 0 and -inf.
   for (int64_t r = 0; r < rows; ++r) {
     const bool fully_masked = (m[r] == kNegInf);
     const float inv_l = fully_masked ? 0.0f : 1.0f / l[r];
-    for (int64_t e = 0; e < Dv; ++e) out[p.os.at(b, h, i0 + r, e)] = fully_masked ? 0.0f : acc[r * Dv + e] * inv_l;
+    for (int64_t e = 0; e < Dv; ++e) out[p.os.at(b, h, i0 + r, e)] = fully_masked ? 0.0f : acc[r * dvp + e] * inv_l;
     if (p.lse) {
       p.lse[b * p.lse_sb + h * p.lse_sh + (i0 + r) * p.lse_sn] = fully_masked ? kNegInf : m[r] + std::log(l[r]);
     }
@@ -134,15 +183,18 @@ Status flash_forward(const Problem& p, const Policy& policy) {
   if (p.B * p.Hq * p.Nq == 0) return Status::Ok();  // no rows to write
   const TileKernels& tk = select_tile_kernels(p.force_portable);
   const FlashTiles t = plan_flash_tiles(p);
-  const int64_t q_blocks = (p.Nq + t.bq - 1) / t.bq;
-  const int64_t items = p.B * p.Hq * q_blocks;
+  const int64_t chunks = (p.Nq + t.item_rows - 1) / t.item_rows;
+  const int64_t bh_count = p.B * p.Hq;
+  const int64_t items = bh_count * chunks;
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, items)));
   // All scratch is allocated before anything is written, so a failure leaves out untouched.
   support::TrackedBuffer<float> scratch(t.total * threads);
   if (!scratch.ok()) return ResourceExhausted("backend flash: could not allocate per-thread tiles; reduce block_q/block_k");
   support::parallel_for(items, threads, [&](int64_t item, int thread) {
-    const int64_t qb = item % q_blocks, bh = item / q_blocks;
-    flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, qb * t.bq);
+    // Chunk-major, last chunk first: under a causal mask the late rows cost the
+    // most, and round-robin dealing then hands every thread the same mix.
+    const int64_t chunk = chunks - 1 - item / bh_count, bh = item % bh_count;
+    flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, chunk * t.item_rows);
   });
   return Status::Ok();
 }

@@ -3,11 +3,19 @@
 // The driver (flash_driver.h) calls these once per (query block × key block)
 // tile through a table chosen once per call, so the instruction-set choice
 // never reaches an inner loop and per-score work stays inlined.
+//
+// Padding contract: ldk, lds and dv are multiples of kTilePad floats and every
+// buffer is allocated to its full leading dimension, so SIMD sets may read and
+// write whole vectors past `cols` (kt's padding columns hold zeros) and past
+// the real head dim (v's padding columns hold zeros; acc's are never read).
 #pragma once
 
 #include <cstdint>
 
 namespace goldilocks::kernels {
+
+// 16 floats = one AVX-512 vector = one cache line.
+inline constexpr int64_t kTilePad = 16;
 
 struct TileKernels {
   const char* isa;  // "portable", "avx2", "avx512", ...
@@ -31,6 +39,8 @@ struct TileKernels {
 
 // The portable set, compiled for the baseline ISA (always built, always tested).
 const TileKernels& portable_tile_kernels();
+// The Highway set for the widest instruction set this CPU supports.
+const TileKernels& simd_tile_kernels();
 // The best set this CPU supports, or the portable one when force_portable.
 const TileKernels& select_tile_kernels(bool force_portable);
 

@@ -66,8 +66,7 @@ const TileKernels& portable_tile_kernels() {
 }
 
 const TileKernels& select_tile_kernels(bool force_portable) {
-  (void)force_portable;  // only the portable set exists so far
-  return portable_tile_kernels();
+  return force_portable ? portable_tile_kernels() : simd_tile_kernels();
 }
 
 }  // namespace goldilocks::kernels

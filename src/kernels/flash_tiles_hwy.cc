@@ -1,0 +1,330 @@
+// SIMD tile micro-kernels of the flash backend, compiled for every instruction
+// set Highway targets (foreach_target) and chosen once per call at run time.
+// They follow the exact semantics of flash_tiles_portable.cc: masked keys are
+// skipped even when V holds NaN; a NaN or +inf score poisons its row.
+//
+// Layouts (the driver pads every leading dimension to a multiple of 16 floats,
+// so whole vectors may be read and written past `cols` / the last head dim):
+//   q  (rows, dk) row-major          kt (dk, ldk): keys along the SIMD lanes
+//   s  (rows, lds) scores → probabilities
+//   v  (cols, dv) row-major, dv padded with zeros; acc (rows, dv)
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/flash_tiles_hwy.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/flash_tiles.h"
+#include "kernels/problem.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace goldilocks::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Register blocking: kRows query rows × kVecs vectors of accumulators. AVX-512
+// has 32 vector registers (6×4 = 24 accumulators + operands); the others 16 (6×2).
+constexpr int kRows = 6;
+#if HWY_TARGET <= HWY_AVX3
+constexpr int kVecs = 4;
+#else
+constexpr int kVecs = 2;
+#endif
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 2^t for t <= 0 (t may be -inf). Clamping at -127 makes the exponent field 0,
+// so masked (-inf) and underflowing scores give exactly +0 with no extra test.
+// Degree-6 polynomial on [-0.5, 0.5]: relative error 1.6e-8, below fp32 rounding.
+HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
+  const hn::RebindToSigned<DF> di;
+  t = hn::Max(t, hn::Set(d, -127.0f));
+  const VF n = hn::Round(t);
+  const VF f = hn::Sub(t, n);
+  VF p = hn::Set(d, 1.533757750e-04f);
+  p = hn::MulAdd(p, f, hn::Set(d, 1.339985989e-03f));
+  p = hn::MulAdd(p, f, hn::Set(d, 9.618519805e-03f));
+  p = hn::MulAdd(p, f, hn::Set(d, 5.550329015e-02f));
+  p = hn::MulAdd(p, f, hn::Set(d, 2.402264625e-01f));
+  p = hn::MulAdd(p, f, hn::Set(d, 6.931471825e-01f));
+  p = hn::MulAdd(p, f, hn::Set(d, 1.0f));
+  const auto biased = hn::ConvertTo(di, hn::Add(n, hn::Set(d, 127.0f)));  // 0..127
+  return hn::Mul(p, hn::BitCast(d, hn::ShiftLeft<23>(biased)));
+}
+
+// ---------------------------------------------------------------------------
+// S = scale · Q·Kᵀ. Micro-kernel: R rows × V vectors of keys, accumulated over dk
+// in registers; per step V loads of Kᵀ and R broadcasts of Q feed R·V FMAs.
+template <int R, int V>
+HWY_INLINE void ScoresBlock(const float* HWY_RESTRICT q, int64_t dk, const float* HWY_RESTRICT kt, int64_t ldk,
+                            VF vscale, float* HWY_RESTRICT s, int64_t lds) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  VF acc[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) acc[r][j] = hn::Zero(d);
+  for (int64_t x = 0; x < dk; ++x) {
+    VF kv[V];
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) kv[j] = hn::LoadU(d, kt + x * ldk + j * N);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const VF qv = hn::Set(d, q[r * dk + x]);
+#pragma GCC unroll 8
+      for (int j = 0; j < V; ++j) acc[r][j] = hn::MulAdd(qv, kv[j], acc[r][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) hn::StoreU(hn::Mul(acc[r][j], vscale), d, s + r * lds + j * N);
+}
+
+// All rows for one strip of V key vectors: full kRows blocks, then the remainder.
+template <int V>
+HWY_INLINE void ScoresStrip(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, VF vscale,
+                            float* s, int64_t lds) {
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) ScoresBlock<kRows, V>(q + r * dk, dk, kt, ldk, vscale, s + r * lds, lds);
+  const float* qr = q + r * dk;
+  float* sr = s + r * lds;
+  switch (rows - r) {
+    case 5: ScoresBlock<5, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
+    case 4: ScoresBlock<4, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
+    case 3: ScoresBlock<3, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
+    case 2: ScoresBlock<2, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
+    case 1: ScoresBlock<1, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
+    default: break;
+  }
+}
+
+void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
+            float* s, int64_t lds) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF vscale = hn::Set(d, scale);
+  const int64_t vecs = (cols + N - 1) / N;  // the padded tail is computed, never read
+  int64_t j = 0;
+  // Key strips outermost: one Kᵀ strip (dk × kVecs·N floats) stays in L1 for all rows.
+  for (; j + kVecs <= vecs; j += kVecs) ScoresStrip<kVecs>(q, rows, dk, kt + j * N, ldk, vscale, s + j * N, lds);
+  const float* ktj = kt + j * N;
+  float* sj = s + j * N;
+  switch (vecs - j) {
+    case 3: ScoresStrip<3>(q, rows, dk, ktj, ldk, vscale, sj, lds); break;
+    case 2: ScoresStrip<2>(q, rows, dk, ktj, ldk, vscale, sj, lds); break;
+    case 1: ScoresStrip<1>(q, rows, dk, ktj, ldk, vscale, sj, lds); break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// acc += P·V. Micro-kernel: R rows × V vectors of the head dim, accumulated over
+// the keys in registers; per key V loads of V's row and R broadcasts of P.
+template <int R, int V>
+HWY_INLINE void PVBlock(const float* HWY_RESTRICT p, int64_t lds, int64_t cols, const float* HWY_RESTRICT v,
+                        int64_t dv, float* HWY_RESTRICT acc) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  VF a[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) a[r][j] = hn::LoadU(d, acc + r * dv + j * N);
+  for (int64_t c = 0; c < cols; ++c) {
+    VF vv[V];
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) vv[j] = hn::LoadU(d, v + c * dv + j * N);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const VF pr = hn::Set(d, p[r * lds + c]);
+#pragma GCC unroll 8
+      for (int j = 0; j < V; ++j) a[r][j] = hn::MulAdd(pr, vv[j], a[r][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) hn::StoreU(a[r][j], d, acc + r * dv + j * N);
+}
+
+template <int V>
+HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
+                        float* acc) {
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) PVBlock<kRows, V>(p + r * lds, lds, cols, v, dv, acc + r * dv);
+  const float* pr = p + r * lds;
+  float* ar = acc + r * dv;
+  switch (rows - r) {
+    case 5: PVBlock<5, V>(pr, lds, cols, v, dv, ar); break;
+    case 4: PVBlock<4, V>(pr, lds, cols, v, dv, ar); break;
+    case 3: PVBlock<3, V>(pr, lds, cols, v, dv, ar); break;
+    case 2: PVBlock<2, V>(pr, lds, cols, v, dv, ar); break;
+    case 1: PVBlock<1, V>(pr, lds, cols, v, dv, ar); break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Online softmax of one row of scores, in place: s becomes exp(s - m_new), the
+// row's acc is rescaled by exp(m_old - m_new). Returns false when the row must
+// take the portable path instead (a NaN or +inf score, or a max so large that
+// folding it into the exponent would overflow); the row is then left untouched.
+// kMarkMasked writes -0 (not +0) for masked keys, so P·V can skip them.
+template <bool kMarkMasked>
+HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, float* m, float* l,
+                           float* HWY_RESTRICT ar) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF neg_inf = hn::Set(d, kNegInf);
+  // pass a: block max; the plain sum of scores is NaN iff a score is NaN (or +inf meets -inf).
+  VF vmax = neg_inf, vsum = hn::Zero(d);
+  int64_t c = 0;
+  for (; c + N <= cols; c += N) {
+    const VF x = hn::LoadU(d, sr + c);
+    vmax = hn::Max(vmax, x);
+    vsum = hn::Add(vsum, x);
+  }
+  if (c < cols) {
+    const VF x = hn::IfThenElse(hn::FirstN(d, static_cast<size_t>(cols - c)), hn::LoadU(d, sr + c), neg_inf);
+    vmax = hn::Max(vmax, x);
+    vsum = hn::Add(vsum, x);
+  }
+  if (std::isnan(hn::GetLane(hn::SumOfLanes(d, vsum)))) return false;
+  const float m_new = std::max(*m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
+  if (m_new == kNegInf) {  // nothing visible yet: every probability is 0
+    const VF zero = hn::Set(d, kMarkMasked ? -0.0f : 0.0f);
+    for (c = 0; c < cols; c += N) hn::StoreU(zero, d, sr + c);
+    return true;
+  }
+  if (!(std::abs(m_new) < 1e30f)) return false;
+
+  // pass b: rescale the running state, then p = 2^(s·log2e - m_new·log2e).
+  const float alpha = std::exp(*m - m_new);
+  if (alpha != 1.0f) {
+    *l *= alpha;
+    const VF va = hn::Set(d, alpha);
+    for (int64_t e = 0; e < dv; e += N) hn::StoreU(hn::Mul(hn::LoadU(d, ar + e), va), d, ar + e);
+  }
+  *m = m_new;
+  const VF log2e = hn::Set(d, kLog2e);
+  const VF bias = hn::Set(d, -m_new * kLog2e);
+  VF psum = hn::Zero(d);
+  for (c = 0; c + N <= cols; c += N) {
+    const VF x = hn::LoadU(d, sr + c);
+    VF p = Exp2NonPositive(d, hn::MulAdd(x, log2e, bias));
+    if constexpr (kMarkMasked) p = hn::IfThenElse(hn::Eq(x, neg_inf), hn::Set(d, -0.0f), p);
+    hn::StoreU(p, d, sr + c);
+    psum = hn::Add(psum, p);
+  }
+  if (c < cols) {
+    // Padding columns may hold anything finite: clamp, then zero them.
+    const VF x = hn::LoadU(d, sr + c);
+    const VF t = hn::Min(hn::MulAdd(x, log2e, bias), hn::Zero(d));
+    VF p = hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(cols - c)), Exp2NonPositive(d, t));
+    if constexpr (kMarkMasked) p = hn::IfThenElse(hn::Eq(x, neg_inf), hn::Set(d, -0.0f), p);
+    hn::StoreU(p, d, sr + c);
+    psum = hn::Add(psum, p);
+  }
+  *l += hn::GetLane(hn::SumOfLanes(d, psum));
+  return true;
+}
+
+// acc_row += P_row·V skipping keys marked -0 (masked): their V may hold NaN.
+// The same FMA per element in the same key order as PVBlock, so the bits match
+// the fast path whenever the skipped terms would have added ±0.
+HWY_INLINE void PVRowSkippingMasked(const float* HWY_RESTRICT pr, int64_t cols, const float* HWY_RESTRICT v,
+                                    int64_t dv, float* HWY_RESTRICT ar) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t c = 0; c < cols; ++c) {
+    if (pr[c] == 0.0f && std::signbit(pr[c])) continue;
+    const VF pc = hn::Set(d, pr[c]);
+    for (int64_t e = 0; e < dv; e += N)
+      hn::StoreU(hn::MulAdd(pc, hn::LoadU(d, v + c * dv + e), hn::LoadU(d, ar + e)), d, ar + e);
+  }
+}
+
+template <bool kMarkMasked>
+HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, float* m,
+                            float* l, float* acc) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF done = hn::Set(d, kMarkMasked ? -0.0f : 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    // A row whose state is already NaN stays NaN; a row that must be handled
+    // exactly (NaN or +inf score) takes the portable kernel, one row. Either
+    // way its probabilities are then cleared so P·V leaves it alone.
+    if (std::isnan(m[r]) || !SoftmaxRow<kMarkMasked>(sr, cols, dv, m + r, l + r, acc + r * dv)) {
+      if (!std::isnan(m[r]))
+        portable_tile_kernels().softmax_pv(sr, lds, 1, cols, v, dv, false, m + r, l + r, acc + r * dv);
+      for (int64_t c = 0; c < cols; c += N) hn::StoreU(done, d, sr + c);
+    }
+  }
+}
+
+void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, bool v_all_finite,
+               float* m, float* l, float* acc) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  if (!v_all_finite) {
+    // Rare: V holds NaN/Inf, so masked keys must be skipped, not multiplied by 0.
+    SoftmaxRows<true>(s, lds, rows, cols, v, dv, m, l, acc);
+    for (int64_t r = 0; r < rows; ++r) PVRowSkippingMasked(s + r * lds, cols, v, dv, acc + r * dv);
+    return;
+  }
+  // pass 1: per-row online softmax.
+  SoftmaxRows<false>(s, lds, rows, cols, v, dv, m, l, acc);
+  // pass 2: acc += P·V, head dim in strips of kVecs vectors (dv is padded to whole vectors).
+  const int64_t vecs = dv / N;
+  int64_t j = 0;
+  for (; j + kVecs <= vecs; j += kVecs) PVStrip<kVecs>(s, lds, rows, cols, v + j * N, dv, acc + j * N);
+  const float* vj = v + j * N;
+  float* aj = acc + j * N;
+  switch (vecs - j) {
+    case 3: PVStrip<3>(s, lds, rows, cols, vj, dv, aj); break;
+    case 2: PVStrip<2>(s, lds, rows, cols, vj, dv, aj); break;
+    case 1: PVStrip<1>(s, lds, rows, cols, vj, dv, aj); break;
+    default: break;
+  }
+}
+
+const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace goldilocks::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace goldilocks::kernels {
+HWY_EXPORT(Scores);
+HWY_EXPORT(SoftmaxPV);
+HWY_EXPORT(IsaName);
+
+namespace {
+// One indirect call per tile: Highway picks the best target on first use.
+void scores_simd(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
+                 float* s, int64_t lds) {
+  HWY_DYNAMIC_DISPATCH(Scores)(q, rows, dk, kt, ldk, cols, scale, s, lds);
+}
+void softmax_pv_simd(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
+                     bool v_all_finite, float* m, float* l, float* acc) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxPV)(s, lds, rows, cols, v, dv, v_all_finite, m, l, acc);
+}
+}  // namespace
+
+const TileKernels& simd_tile_kernels() {
+  static const TileKernels kSimd{HWY_DYNAMIC_DISPATCH(IsaName)(), scores_simd, softmax_pv_simd};
+  return kSimd;
+}
+
+}  // namespace goldilocks::kernels
+#endif  // HWY_ONCE

@@ -28,6 +28,14 @@ struct DensePolicy {
 
   void mask_tile(float* s, int64_t lds, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,
                  int64_t cols) const {
+    if constexpr (kCausal && kMask == MaskKind::kNone) {
+      // Causal only: each row's visible keys are a prefix, so hide the rest in one fill.
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t visible = std::clamp<int64_t>(i0 + r + p.causal_offset - j0 + 1, 0, cols);
+        std::fill(s + r * lds + visible, s + r * lds + cols, kNegInf);
+      }
+      return;
+    }
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
         float bias;

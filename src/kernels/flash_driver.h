@@ -39,15 +39,19 @@ namespace goldilocks::kernels {
 enum class BlockKind : uint8_t { kEmpty, kFull, kPartial };
 
 inline constexpr int64_t kDefaultBlockQ = 64;
-inline constexpr int64_t kDefaultBlockK = 64;
+inline constexpr int64_t kDefaultBlockK = 128;
+// Under a causal mask the diagonal tiles are computed whole and then masked:
+// narrower key blocks halve that waste, worth more than longer P·V loops.
+inline constexpr int64_t kDefaultBlockKCausal = 64;
 // Query rows per work item: packing Kᵀ and V costs O(bk·D) per key block and is
-// shared by the item's rows, so 256 rows make it ~1/256 of the tile arithmetic.
-inline constexpr int64_t kItemRows = 256;
+// shared by the item's rows, so 512 rows make it ~1/512 of the tile arithmetic
+// (acc and Q for 512 rows of D=128 are 512 KiB: still within 1 MiB per thread).
+inline constexpr int64_t kItemRows = 512;
 
 struct FlashTiles {
   int64_t bq = 0, bk = 0;
   int64_t item_rows = 0;  // a whole number of bq tiles
-  int64_t ldk = 0;        // leading dim of Kᵀ and S: bk padded to kTilePad
+  int64_t ldk = 0;        // leading dim of Kᵀ and S: bk padded to kTilePad, plus one vector
   int64_t dvp = 0;        // leading dim of V and acc: Dv padded to kTilePad
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
 };
@@ -57,12 +61,14 @@ inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
 inline FlashTiles plan_flash_tiles(const Problem& p) {
   FlashTiles t;
   t.bq = p.block_q > 0 ? p.block_q : kDefaultBlockQ;
-  t.bk = p.block_k > 0 ? p.block_k : kDefaultBlockK;
+  t.bk = p.block_k > 0 ? p.block_k : (p.causal == CausalAlign::kNone ? kDefaultBlockK : kDefaultBlockKCausal);
   // Never larger than the problem: a 1-row decode should not pay for 64.
   t.bq = std::max<int64_t>(1, std::min(t.bq, p.Nq));
   t.bk = std::max<int64_t>(1, std::min(t.bk, p.Nk));
   t.item_rows = std::min(t.bq * std::max<int64_t>(1, kItemRows / t.bq), round_up(p.Nq, t.bq));
-  t.ldk = round_up(t.bk, kTilePad);
+  // One extra vector per row: a power-of-two row pitch would map the Kᵀ rows a
+  // micro-kernel walks onto a few L1 sets and evict them (4K aliasing).
+  t.ldk = round_up(t.bk, kTilePad) + kTilePad;
   t.dvp = round_up(p.Dv, kTilePad);
   int64_t off = 0;
   auto take = [&](int64_t n) {
@@ -81,24 +87,16 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   return t;
 }
 
-// Kᵀ tile (Dk, ldk) with zeros in the padding columns; keys along the fast axis.
-inline void pack_k_transposed(const Problem& p, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0, int64_t cols,
-                              float* kt) {
-  const auto* k = static_cast<const float*>(p.k);
-  const float* k0 = k + p.ks.at(b, hk, j0, 0);
-  for (int64_t d = 0; d < p.Dk; ++d) {
-    float* row = kt + d * t.ldk;
-    const float* src = k0 + d * p.ks.d;
-    for (int64_t c = 0; c < cols; ++c) row[c] = src[c * p.ks.n];
-    std::fill(row + cols, row + t.ldk, 0.0f);
-  }
-}
+// Whether V's key block can be used in place: rows contiguous and already a
+// whole number of padded vectors long, so no copy is needed.
+inline bool v_usable_in_place(const Problem& p, const FlashTiles& t) { return p.vs.d == 1 && p.vs.n == t.dvp; }
 
 // V tile (cols, dvp) with zeros in the padding columns. Returns whether every
 // element is finite (if not, masked keys must be skipped rather than multiplied by 0).
-inline bool pack_v(const Problem& p, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0, int64_t cols, float* vt) {
+inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0,
+                   int64_t cols, float* vt) {
   const auto* v = static_cast<const float*>(p.v);
-  uint32_t non_finite = 0;  // an integer OR vectorises; exponent bits all ones = Inf/NaN
+  bool finite = true;
   for (int64_t c = 0; c < cols; ++c) {
     const float* src = v + p.vs.at(b, hk, j0 + c, 0);
     float* row = vt + c * t.dvp;
@@ -107,25 +105,23 @@ inline bool pack_v(const Problem& p, const FlashTiles& t, int64_t b, int64_t hk,
     } else {
       for (int64_t e = 0; e < p.Dv; ++e) row[e] = src[e * p.vs.d];
     }
-    for (int64_t e = 0; e < p.Dv; ++e) {
-      uint32_t bits;
-      std::memcpy(&bits, row + e, 4);
-      non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
+    finite &= tk.all_finite(row, p.Dv);
     std::fill(row + p.Dv, row + t.dvp, 0.0f);
   }
-  return non_finite == 0;
+  return finite;
 }
 
 template <class Policy>
 void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, const FlashTiles& t, float* scratch,
                 int64_t b, int64_t h, int64_t i0) {
   const auto* q = static_cast<const float*>(p.q);
+  const auto* k = static_cast<const float*>(p.k);
   auto* out = static_cast<float*>(p.out);
   const int64_t hk = p.kv_head(h);
   const int64_t rows = std::min(t.item_rows, p.Nq - i0);
   const int64_t Dk = p.Dk, Dv = p.Dv, dvp = t.dvp;
   const float scale = static_cast<float>(p.scale);
+  const bool in_place_v = v_usable_in_place(p, t);
 
   float* qt = scratch + t.q_off;     // (rows, Dk)
   float* kt = scratch + t.kt_off;    // (Dk, ldk): keys along the fast axis
@@ -150,8 +146,15 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     if (!any_live) continue;
 
     // pass 1: pack once for all tiles of the item.
-    pack_k_transposed(p, t, b, hk, j0, cols, kt);
-    const bool v_all_finite = pack_v(p, t, b, hk, j0, cols, vt);
+    tk.pack_kt(k + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
+    const float* vb = vt;  // (cols, dvp)
+    bool v_all_finite;
+    if (in_place_v) {
+      vb = static_cast<const float*>(p.v) + p.vs.at(b, hk, j0, 0);
+      v_all_finite = tk.all_finite(vb, cols * dvp);
+    } else {
+      v_all_finite = pack_v(p, tk, t, b, hk, j0, cols, vt);
+    }
 
     for (int64_t r0 = 0; r0 < rows; r0 += t.bq) {
       const int64_t tr = std::min(t.bq, rows - r0), ti = i0 + r0;
@@ -163,7 +166,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, j0, cols);
       if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, j0, cols);
       // pass 4: online softmax and P·V.
-      tk.softmax_pv(s, t.ldk, tr, cols, vt, dvp, v_all_finite, m + r0, l + r0, acc + r0 * dvp);
+      tk.softmax_pv(s, t.ldk, tr, cols, vb, dvp, v_all_finite, m + r0, l + r0, acc + r0 * dvp);
     }
   }
 

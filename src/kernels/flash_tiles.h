@@ -35,6 +35,14 @@ struct TileKernels {
   // A NaN score poisons its row. s is overwritten (with probabilities).
   void (*softmax_pv)(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, bool v_all_finite,
                      float* m, float* l, float* acc);
+
+  // Packs a Kᵀ tile: kt[d·ldk + c] = k[c·stride_n + d·stride_d] for c < cols,
+  // d < dk, and zeros in the padding columns cols <= c < ldk.
+  void (*pack_kt)(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
+                  int64_t ldk);
+
+  // Whether all n consecutive floats are finite (no NaN, no ±Inf).
+  bool (*all_finite)(const float* x, int64_t n);
 };
 
 // The portable set, compiled for the baseline ISA (always built, always tested).

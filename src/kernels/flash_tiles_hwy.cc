@@ -39,12 +39,18 @@ constexpr int kVecs = 2;
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-// 2^t for t <= 0 (t may be -inf). Clamping at -127 makes the exponent field 0,
-// so masked (-inf) and underflowing scores give exactly +0 with no extra test.
-// Degree-6 polynomial on [-0.5, 0.5]: relative error 1.6e-8, below fp32 rounding.
+// 2^t for t <= 0 (t may be -inf; a NaN t gives NaN on x86, where Max returns
+// its second operand when either is NaN). Masked (-inf) and underflowing
+// scores give exactly +0. Degree-6 polynomial on [-0.5, 0.5]: relative error
+// 1.6e-8, below fp32 rounding.
 HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
-  const hn::RebindToSigned<DF> di;
-  t = hn::Max(t, hn::Set(d, -127.0f));
+#if HWY_TARGET <= HWY_AVX3
+  // AVX-512 scales by 2^n in one instruction; below 2^-160 the product rounds to +0.
+  t = hn::Max(hn::Set(d, -160.0f), t);
+#else
+  // Clamping at -127 makes the exponent field 0, so the result is exactly +0.
+  t = hn::Max(hn::Set(d, -127.0f), t);
+#endif
   const VF n = hn::Round(t);
   const VF f = hn::Sub(t, n);
   VF p = hn::Set(d, 1.533757750e-04f);
@@ -54,8 +60,13 @@ HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
   p = hn::MulAdd(p, f, hn::Set(d, 2.402264625e-01f));
   p = hn::MulAdd(p, f, hn::Set(d, 6.931471825e-01f));
   p = hn::MulAdd(p, f, hn::Set(d, 1.0f));
+#if HWY_TARGET <= HWY_AVX3
+  return VF{_mm512_scalef_ps(p.raw, n.raw)};
+#else
+  const hn::RebindToSigned<DF> di;
   const auto biased = hn::ConvertTo(di, hn::Add(n, hn::Set(d, 127.0f)));  // 0..127
   return hn::Mul(p, hn::BitCast(d, hn::ShiftLeft<23>(biased)));
+#endif
 }
 
 // ---------------------------------------------------------------------------
@@ -175,8 +186,9 @@ HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols,
 // ---------------------------------------------------------------------------
 // Online softmax of one row of scores, in place: s becomes exp(s - m_new), the
 // row's acc is rescaled by exp(m_old - m_new). Returns false when the row must
-// take the portable path instead (a NaN or +inf score, or a max so large that
-// folding it into the exponent would overflow); the row is then left untouched.
+// take the portable path instead (a +inf score, a max so large that folding it
+// into the exponent would overflow, or a NaN seen before anything was changed);
+// the row is then left untouched. A NaN score found later poisons the row here.
 // kMarkMasked writes -0 (not +0) for masked keys, so P·V can skip them.
 template <bool kMarkMasked>
 HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, float* m, float* l,
@@ -184,22 +196,32 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const VF neg_inf = hn::Set(d, kNegInf);
-  // pass a: block max; the plain sum of scores is NaN iff a score is NaN (or +inf meets -inf).
-  VF vmax = neg_inf, vsum = hn::Zero(d);
+  // pass a: block max. Off x86, Max may drop a NaN, so the plain sum of the
+  // scores (NaN iff a score is NaN, or +inf meets -inf) sends such rows to the
+  // portable kernel; on x86 a NaN reaches the probabilities and is caught below.
+  VF vmax = neg_inf;
+  [[maybe_unused]] VF vsum = hn::Zero(d);
+  constexpr bool kSumCheck = !HWY_ARCH_X86;
   int64_t c = 0;
   for (; c + N <= cols; c += N) {
     const VF x = hn::LoadU(d, sr + c);
     vmax = hn::Max(vmax, x);
-    vsum = hn::Add(vsum, x);
+    if constexpr (kSumCheck) vsum = hn::Add(vsum, x);
   }
   if (c < cols) {
     const VF x = hn::IfThenElse(hn::FirstN(d, static_cast<size_t>(cols - c)), hn::LoadU(d, sr + c), neg_inf);
     vmax = hn::Max(vmax, x);
-    vsum = hn::Add(vsum, x);
+    if constexpr (kSumCheck) vsum = hn::Add(vsum, x);
   }
-  if (std::isnan(hn::GetLane(hn::SumOfLanes(d, vsum)))) return false;
+  if constexpr (kSumCheck) {
+    if (std::isnan(hn::GetLane(hn::SumOfLanes(d, vsum)))) return false;
+  }
   const float m_new = std::max(*m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
-  if (m_new == kNegInf) {  // nothing visible yet: every probability is 0
+  if (m_new == kNegInf) {  // nothing visible yet (or only NaN, which Max may have dropped)
+    if constexpr (!kSumCheck) {
+      for (c = 0; c < cols; ++c)
+        if (std::isnan(sr[c])) return false;
+    }
     const VF zero = hn::Set(d, kMarkMasked ? -0.0f : 0.0f);
     for (c = 0; c < cols; c += N) hn::StoreU(zero, d, sr + c);
     return true;
@@ -207,7 +229,8 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   if (!(std::abs(m_new) < 1e30f)) return false;
 
   // pass b: rescale the running state, then p = 2^(s·log2e - m_new·log2e).
-  const float alpha = std::exp(*m - m_new);
+  // The max rarely moves after the first blocks: skip the exp when it did not.
+  const float alpha = (m_new == *m) ? 1.0f : std::exp(*m - m_new);
   if (alpha != 1.0f) {
     *l *= alpha;
     const VF va = hn::Set(d, alpha);
@@ -227,13 +250,23 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   if (c < cols) {
     // Padding columns may hold anything finite: clamp, then zero them.
     const VF x = hn::LoadU(d, sr + c);
-    const VF t = hn::Min(hn::MulAdd(x, log2e, bias), hn::Zero(d));
+    const VF t = hn::Min(hn::Zero(d), hn::MulAdd(x, log2e, bias));
     VF p = hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(cols - c)), Exp2NonPositive(d, t));
     if constexpr (kMarkMasked) p = hn::IfThenElse(hn::Eq(x, neg_inf), hn::Set(d, -0.0f), p);
     hn::StoreU(p, d, sr + c);
     psum = hn::Add(psum, p);
   }
-  *l += hn::GetLane(hn::SumOfLanes(d, psum));
+  const float block_sum = hn::GetLane(hn::SumOfLanes(d, psum));
+  if (std::isnan(block_sum)) {
+    // A NaN score: the row's result is NaN whatever else it sees (as in the
+    // portable kernel). Probabilities are cleared so P·V leaves acc alone.
+    *m = *l = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t e = 0; e < dv; e += N) hn::StoreU(hn::Set(d, *m), d, ar + e);
+    const VF zero = hn::Set(d, kMarkMasked ? -0.0f : 0.0f);
+    for (c = 0; c < cols; c += N) hn::StoreU(zero, d, sr + c);
+    return true;
+  }
+  *l += block_sum;
   return true;
 }
 
@@ -297,6 +330,40 @@ void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v
   }
 }
 
+// Kᵀ tile by gathers: one vector of N keys per head-dim index, key groups
+// outermost so the N key rows being read stay in L1.
+void PackKt(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt, int64_t ldk) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  // Gather offsets are int32: fall back to scalar copies for enormous strides.
+  const bool gather = stride_n > 0 && stride_n <= (int64_t{1} << 30) / N;
+  int64_t c = 0;
+  if (gather) {
+    const auto offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(stride_n)));
+    for (; c + N <= cols; c += N)
+      for (int64_t x = 0; x < dk; ++x) hn::StoreU(hn::GatherIndex(d, k + c * stride_n + x * stride_d, offsets), d, kt + x * ldk + c);
+  }
+  for (int64_t x = 0; x < dk; ++x) {
+    float* row = kt + x * ldk;
+    for (int64_t cc = c; cc < cols; ++cc) row[cc] = k[cc * stride_n + x * stride_d];
+    for (int64_t cc = cols; cc < ldk; ++cc) row[cc] = 0.0f;
+  }
+}
+
+// Whether n floats are all finite: x·0 is 0 for finite x and NaN otherwise.
+bool AllFinite(const float* x, int64_t n) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF zero = hn::Zero(d);
+  VF acc = zero;
+  int64_t i = 0;
+  for (; i + N <= n; i += N) acc = hn::MulAdd(hn::LoadU(d, x + i), zero, acc);
+  bool finite = hn::AllTrue(d, hn::Eq(acc, zero));
+  for (; i < n; ++i) finite &= std::isfinite(x[i]);
+  return finite;
+}
+
 const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -307,6 +374,8 @@ HWY_AFTER_NAMESPACE();
 namespace goldilocks::kernels {
 HWY_EXPORT(Scores);
 HWY_EXPORT(SoftmaxPV);
+HWY_EXPORT(PackKt);
+HWY_EXPORT(AllFinite);
 HWY_EXPORT(IsaName);
 
 namespace {
@@ -319,10 +388,16 @@ void softmax_pv_simd(float* s, int64_t lds, int64_t rows, int64_t cols, const fl
                      bool v_all_finite, float* m, float* l, float* acc) {
   HWY_DYNAMIC_DISPATCH(SoftmaxPV)(s, lds, rows, cols, v, dv, v_all_finite, m, l, acc);
 }
+void pack_kt_simd(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
+                  int64_t ldk) {
+  HWY_DYNAMIC_DISPATCH(PackKt)(k, stride_n, stride_d, cols, dk, kt, ldk);
+}
+bool all_finite_simd(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(AllFinite)(x, n); }
 }  // namespace
 
 const TileKernels& simd_tile_kernels() {
-  static const TileKernels kSimd{HWY_DYNAMIC_DISPATCH(IsaName)(), scores_simd, softmax_pv_simd};
+  static const TileKernels kSimd{HWY_DYNAMIC_DISPATCH(IsaName)(), scores_simd, softmax_pv_simd, pack_kt_simd,
+                                 all_finite_simd};
   return kSimd;
 }
 

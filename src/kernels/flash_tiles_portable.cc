@@ -2,6 +2,7 @@
 // baseline ISA. They define the exact semantics every SIMD set must match.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/flash_tiles.h"
@@ -58,10 +59,29 @@ void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, cons
   }
 }
 
+void pack_kt_portable(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
+                      int64_t ldk) {
+  // Key-major: each key's row is read once; its dk values land one per Kᵀ row.
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t d = 0; d < dk; ++d) kt[d * ldk + c] = k[c * stride_n + d * stride_d];
+  for (int64_t d = 0; d < dk; ++d) std::fill(kt + d * ldk + cols, kt + (d + 1) * ldk, 0.0f);
+}
+
+bool all_finite_portable(const float* x, int64_t n) {
+  uint32_t non_finite = 0;  // an integer OR vectorises; exponent bits all ones = Inf/NaN
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, 4);
+    non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return non_finite == 0;
+}
+
 }  // namespace
 
 const TileKernels& portable_tile_kernels() {
-  static const TileKernels kPortable{"portable", scores_portable, softmax_pv_portable};
+  static const TileKernels kPortable{"portable", scores_portable, softmax_pv_portable, pack_kt_portable,
+                                     all_finite_portable};
   return kPortable;
 }
 

@@ -37,6 +37,8 @@ CLI::App* register_peak(CLI::App& app, const GlobalOptions& global, int* exit_co
       std::printf("threads        %d\n", peak.threads);
       std::printf("fp32 FMA       %8.1f GFLOP/s 1 thread   %8.1f GFLOP/s %d threads (%.2fx)\n", peak.fma_gflops_1t,
                   peak.fma_gflops_all, peak.threads, peak.fma_gflops_all / peak.fma_gflops_1t);
+      std::printf("fp32 FMA       %8.1f GFLOP per CPU-second (1 thread; independent of other load)\n",
+                  peak.fma_gflops_per_cpu_second);
       std::printf("memory read    %8.1f GB/s    1 thread   %8.1f GB/s    %d threads\n", peak.read_gbs_1t,
                   peak.read_gbs_all, peak.threads);
       std::printf("(medians of %d repetitions; buffer %lld MiB)\n", opts->peak.repeats,

@@ -16,6 +16,9 @@ struct MachinePeak {
   int threads = 1;        // threads used for the *_all figures
   double fma_gflops_1t = 0.0;   // fp32, 2 flops per FMA lane
   double fma_gflops_all = 0.0;
+  // GFLOP per CPU-second the 1-thread loop was actually given: unlike the wall
+  // figures it does not drop when other processes share the cores (0 = unknown).
+  double fma_gflops_per_cpu_second = 0.0;
   double read_gbs_1t = 0.0;     // streaming read-and-sum of a buffer far larger than the caches
   double read_gbs_all = 0.0;
 };

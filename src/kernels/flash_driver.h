@@ -44,9 +44,11 @@ inline constexpr int64_t kDefaultBlockK = 128;
 // narrower key blocks halve that waste, worth more than longer P·V loops.
 inline constexpr int64_t kDefaultBlockKCausal = 64;
 // Query rows per work item: packing Kᵀ and V costs O(bk·D) per key block and is
-// shared by the item's rows, so 512 rows make it ~1/512 of the tile arithmetic
-// (acc and Q for 512 rows of D=128 are 512 KiB: still within 1 MiB per thread).
+// shared by the item's rows, so 512 rows make it ~1/512 of the tile arithmetic.
+// The item's Q and acc rows are capped at 512 KiB so a thread's tiles stay
+// well within 1 MiB whatever the head dim.
 inline constexpr int64_t kItemRows = 512;
+inline constexpr int64_t kItemRowBytes = 512 * 1024;
 
 struct FlashTiles {
   int64_t bq = 0, bk = 0;
@@ -65,11 +67,12 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   // Never larger than the problem: a 1-row decode should not pay for 64.
   t.bq = std::max<int64_t>(1, std::min(t.bq, p.Nq));
   t.bk = std::max<int64_t>(1, std::min(t.bk, p.Nk));
-  t.item_rows = std::min(t.bq * std::max<int64_t>(1, kItemRows / t.bq), round_up(p.Nq, t.bq));
   // One extra vector per row: a power-of-two row pitch would map the Kᵀ rows a
   // micro-kernel walks onto a few L1 sets and evict them (4K aliasing).
   t.ldk = round_up(t.bk, kTilePad) + kTilePad;
   t.dvp = round_up(p.Dv, kTilePad);
+  const int64_t rows_wanted = std::min(kItemRows, kItemRowBytes / (4 * std::max<int64_t>(1, p.Dk + t.dvp)));
+  t.item_rows = std::min(t.bq * std::max<int64_t>(1, rows_wanted / t.bq), round_up(p.Nq, t.bq));
   int64_t off = 0;
   auto take = [&](int64_t n) {
     const int64_t at = off;

@@ -24,7 +24,7 @@ TEST(Peak, MeasuresPositiveFiniteCeilings) {
   EXPECT_FALSE(p.isa.empty());
   EXPECT_FALSE(p.cpu_model.empty());
   EXPECT_GE(p.threads, 1);
-  for (double x : {p.fma_gflops_1t, p.fma_gflops_all, p.read_gbs_1t, p.read_gbs_all}) {
+  for (double x : {p.fma_gflops_1t, p.fma_gflops_all, p.fma_gflops_per_cpu_second, p.read_gbs_1t, p.read_gbs_all}) {
     EXPECT_TRUE(std::isfinite(x)) << x;
     EXPECT_GT(x, 0.0);
   }
@@ -63,6 +63,7 @@ TEST(Peak, JsonRoundTripsEveryField) {
   p.threads = 7;
   p.fma_gflops_1t = 123.456789012345;
   p.fma_gflops_all = 246.5;
+  p.fma_gflops_per_cpu_second = 170.125;
   p.read_gbs_1t = 11.25;
   p.read_gbs_all = 19.0625;
   MachinePeak q;
@@ -72,8 +73,17 @@ TEST(Peak, JsonRoundTripsEveryField) {
   EXPECT_EQ(q.threads, p.threads);
   EXPECT_EQ(q.fma_gflops_1t, p.fma_gflops_1t);  // JSON numbers round-trip doubles exactly
   EXPECT_EQ(q.fma_gflops_all, p.fma_gflops_all);
+  EXPECT_EQ(q.fma_gflops_per_cpu_second, p.fma_gflops_per_cpu_second);
   EXPECT_EQ(q.read_gbs_1t, p.read_gbs_1t);
   EXPECT_EQ(q.read_gbs_all, p.read_gbs_all);
+}
+
+TEST(Peak, JsonWithoutThePerCpuFieldStillParses) {
+  MachinePeak q;
+  ASSERT_TRUE(peak_from_json(R"({"isa": "AVX2", "cpu_model": "x", "threads": 2, "fma_gflops_1t": 1.5,
+      "fma_gflops_all": 3, "read_gbs_1t": 4, "read_gbs_all": 5})", &q).ok());
+  EXPECT_EQ(q.fma_gflops_1t, 1.5);
+  EXPECT_EQ(q.fma_gflops_per_cpu_second, 0.0);
 }
 
 TEST(Peak, JsonRejectsMalformedInputAndChangesNothing) {

@@ -1,8 +1,10 @@
 // Flash attention benchmarks (Google Benchmark): the shapes of issue 7's
 // targets table, each reported as median/min/max seconds over repetitions,
 // GFLOP/s (4·B·H·Nq·Nk·D, halved for causal), the fraction of this machine's
-// FMA peak measured by `goldilocks peak` at the start of the same run, and the
-// library's peak extra memory (tracked allocations beyond inputs and outputs).
+// FMA peak (`goldilocks peak`: measured in full at the start of the run, and as
+// a short burst with the same thread count right before every repetition, which
+// is what peak_frac divides by), and the library's peak extra memory (tracked
+// allocations beyond inputs and outputs).
 // cpu_frac is the same work per CPU-second the process was given, against the
 // FMA loop's GFLOP per CPU-second: on a shared machine the wall-clock figures
 // move with other people's load, this one much less.
@@ -69,23 +71,43 @@ void run_attention(benchmark::State& state, Shape s) {
   }
   const int64_t before = gl::support::tracked_bytes_in_use();
   gl::support::reset_tracked_peak();
+  const int threads = s.threads > 0 ? s.threads : gl::default_num_threads();
+  // The machine is shared and its load drifts within minutes, so each repetition
+  // is compared with an FMA burst measured immediately before it (same threads).
+  gl::analysis::PeakOptions burst;
+  burst.threads = threads;
+  burst.fma_seconds = 0.1;
+  burst.repeats = 1;
+  burst.buffer_bytes = 1 << 20;
+  double peak_gflops = 0.0;
   double seconds = 0.0;  // our own wall clock, so the counters below are plain numbers, not rates
-  const double cpu0 = process_cpu_seconds();
+  double cpu_seconds = 0.0;
   for (auto _ : state) {
+    state.PauseTiming();
+    gl::analysis::MachinePeak now;
+    if (gl::Status st = gl::analysis::measure_peak(burst, &now); !st.ok()) {
+      state.SkipWithError(st.to_string().c_str());
+      break;
+    }
+    peak_gflops += threads == 1 ? now.fma_gflops_1t : now.fma_gflops_all;
+    state.ResumeTiming();
+    const double cpu0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     gl::Status st = gl::attention(p);
     benchmark::DoNotOptimize(st);
     benchmark::ClobberMemory();
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    cpu_seconds += process_cpu_seconds() - cpu0;
   }
-  const double cpu_seconds = (process_cpu_seconds() - cpu0) / static_cast<double>(state.iterations());
-  seconds /= static_cast<double>(state.iterations());
+  const double iterations = static_cast<double>(state.iterations());
+  seconds /= iterations;
+  cpu_seconds /= iterations;
+  peak_gflops /= iterations;
   const double extra = static_cast<double>(gl::support::tracked_peak_bytes() - before);
   const double flops = 4.0 * s.H * s.N * s.N * s.D / (s.causal ? 2.0 : 1.0);
-  const int threads = s.threads > 0 ? s.threads : gl::default_num_threads();
-  const double peak_gflops = threads == 1 ? g_peak.fma_gflops_1t : g_peak.fma_gflops_all;
   state.counters["GFLOPs"] = flops * 1e-9 / seconds;
   state.counters["peak_frac"] = flops * 1e-9 / seconds / peak_gflops;
+  state.counters["peak_GFLOPs"] = peak_gflops;
   // The same work per CPU-second we were given, against the FMA loop's GFLOP per
   // CPU-second: the efficiency figure that survives a shared, oversubscribed machine.
   if (g_peak.fma_gflops_per_cpu_second > 0.0)

@@ -37,4 +37,24 @@ void parallel_for(int64_t n, int threads, const Body& body) {
   }
 }
 
+// Like parallel_for, but items are handed out on demand (dynamic, chunk 1):
+// for few, uneven items (causal attention) or a shared machine where one
+// thread may be descheduled for a while. Results stay identical as long as the
+// body does not depend on which thread runs an item.
+template <class Body>
+void parallel_for_dynamic(int64_t n, int threads, const Body& body) {
+  if (n <= 0) return;
+  if (threads <= 1 || n == 1) {
+    for (int64_t i = 0; i < n; ++i) body(i, 0);
+    return;
+  }
+  const int team = static_cast<int>(threads < n ? threads : n);
+#pragma omp parallel num_threads(team)
+  {
+    const int t = omp_thread_index();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; ++i) body(i, t);
+  }
+}
+
 }  // namespace goldilocks::support

@@ -150,12 +150,14 @@ TEST(Sparsity, CausalCountsAndDenseComparison) {
   EXPECT_GT(r.output_err_max, 0.01);
   for (float x : out) EXPECT_EQ(x, 0.0f) << "measure_sparsity must not write params.out";
 
-  // A window covering every key drops nothing, and every tile runs unmasked: same bits.
+  // A window covering every key drops nothing. The masked and dense runs go
+  // through different policies, which the SIMD tile kernels may round
+  // differently, so "nothing" means within fp32 rounding (observed ~5e-7).
   ASSERT_TRUE(compile_flex_spec("window:1000+alibi", &mods).ok());
   ASSERT_TRUE(measure_sparsity(p, &r).ok());
   EXPECT_EQ(r.entry_fraction, 1.0);
-  EXPECT_EQ(r.mass_dropped_max, 0.0);
-  EXPECT_EQ(r.output_err_max, 0.0);
+  EXPECT_LE(r.mass_dropped_max, 2e-6);
+  EXPECT_LE(r.output_err_max, 2e-6);
   EXPECT_GT(r.output_dense_rms, 0.0);
 }
 

@@ -32,6 +32,7 @@
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
 #include "support/memory.h"
+#include "support/profiler.h"
 #include "support/threading.h"
 
 namespace goldilocks::kernels {
@@ -134,6 +135,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
   float* m = scratch + t.m_off;
   float* l = scratch + t.l_off;
 
+  support::PhaseTimer phase(support::Phase::kPack);  // zones cost one untaken branch when off
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] = q[p.qs.at(b, h, i0 + r, d)];
     std::fill(acc + r * dvp, acc + (r + 1) * dvp, 0.0f);
@@ -149,6 +151,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     if (!any_live) continue;
 
     // pass 1: pack once for all tiles of the item.
+    phase.next(support::Phase::kPack);
     tk.pack_kt(k + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
     const float* vb = vt;  // (cols, dvp)
     bool v_all_finite;
@@ -164,16 +167,20 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       const BlockKind kind = policy.classify(b, h, ti, tr, j0, cols);
       if (kind == BlockKind::kEmpty) continue;
       // pass 2: S = scale·Q·Kᵀ.
+      phase.next(support::Phase::kScores);
       tk.scores(qt + r0 * Dk, tr, Dk, kt, t.ldk, cols, scale, s, t.ldk);
       // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
+      phase.next(support::Phase::kMask);
       if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, j0, cols);
       if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, j0, cols);
       // pass 4: online softmax and P·V.
+      phase.next(support::Phase::kSoftmaxPV);
       tk.softmax_pv(s, t.ldk, tr, cols, vb, dvp, v_all_finite, m + r0, l + r0, acc + r0 * dvp);
     }
   }
 
   // Epilogue: divide by the row sum once; fully masked rows give 0 and -inf.
+  phase.next(support::Phase::kEpilogue);
   for (int64_t r = 0; r < rows; ++r) {
     const bool fully_masked = (m[r] == kNegInf);
     const float inv_l = fully_masked ? 0.0f : 1.0f / l[r];

@@ -9,6 +9,7 @@
 
 #include "kernels/kernels.h"
 #include "support/memory.h"
+#include "support/profiler.h"
 #include "support/threading.h"
 
 namespace goldilocks::kernels {
@@ -57,6 +58,7 @@ Status run_math(const Problem& p) {
     float* srow = scores.data() + item * p.Nk;
 
     // pass 1: scores = Q·Kᵀ·scale + bias; masked entries -inf.
+    support::PhaseTimer phase(support::Phase::kScores);
     for (int64_t j = 0; j < p.Nk; ++j) {
       float bias;
       if (!p.mask_allows(b, h, i, j, &bias)) {
@@ -72,6 +74,7 @@ Status run_math(const Problem& p) {
     }
 
     // pass 2: softmax over the row (NaN-propagating max), masked → sentinel.
+    phase.next(support::Phase::kSoftmax);
     float m = kNegInf;
     bool any_nan = false;
     for (int64_t j = 0; j < p.Nk; ++j) {
@@ -95,6 +98,7 @@ Status run_math(const Problem& p) {
     }
 
     // pass 3: out = P·V over the unmasked keys.
+    phase.next(support::Phase::kPV);
     float* orow = out + p.os.at(b, h, i, 0);
     for (int64_t c = 0; c < p.Dv; ++c) orow[c * p.os.d] = 0.0f;
     if (!fully_masked) {

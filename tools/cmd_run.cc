@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "analysis/stats.h"
 #include "commands.h"
 #include "shapes.h"
 #include "support/memory.h"
@@ -47,7 +48,7 @@ int run_default_workload(const GlobalOptions& global) {
       gl::support::reset_tracked_peak();
       const int64_t before = gl::support::tracked_bytes_in_use();
       gl::Status st;
-      const double sec = time_median([&] { st = gl::attention(p); });
+      const double sec = analysis::autorange([&] { st = gl::attention(p); }, analysis::TimingOptions{}).median;
       if (!st.ok()) {
         std::fprintf(stderr, "%s failed: %s\n", gl::backend_name(backend), st.to_string().c_str());
         return 1;

@@ -20,6 +20,8 @@ CLI::App* register_kv_accuracy(CLI::App& app, const GlobalOptions& global, int* 
 CLI::App* register_kv_incremental(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_mask(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_flexbench(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_bench(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_compare(CLI::App& app, const GlobalOptions& global, int* exit_code);
 
 // The default when no subcommand is given.
 int run_default_workload(const GlobalOptions& global);

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   tools::register_kv_incremental(app, global, &exit_code);
   tools::register_mask(app, global, &exit_code);
   tools::register_flexbench(app, global, &exit_code);
+  tools::register_bench(app, global, &exit_code);
+  tools::register_compare(app, global, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (app.get_subcommands().empty()) return tools::run_default_workload(global);

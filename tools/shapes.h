@@ -1,10 +1,8 @@
-// Shapes, random inputs and a simple timer shared by the tool's subcommands.
+// Shapes and random inputs shared by the tool's subcommands.
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -56,22 +54,6 @@ inline AttentionParams params_for(const Shape& s, Buffers& b, Backend backend, i
   p.backend = backend;
   p.num_threads = threads;
   return p;
-}
-
-// Median of adaptive repetitions after one warm-up: at least 3 runs and ~0.3 s.
-inline double time_median(const std::function<void()>& fn) {
-  fn();
-  std::vector<double> t;
-  double total = 0;
-  while (t.size() < 3 || (total < 0.3 && t.size() < 50)) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
-    t.push_back(s);
-    total += s;
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
 }
 
 }  // namespace goldilocks::tools

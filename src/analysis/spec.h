@@ -1,0 +1,88 @@
+// Experiment specs: a TOML file describing a sweep, expanded into the list of
+// cases the harness measures. The format (bench/specs/*.toml are examples):
+//
+//   name = "default"                  # required
+//   description = "..."
+//   baseline = "math"                 # backend that "memory saved" is measured against
+//   [timing]   warmup, min_repetitions, max_repetitions, min_seconds, max_seconds
+//   [accuracy] mode = "auto" | "full" | "sampled" | "off", sampled_rows, full_limit
+//   [[experiment]]                    # one or more
+//   name = "prefill"                  # required
+//   batch, heads, kv_heads, seq_len | (nq, nk), head_dim | (dk, dv)   ints or arrays
+//   causal = "none" | "top_left" | "bottom_right"                      string or array
+//   backends = ["math", "flash"]      masks = ["none", "causal+window:256"]
+//   kv_layout = ["none", "contiguous", "paged:16"]   kv_storage = ["f32", "int8", "int8:f16"]
+//   threads = 0                       zip = ["seq_len", "head_dim"]  (zipped, the rest crossed)
+//
+// Every error names the file, the line and the key ("spec.toml:12: experiment[2].seq_len: ...").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "goldilocks/attention.h"
+#include "goldilocks/status.h"
+
+namespace goldilocks::analysis {
+
+struct TimingOptions {
+  int warmup = 1;             // untimed calls before measuring
+  int min_repetitions = 3;    // timed blocks, at least
+  int max_repetitions = 100;  // timed blocks, at most
+  double min_seconds = 0.2;   // keep timing until this much time was measured...
+  double max_seconds = 3.0;   // ...but stop after this much, whatever the count
+};
+
+enum class AccuracyMode : uint8_t {
+  kAuto,     // full oracle when it costs at most full_limit multiply-adds, else sampled rows
+  kFull,     // every output row against the fp64 reference
+  kSampled,  // sampled_rows rows against the fp64 reference (reported as sampled)
+  kOff,
+};
+
+struct AccuracyOptions {
+  AccuracyMode mode = AccuracyMode::kAuto;
+  int64_t sampled_rows = 64;
+  int64_t full_limit = 400'000'000;  // B·Hq·Nq·Nk·(Dk+Dv) of the oracle, above which auto samples
+};
+
+// One measured configuration.
+struct CaseSpec {
+  std::string experiment;
+  int64_t B = 1, Hq = 1, Hkv = 1, Nq = 1, Nk = 1, Dk = 1, Dv = 1;
+  CausalAlign causal = CausalAlign::kNone;
+  Backend backend = Backend::kFlash;
+  std::string mask = "none";        // FlexAttention mask spec
+  std::string kv_layout = "none";   // "none" (plain tensors), "contiguous", "paged:<page size>"
+  std::string kv_storage = "f32";   // "<type>" for K and V, or "<k type>:<v type>"
+  int threads = 0;                  // 0 = all cores (or the command line's --threads)
+
+  // "B=1 Hq=8 Hkv=8 Nq=1024 Nk=1024 D=64 causal=top_left": the shape, without the backend.
+  std::string shape_label() const;
+  // shape_label plus mask / cache / threads when they are not the defaults.
+  std::string variant_label() const;
+  // Everything except the backend: cases with the same key are the same problem.
+  std::string problem_key() const;
+};
+
+struct ExperimentSpec {
+  std::string file;  // where it was loaded from (for reports)
+  std::string name;
+  std::string description;
+  Backend baseline = Backend::kMath;
+  TimingOptions timing;
+  AccuracyOptions accuracy;
+  std::vector<std::string> experiments;  // names, in file order
+  std::vector<CaseSpec> cases;           // the expanded grid, in run order
+};
+
+// Parses TOML text; source_name is used in error messages.
+Status parse_spec(std::string_view text, const std::string& source_name, ExperimentSpec* spec);
+// Reads and parses a file.
+Status load_spec(const std::string& path, ExperimentSpec* spec);
+
+const char* accuracy_mode_name(AccuracyMode mode);
+
+}  // namespace goldilocks::analysis

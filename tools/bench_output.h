@@ -1,0 +1,24 @@
+// Output options and helpers shared by `bench` and `compare`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+#include "analysis/results.h"
+
+namespace goldilocks::tools {
+
+struct OutputOptions {
+  std::string out_dir = "bench-results";
+  std::string html;  // empty: no HTML
+  bool csv = false, json = false;
+};
+
+void add_output_options(CLI::App* app, OutputOptions* o);
+// Writes what `o` asks for; returns the exit code (0 = all written).
+int write_outputs(const analysis::RunResult& run, const OutputOptions& o);
+// A progress bar on stderr when it is a terminal, else nullptr (quiet).
+std::function<void(size_t, size_t, const std::string&)> progress_bar();
+
+}  // namespace goldilocks::tools

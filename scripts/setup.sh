@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libfmt-dev
   python3-dev python3-pip
+  chromium  # headless browser for the HTML report render test
 )
 
 missing=()

@@ -52,7 +52,8 @@ int write_outputs(const an::RunResult& run, const OutputOptions& o) {
 
 namespace {
 
-int bench(const std::string& spec_path, const OutputOptions& out, bool no_profile, const GlobalOptions& global) {
+int bench(const std::string& spec_path, const OutputOptions& out, bool no_profile, bool no_peak,
+          const GlobalOptions& global) {
   an::ExperimentSpec spec;
   if (Status s = an::load_spec(spec_path, &spec); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
@@ -61,6 +62,7 @@ int bench(const std::string& spec_path, const OutputOptions& out, bool no_profil
   an::HarnessOptions options;
   options.threads = global.threads;
   options.profile = !no_profile;
+  options.measure_peak = !no_peak;
   options.progress = progress_bar();
   an::RunResult run;
   if (Status s = an::run_spec(spec, options, &run); !s.ok()) {
@@ -86,13 +88,15 @@ CLI::App* register_bench(CLI::App& app, const GlobalOptions& global, int* exit_c
     std::string spec;
     OutputOptions out;
     bool no_profile = false;
+    bool no_peak = false;
   };
   auto opts = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("bench", "run an experiment spec (bench/specs/*.toml): table, CSV, JSON, HTML");
   cmd->add_option("spec", opts->spec, "the spec file (TOML)")->required();
   add_output_options(cmd, &opts->out);
   cmd->add_flag("--no-profile", opts->no_profile, "skip the phase-profiled call per case");
-  cmd->callback([opts, &global, exit_code] { *exit_code = bench(opts->spec, opts->out, opts->no_profile, global); });
+  cmd->add_flag("--no-peak", opts->no_peak, "skip measuring the machine ceilings (no % of peak figures; for tests)");
+  cmd->callback([opts, &global, exit_code] { *exit_code = bench(opts->spec, opts->out, opts->no_profile, opts->no_peak, global); });
   return cmd;
 }
 

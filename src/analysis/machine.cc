@@ -42,6 +42,8 @@ MachineInfo describe_machine() {
 #ifdef __SANITIZE_ADDRESS__
   m.build_type += ", AddressSanitizer";
 #endif
+  std::ifstream loadavg("/proc/loadavg");
+  loadavg >> m.load_average;
   kernels::Problem p;
   m.flash_isa = kernels::flash_isa_name(p);
   return m;

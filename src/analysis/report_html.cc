@@ -193,7 +193,10 @@ std::string to_html(const RunResult& run) {
     << "<tr><th>memory</th><td>" << human_bytes(double(run.machine.memory_bytes)) << "</td></tr>"
     << "<tr><th>OS</th><td>" << escape(run.machine.os) << "</td></tr>"
     << "<tr><th>compiler</th><td>" << escape(run.machine.compiler) << ", " << escape(run.machine.build_type) << "</td></tr>"
-    << "<tr><th>flash ISA</th><td>" << escape(run.machine.flash_isa) << "</td></tr>";
+    << "<tr><th>flash ISA</th><td>" << escape(run.machine.flash_isa) << "</td></tr>"
+    << "<tr><th>load average at start</th><td>" << run.machine.load_average
+    << (run.machine.load_average > run.machine.available_cores ? " (above the core count: timings are noisy)" : "")
+    << "</td></tr>";
   char buf[256];
   std::snprintf(buf, sizeof buf, "<tr><th>FMA peak</th><td>%.1f GFLOP/s (%d threads), %.1f GFLOP/s (1 thread), %s</td></tr>"
                 "<tr><th>read bandwidth</th><td>%.1f GB/s (%d threads), %.1f GB/s (1 thread)</td></tr>",

@@ -8,7 +8,7 @@
 namespace goldilocks::analysis {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MachineInfo, cpu_model, logical_cores, available_cores, memory_bytes, os, compiler,
-                                   build_type, flash_isa)
+                                   build_type, flash_isa, load_average)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MachinePeak, isa, cpu_model, threads, fma_gflops_1t, fma_gflops_all, read_gbs_1t,
                                    read_gbs_all)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TimingOptions, warmup, min_repetitions, max_repetitions, min_seconds, max_seconds)

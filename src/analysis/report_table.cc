@@ -55,6 +55,11 @@ void print_table(const RunResult& run, std::FILE* out) {
                run.machine.cpu_model.c_str(), run.machine.available_cores, run.machine.flash_isa.c_str(),
                run.peak.fma_gflops_all, run.peak.threads, run.peak.fma_gflops_1t, run.peak.read_gbs_all,
                run.peak.threads, run.peak.read_gbs_1t);
+  if (run.peak.fma_gflops_all <= 0) std::fprintf(out, "ceilings not measured in this run (--no-peak): no %% of peak figures\n");
+  if (run.machine.load_average > run.machine.available_cores) {
+    std::fprintf(out, "warning: load average %.1f on %d cores when the run started: other processes competed, timings are noisy\n",
+                 run.machine.load_average, run.machine.available_cores);
+  }
   std::fprintf(out, "time: median of adaptive repetitions (IQR/median in +-); lib mem: peak bytes the library allocated "
                "beyond inputs/outputs; vs %s: its lib mem / this (x) and its time / this; RSS: process peak resident "
                "set during one call; err: max |out - fp64 reference| (s = sampled rows)\n",

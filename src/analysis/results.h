@@ -23,6 +23,9 @@ struct MachineInfo {
   std::string compiler;
   std::string build_type;   // Release, Debug, ...
   std::string flash_isa;    // instruction set the flash kernels chose
+  // /proc/loadavg's 1-minute figure when the run started: above the core
+  // count, other processes competed for the CPU and timings are noisy.
+  double load_average = -1;
 };
 
 struct MemoryResult {

@@ -5,6 +5,8 @@
 
 #include <string>
 
+// Implemented in variants.cc, next to the code that uses each feature.
+
 namespace goldilocks::analysis::features {
 
 bool flex_available();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/variants.h"
 #include "dispatch/validate.h"
 #include "goldilocks/goldilocks.h"
 #include "kernels/kernels.h"
@@ -75,14 +76,18 @@ std::vector<int64_t> rows_to_check(int64_t total, int64_t count) {
 
 // The fp64 oracle on the chosen rows of the plain (uncached, unquantised)
 // problem, and the error of `out` on those rows.
-AccuracyResult measure_accuracy(const CaseSpec& c, const AccuracyOptions& opt, Inputs& in, int threads) {
+AccuracyResult measure_accuracy(const CaseSpec& c, const AccuracyOptions& opt, Inputs& in, const AttentionParams& measured,
+                                int threads) {
   AccuracyResult r;
   r.rows_total = c.B * c.Hq * c.Nq;
   const double oracle_cost = double(r.rows_total) * double(c.Nk) * double(c.Dk + c.Dv);
   bool full = opt.mode == AccuracyMode::kFull || (opt.mode == AccuracyMode::kAuto && oracle_cost <= double(opt.full_limit));
   if (opt.mode == AccuracyMode::kOff) return r;
+  // The oracle sees the original float32 K/V (so quantized storage shows its
+  // error) and the same mask mods as the measured call.
   AttentionParams p = params_for(c, in, threads);
   p.backend = Backend::kReference;
+  copy_mask_mods(measured, &p);
   kernels::Problem problem;
   if (Status s = dispatch::validate(p, &problem); !s.ok()) {
     r.method = "error: " + s.message();
@@ -144,13 +149,16 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
   r.spec = c;
   const int requested = c.threads > 0 ? c.threads : options.threads;
   r.threads = support::resolve_threads(requested);
-  if (c.mask != "none" || c.kv_layout != "none") {
-    r.status = "not yet available in this build: masks and KV caches are wired into the harness when they land on main";
-    return r;
-  }
   Inputs in = make_inputs(c, seed_for(c, options.seed));
   AttentionParams p = params_for(c, in, requested);
-  r.memory.io_bytes = int64_t(in.q.size() + in.k.size() + in.v.size() + in.out.size()) * 4;
+  VariantState variant;
+  if (Status s = attach_variant(c, in.k.data(), in.v.data(), &p, &variant); !s.ok()) {
+    r.status = s.to_string();
+    return r;
+  }
+  r.memory.cache_bytes = variant.cache_bytes;
+  const int64_t kv_bytes = variant.cache ? variant.cache_read_bytes : int64_t(in.k.size() + in.v.size()) * 4;
+  r.memory.io_bytes = int64_t(in.q.size() + in.out.size()) * 4 + (variant.cache ? variant.cache_bytes : kv_bytes);
 
   // First call: validates, warms caches and the thread pool (not measured).
   if (Status s = attention(p); !s.ok()) {
@@ -172,10 +180,10 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
 
   r.time = autorange([&] { (void)attention(p); }, spec.timing);
 
-  const double visible = visible_entries(c);
+  const double visible = visible_entries_with_mask(c, variant);
   r.work.visible_fraction = c.Nq * c.Nk > 0 ? visible / (double(c.Nq) * double(c.Nk)) : 0;
   r.work.flops = 2.0 * double(c.B) * double(c.Hq) * visible * double(c.Dk + c.Dv);
-  r.work.bytes = double(r.memory.io_bytes);
+  r.work.bytes = double(int64_t(in.q.size() + in.out.size()) * 4 + kv_bytes);
   if (r.time.median > 0) {
     r.work.gflops = r.work.flops / r.time.median / 1e9;
     r.work.gbs = r.work.bytes / r.time.median / 1e9;
@@ -196,7 +204,7 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
     for (int i = 0; i < support::kPhaseCount; ++i) r.phases.seconds[i] = double(totals.nanoseconds[i]) * 1e-9;
   }
 
-  r.accuracy = measure_accuracy(c, spec.accuracy, in, requested);
+  r.accuracy = measure_accuracy(c, spec.accuracy, in, p, requested);
   return r;
 }
 

@@ -74,7 +74,11 @@ std::string experiment_plots(const std::string& experiment, const std::vector<co
   // Memory saved against the baseline backend on the same problem.
   std::vector<svg::Bar> saved;
   for (const CaseResult* r : cases) {
-    if (r->spec.backend == Backend::kMath || r->baseline_library_bytes < 0) continue;
+    // The baseline itself, and backends whose scratch the allocator does not track, have no ratio.
+    if (run.baseline == backend_name(r->spec.backend) || r->baseline_library_bytes < 0 ||
+        r->memory.library_peak_bytes <= 0) {
+      continue;
+    }
     const double ratio = double(r->baseline_library_bytes) / double(std::max<int64_t>(1, r->memory.library_peak_bytes));
     saved.push_back({backend_name(r->spec.backend) + std::string(" ") + r->spec.variant_label(), {ratio},
                      human_bytes(double(r->baseline_library_bytes)) + " (" + run.baseline + ") vs " +

@@ -39,7 +39,7 @@ std::string pct(double f) {
 // "12.3x less" / "same": the baseline's library bytes over this case's.
 std::string memory_saved(const CaseResult& r) {
   if (r.baseline_library_bytes < 0 || !r.ok()) return "-";
-  if (r.memory.library_peak_bytes <= 0) return "all";
+  if (r.memory.library_peak_bytes <= 0) return "-";  // nothing tracked (the reference's scratch is not)
   const double ratio = double(r.baseline_library_bytes) / double(r.memory.library_peak_bytes);
   char buf[24];
   std::snprintf(buf, sizeof buf, ratio >= 100 ? "%.0fx" : "%.1fx", ratio);

@@ -66,6 +66,25 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+// One CSV line into fields, honouring "quoted, fields" and "" escapes.
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> out(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+      out.back() += '"', ++i;
+    } else if (c == '"') {
+      quoted = !quoted;
+    } else if (c == ',' && !quoted) {
+      out.emplace_back();
+    } else {
+      out.back() += c;
+    }
+  }
+  return out;
+}
+
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;
   for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
@@ -103,7 +122,7 @@ TEST(Report, CsvHasOneRowPerCaseWithEveryFieldAndTheMachine) {
   ASSERT_EQ(lines.back(), "");
   lines.pop_back();
   ASSERT_EQ(lines.size(), 1 + run.cases.size());
-  const std::vector<std::string> header = split(lines[0], ',');
+  const std::vector<std::string> header = csv_fields(lines[0]);
   for (const char* col : {"backend", "Nk", "time.median", "time.spread", "memory.library_peak_bytes",
                           "memory.process_peak_rss_bytes", "work.gflops", "work.fma_peak_fraction",
                           "accuracy.max_abs", "accuracy.method", "phases.scores", "machine.cpu_model",
@@ -114,11 +133,10 @@ TEST(Report, CsvHasOneRowPerCaseWithEveryFieldAndTheMachine) {
     return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
   };
   for (size_t i = 0; i < run.cases.size(); ++i) {
-    // The machine's CPU model may contain commas; quoted fields keep the count right when unquoted.
-    const std::vector<std::string> row = split(lines[1 + i], ',');
-    if (run.machine.cpu_model.find(',') == std::string::npos) {
-      ASSERT_EQ(row.size(), header.size());
-    }
+    // Machine fields may hold commas (build type "..., AddressSanitizer"): they are quoted.
+    const std::vector<std::string> row = csv_fields(lines[1 + i]);
+    ASSERT_EQ(row.size(), header.size());
+    EXPECT_EQ(row[col("machine.build_type")], run.machine.build_type);
     EXPECT_EQ(row[col("backend")], backend_name(run.cases[i].spec.backend));
     EXPECT_EQ(std::stoll(row[col("memory.library_peak_bytes")]), run.cases[i].memory.library_peak_bytes);
     EXPECT_DOUBLE_EQ(std::stod(row[col("time.median")]), run.cases[i].time.median);

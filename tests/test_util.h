@@ -148,6 +148,13 @@ inline std::vector<Variant> variants_under_test() {
           {Backend::kFlash, IsaPreference::kPortable}};
 }
 
+// The same plus the oracle itself, for invariants every backend must keep.
+inline std::vector<Variant> all_variants() {
+  std::vector<Variant> all = {{Backend::kReference, IsaPreference::kBest}};
+  for (const Variant& v : variants_under_test()) all.push_back(v);
+  return all;
+}
+
 struct Inputs {
   Tensor<float> q, k, v;
   Tensor<uint8_t> bool_mask;

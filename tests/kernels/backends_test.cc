@@ -192,10 +192,7 @@ TEST_P(Determinism, SameBitsForAnyThreadCount) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Determinism,
-                         ::testing::Values(Variant{Backend::kReference, IsaPreference::kBest},
-                                           Variant{Backend::kMath, IsaPreference::kBest},
-                                           Variant{Backend::kFlash, IsaPreference::kBest},
-                                           Variant{Backend::kFlash, IsaPreference::kPortable}),
+                         ::testing::ValuesIn(all_variants()),
                          [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace

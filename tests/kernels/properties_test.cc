@@ -138,10 +138,7 @@ TEST_P(Properties, PoisonedMaskedKeysChangeNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Properties,
-                         ::testing::Values(Variant{Backend::kReference, IsaPreference::kBest},
-                                           Variant{Backend::kMath, IsaPreference::kBest},
-                                           Variant{Backend::kFlash, IsaPreference::kBest},
-                                           Variant{Backend::kFlash, IsaPreference::kPortable}),
+                         ::testing::ValuesIn(all_variants()),
                          [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace

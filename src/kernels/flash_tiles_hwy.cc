@@ -45,7 +45,12 @@ constexpr float kLog2e = 1.4426950408889634f;
 // 1.6e-8, below fp32 rounding.
 HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
 #if HWY_TARGET <= HWY_AVX3
-  // AVX-512 scales by 2^n in one instruction; below 2^-160 the product rounds to +0.
+  // AVX-512 scales by 2^n in one instruction. Results below 2^-126 are flushed
+  // to +0 rather than left denormal: every later FMA on a denormal takes a
+  // microcode assist, and ALiBi's long-range biases put whole bands of keys
+  // there (2.4x slower than no mod). A flushed p < 2^-126 changes the row sum
+  // l >= 1 by less than one ulp. NaN t stays NaN (unordered compares true).
+  const auto normal = _mm512_cmp_ps_mask(t.raw, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
   t = hn::Max(hn::Set(d, -160.0f), t);
 #else
   // Clamping at -127 makes the exponent field 0, so the result is exactly +0.
@@ -61,7 +66,7 @@ HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
   p = hn::MulAdd(p, f, hn::Set(d, 6.931471825e-01f));
   p = hn::MulAdd(p, f, hn::Set(d, 1.0f));
 #if HWY_TARGET <= HWY_AVX3
-  return VF{_mm512_scalef_ps(p.raw, n.raw)};
+  return VF{_mm512_maskz_scalef_ps(normal, p.raw, n.raw)};
 #else
   const hn::RebindToSigned<DF> di;
   const auto biased = hn::ConvertTo(di, hn::Add(n, hn::Set(d, 127.0f)));  // 0..127

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
@@ -104,22 +105,29 @@ HWY_INLINE void ScoresBlock(const float* HWY_RESTRICT q, int64_t dk, const float
     for (int j = 0; j < V; ++j) hn::StoreU(hn::Mul(acc[r][j], vscale), d, s + r * lds + j * N);
 }
 
-// All rows for one strip of V key vectors: full kRows blocks, then the remainder.
+// Calls block(std::integral_constant<int, R>, r) over rows: full kRows blocks,
+// then one block of the remaining R < kRows rows, so R is a compile-time count.
+template <class Block>
+HWY_INLINE void ForRowBlocks(int64_t rows, const Block& block) {
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) block(std::integral_constant<int, kRows>(), r);
+  switch (rows - r) {
+    case 5: block(std::integral_constant<int, 5>(), r); break;
+    case 4: block(std::integral_constant<int, 4>(), r); break;
+    case 3: block(std::integral_constant<int, 3>(), r); break;
+    case 2: block(std::integral_constant<int, 2>(), r); break;
+    case 1: block(std::integral_constant<int, 1>(), r); break;
+    default: break;
+  }
+}
+
+// All rows for one strip of V key vectors.
 template <int V>
 HWY_INLINE void ScoresStrip(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, VF vscale,
                             float* s, int64_t lds) {
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) ScoresBlock<kRows, V>(q + r * dk, dk, kt, ldk, vscale, s + r * lds, lds);
-  const float* qr = q + r * dk;
-  float* sr = s + r * lds;
-  switch (rows - r) {
-    case 5: ScoresBlock<5, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
-    case 4: ScoresBlock<4, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
-    case 3: ScoresBlock<3, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
-    case 2: ScoresBlock<2, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
-    case 1: ScoresBlock<1, V>(qr, dk, kt, ldk, vscale, sr, lds); break;
-    default: break;
-  }
+  ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
+    ScoresBlock<decltype(R)::value, V>(q + r * dk, dk, kt, ldk, vscale, s + r * lds, lds);
+  });
 }
 
 void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
@@ -174,18 +182,9 @@ HWY_INLINE void PVBlock(const float* HWY_RESTRICT p, int64_t lds, int64_t cols, 
 template <int V>
 HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
                         float* acc) {
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) PVBlock<kRows, V>(p + r * lds, lds, cols, v, dv, acc + r * dv);
-  const float* pr = p + r * lds;
-  float* ar = acc + r * dv;
-  switch (rows - r) {
-    case 5: PVBlock<5, V>(pr, lds, cols, v, dv, ar); break;
-    case 4: PVBlock<4, V>(pr, lds, cols, v, dv, ar); break;
-    case 3: PVBlock<3, V>(pr, lds, cols, v, dv, ar); break;
-    case 2: PVBlock<2, V>(pr, lds, cols, v, dv, ar); break;
-    case 1: PVBlock<1, V>(pr, lds, cols, v, dv, ar); break;
-    default: break;
-  }
+  ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
+    PVBlock<decltype(R)::value, V>(p + r * lds, lds, cols, v, dv, acc + r * dv);
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -184,16 +184,30 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       const int64_t tr = std::min(t.bq, rows - r0), ti = i0 + r0;
       const BlockKind kind = item_kind == BlockKind::kFull ? item_kind : policy.classify(b, h, ti, tr, j0, cols);
       if (kind == BlockKind::kEmpty) continue;
+      // Keys [c0, c1) of the block: a partial tile drops the vector-wide key
+      // segments at either end that no row of it sees (a 4-token sinks block
+      // is one segment of 64 keys). Dropped keys would add exp(-inf) = 0.
+      int64_t c0 = 0, c1 = cols;
+      if (kind == BlockKind::kPartial) {
+        while (c1 - c0 > kTilePad && policy.classify(b, h, ti, tr, j0 + c0, kTilePad) == BlockKind::kEmpty) {
+          c0 += kTilePad;
+        }
+        for (int64_t last = (c1 - 1) / kTilePad * kTilePad; last > c0; last -= kTilePad) {
+          if (policy.classify(b, h, ti, tr, j0 + last, c1 - last) != BlockKind::kEmpty) break;
+          c1 = last;
+        }
+      }
+      const int64_t tc = c1 - c0, tj = j0 + c0;
       // pass 2: S = scale·Q·Kᵀ.
       phase.next(support::Phase::kScores);
-      tk.scores(qt + r0 * Dk, tr, Dk, kt, t.ldk, cols, scale, s, t.ldk);
+      tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, scale, s, t.ldk);
       // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
       phase.next(support::Phase::kMask);
-      if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, j0, cols);
-      if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, j0, cols);
+      if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, tj, tc);
+      if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, tj, tc);
       // pass 4: online softmax and P·V.
       phase.next(support::Phase::kSoftmaxPV);
-      tk.softmax_pv(s, t.ldk, tr, cols, vb, dvp, v_all_finite, m + r0, l + r0, acc + r0 * dvp);
+      tk.softmax_pv(s, t.ldk, tr, tc, vb + c0 * dvp, dvp, v_all_finite, m + r0, l + r0, acc + r0 * dvp);
     }
   }
 

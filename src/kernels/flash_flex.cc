@@ -46,7 +46,11 @@ struct FlexPolicy {
       return fns.classify ? to_block_kind(fns.classify(state, tile(b, h, i0, rows, j0, cols))) : BlockKind::kPartial;
     }
     // The block mask's blocks are the tiles unless block_q/block_k were set; then a tile may straddle blocks.
-    return to_block_kind(block_mask->covering(b, h, i0, rows, j0, cols));
+    const FlexBlock kind = block_mask->covering(b, h, i0, rows, j0, cols);
+    // Finer than a block (the driver trims partial tiles in key segments), the
+    // mods' own classification can still be certain where the block mask is not.
+    if (kind == FlexBlock::kPartial && fns.classify) return to_block_kind(fns.classify(state, tile(b, h, i0, rows, j0, cols)));
+    return to_block_kind(kind);
   }
 
   void mask_tile(float* s, int64_t lds, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,

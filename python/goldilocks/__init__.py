@@ -8,6 +8,8 @@ Drop-in for PyTorch on the CPU::
 from goldilocks._core import available_cores, get_num_threads, peak, set_num_threads
 from goldilocks.functional import attention, scaled_dot_product_attention
 from goldilocks.backends import sdpa_backend, current_backend, explain
+from goldilocks.flex import create_block_mask, flex_attention
+from goldilocks.kv_cache import KvCache
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,7 @@ __all__ = [
     "get_num_threads",
     "available_cores",
     "peak",
+    "flex_attention",
+    "create_block_mask",
+    "KvCache",
 ]

@@ -17,6 +17,7 @@
 #include "array_convert.h"
 #include "batch_layout.h"
 #include "goldilocks/attention.h"
+#include "goldilocks/flex.h"
 #include "thread_budget.h"
 
 namespace goldilocks::python {
@@ -75,7 +76,7 @@ int threads_worth_waking(const std::vector<AttentionParams>& calls) {
 nb::object attention(InArray query, InArray key, InArray value, std::optional<InArray> attn_mask,
                      std::optional<double> scale, const std::string& causal, bool enable_gqa,
                      const std::string& backend, const std::string& isa, nb::callable new_array, bool want_lse,
-                     bool explain_only) {
+                     bool explain_only, const FlexMods* flex, const BlockMask* block_mask) {
   const ArrayDesc q = describe(query, "query"), k = describe(key, "key"), v = describe(value, "value");
   std::optional<ArrayDesc> mask;
   if (attn_mask) mask = describe(*attn_mask, "attn_mask");
@@ -84,6 +85,8 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
   base.scale = scale;
   base.causal = parse_causal(causal);
   base.isa = parse_isa(isa);
+  base.flex = flex;
+  base.block_mask = block_mask;
   if (!parse_backend(backend, &base.backend)) {
     throw nb::value_error(("backend: '" + backend + "' is not one of 'auto', 'reference', 'math', 'flash'").c_str());
   }
@@ -107,6 +110,11 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
   std::vector<AttentionParams> calls;
   s = plan_core_calls(q, k, v, mask ? &*mask : nullptr, out, lse ? &*lse : nullptr, enable_gqa, base, &calls);
   if (!s.ok()) raise_status(s);
+  if ((flex || block_mask) && calls.size() > 1) {
+    // Mods see the core's batch index, so slices of unmergeable batch dims would renumber it.
+    throw nb::value_error("query: flex_attention needs batch dims that merge into one (B, H, N, D) view; "
+                          "pass contiguous tensors or 4-d inputs");
+  }
   if (explain_only) return explanation_dict(explain(calls.front()));
 
   // Every slice validates alike, but check them all before the first write.
@@ -135,6 +143,7 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
 void bind_attention(nb::module_& m) {
   m.def("attention", &attention, "query"_a, "key"_a, "value"_a, "attn_mask"_a.none(), "scale"_a.none(), "causal"_a,
         "enable_gqa"_a, "backend"_a, "isa"_a, "new_array"_a, "want_lse"_a, "explain_only"_a,
+        "flex"_a.none() = nb::none(), "block_mask"_a.none() = nb::none(),
         "Runs attention on CPU arrays of any framework (see goldilocks.functional).");
 }
 

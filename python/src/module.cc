@@ -10,6 +10,8 @@ namespace nb = nanobind;
 namespace goldilocks::python {
 void bind_attention(nb::module_& m);
 void bind_peak(nb::module_& m);
+void bind_kv_cache(nb::module_& m);
+void bind_flex(nb::module_& m);
 }  // namespace goldilocks::python
 
 NB_MODULE(_core, m) {
@@ -17,6 +19,8 @@ NB_MODULE(_core, m) {
   m.doc() = "Goldilocks C++ core (use the goldilocks package, not this module)";
   goldilocks::python::bind_attention(m);
   goldilocks::python::bind_peak(m);
+  goldilocks::python::bind_kv_cache(m);
+  goldilocks::python::bind_flex(m);
 
   m.def("set_num_threads", &goldilocks::set_default_num_threads, "n"_a,
         "Threads per call from now on (n <= 0 restores the default: the cores available).");

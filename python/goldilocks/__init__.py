@@ -10,6 +10,7 @@ from goldilocks.functional import attention, scaled_dot_product_attention
 from goldilocks.backends import sdpa_backend, current_backend, explain
 from goldilocks.flex import create_block_mask, flex_attention
 from goldilocks.kv_cache import KvCache
+from goldilocks.analysis import bench
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ __all__ = [
     "flex_attention",
     "create_block_mask",
     "KvCache",
+    "bench",
 ]

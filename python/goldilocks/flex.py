@@ -60,8 +60,12 @@ def spec(*terms):
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(text):
+def _compile_cached(text):
     return _core.compile_flex_spec(text)
+
+
+# Terms that read a file when compiled: never cached, the file may have changed.
+_FILE_TERMS = ("document:", "relbias:")
 
 
 def compile_mods(mods):
@@ -69,8 +73,11 @@ def compile_mods(mods):
     if isinstance(mods, FlexMods):
         return mods
     if not isinstance(mods, str):
-        raise TypeError(f"mods: expected a spec string or FlexMods, got {type(mods).__name__}")
-    return _compile(mods)
+        raise TypeError(f"mods: expected a spec string such as 'causal+window:256' or FlexMods, got "
+                        f"{type(mods).__name__} (Python callables are not accepted: see docs/python.md)")
+    if any(term in mods for term in _FILE_TERMS):
+        return _core.compile_flex_spec(mods)
+    return _compile_cached(mods)
 
 
 def create_block_mask(mods, B, H, Q_LEN, KV_LEN, BLOCK_SIZE=128):
@@ -91,7 +98,12 @@ def flex_attention(query, key, value, mods=None, block_mask=None, scale=None, en
     if mods is None and block_mask is None:
         raise ValueError("mods: pass a spec, FlexMods or a block_mask (for plain attention use "
                          "scaled_dot_product_attention)")
+    if block_mask is not None and not isinstance(block_mask, BlockMask):
+        raise TypeError(f"block_mask: expected a goldilocks BlockMask (create_block_mask), got "
+                        f"{type(block_mask).__module__}.{type(block_mask).__name__}")
     q, k, v, _ = _check_inputs(query, key, value, None)
+    if isinstance(mods, str) and block_mask is not None and mods == block_mask.mods.description:
+        mods = None  # the block mask's own compiled mods: the same spec, and the identity the kernel checks
     compiled = compile_mods(mods) if mods is not None else None
     return _core.attention(q, k, v, None, _check_scale(scale), "none", bool(enable_gqa), current_backend(), "best",
                            _arrays.allocator_like(q), bool(return_lse), False, compiled, block_mask)

@@ -83,6 +83,9 @@ class KvCache:
         positions of each sequence. causal=True is bottom-right (decoding, chunked prefill);
         Hq may be a multiple of the cache's KV heads (GQA). Returns (B, Hq, Nq, Dv) of
         query's type, and the log-sum-exp with return_lse."""
+        if causal not in (True, False, None, "bottom_right"):
+            raise ValueError(f"causal: {causal!r} is not True/'bottom_right' (the queries are the last Nq "
+                             "positions) or False/None; a KV cache has no top-left alignment")
         q = _arrays.prepare(query, "query")
         if _arrays.dtype_name(q) != "float32":
             raise TypeError(f"query: dtype {_arrays.dtype_name(q)} is not supported; the KV cache attends in float32")

@@ -59,17 +59,12 @@ nb::dict explanation_dict(const Explanation& e) {
   return d;
 }
 
-// Waking a thread team costs microseconds (milliseconds on a loaded machine):
-// tiny calls, such as one decode step of a small model, run on one thread.
-// Results do not depend on the thread count, only the time does.
-int threads_worth_waking(const std::vector<AttentionParams>& calls) {
-  constexpr double kMinFlopsPerThread = 1 << 20;  // ~ tens of microseconds of work
+double flops_of(const std::vector<AttentionParams>& calls) {
   double flops = 0;
   for (const AttentionParams& p : calls) {
     flops += 2.0 * p.q.shape[0] * p.q.shape[1] * p.q.shape[2] * p.k.shape[2] * (p.q.shape[3] + p.v.shape[3]);
   }
-  const int by_work = static_cast<int>(std::min<double>(flops / kMinFlopsPerThread + 1, 1 << 16));
-  return std::max(1, std::min(default_num_threads(), by_work));
+  return flops;
 }
 
 // Returns out, (out, lse), or with explain_only the explanation dict.
@@ -126,7 +121,7 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
   }
   {
     nb::gil_scoped_release release;
-    ThreadGrant grant(threads_worth_waking(calls));
+    ThreadGrant grant(threads_worth_waking(flops_of(calls)));
     for (AttentionParams& p : calls) {
       p.num_threads = grant.threads();
       s = attention(p);

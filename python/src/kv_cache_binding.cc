@@ -7,7 +7,9 @@
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,30 +50,46 @@ void check(const Status& s) {
   if (!s.ok()) raise_status(s);
 }
 
+// Python threads may share one cache, and attend() and read() run with the GIL
+// released. A cache is not reentrant even for attention (the decode scratch
+// lives in the cache), so every operation holds the cache's mutex; the GIL is
+// always released before waiting on it, so the two locks cannot deadlock.
 class PyKvCache {
  public:
   explicit PyKvCache(const KvCacheConfig& config) { check(KvCache::create(config, &cache_)); }
 
-  const KvCache& cache() const { return *cache_; }
-  KvCache& cache() { return *cache_; }
+  const KvCacheConfig& config() const { return cache_->config(); }  // fixed at creation: no lock needed
+
+  // Runs op(cache) holding the cache's mutex, with the GIL released.
+  template <class Op>
+  auto locked(Op&& op) const {
+    nb::gil_scoped_release release;
+    std::lock_guard lock(mutex_);
+    return op(*cache_);
+  }
+  template <class Op>
+  void mutate(Op&& op) {
+    check(locked(op));
+  }
 
   void append(int64_t seq, InArray k, InArray v) {
-    const ArrayDesc kd = describe(k, "k"), vd = describe(v, "v");
-    check(cache_->append(seq, to_view<TensorView>(kd), to_view<TensorView>(vd)));
+    const TensorView kv = to_view<TensorView>(describe(k, "k")), vv = to_view<TensorView>(describe(v, "v"));
+    mutate([&](KvCache& c) { return c.append(seq, kv, vv); });
   }
   void append_all(InArray k, InArray v) {
-    const ArrayDesc kd = describe(k, "k"), vd = describe(v, "v");
-    check(cache_->append_all(to_view<TensorView>(kd), to_view<TensorView>(vd)));
+    const TensorView kv = to_view<TensorView>(describe(k, "k")), vv = to_view<TensorView>(describe(v, "v"));
+    mutate([&](KvCache& c) { return c.append_all(kv, vv); });
   }
 
   nb::tuple read(int64_t seq, int64_t start, int64_t count, nb::callable new_array) const {
-    const KvCacheConfig& c = cache_->config();
-    if (count < 0) throw nb::value_error("count: must be >= 0");
+    const KvCacheConfig& c = config();
+    if (count < 0) throw nb::value_error(("count: " + std::to_string(count) + " must be >= 0").c_str());
     nb::object k = new_array(std::vector<int64_t>{c.kv_heads, count, c.head_dim_k}, "float32");
     nb::object v = new_array(std::vector<int64_t>{c.kv_heads, count, c.head_dim_v}, "float32");
     const OutArray ka = nb::cast<OutArray>(k), va = nb::cast<OutArray>(v);
-    check(cache_->read(seq, start, count, to_view<MutableTensorView>(describe(ka, "k")),
-                       to_view<MutableTensorView>(describe(va, "v"))));
+    const MutableTensorView kv = to_view<MutableTensorView>(describe(ka, "k"));
+    const MutableTensorView vv = to_view<MutableTensorView>(describe(va, "v"));
+    check(locked([&](const KvCache& cache) { return cache.read(seq, start, count, kv, vv); }));
     return nb::make_tuple(k, v);
   }
 
@@ -83,13 +101,17 @@ class PyKvCache {
       throw nb::value_error(("query: shape " + shape_string(q.shape) +
                              " must be (B, Hq, Nq, Dk), one row of queries per cached sequence").c_str());
     }
-    const KvCacheConfig& c = cache_->config();
-    const std::vector<int64_t> out_shape = {q.shape[0], q.shape[1], q.shape[2], c.head_dim_v};
-    nb::object out = new_array(out_shape, "float32");
+    AttentionParams p;
+    if (causal == "bottom_right") {
+      p.causal = CausalAlign::kBottomRight;
+    } else if (causal != "none") {
+      throw nb::value_error(("causal: '" + causal + "' must be 'bottom_right' or 'none' for a KV cache").c_str());
+    }
+    const KvCacheConfig& c = config();
+    nb::object out = new_array(std::vector<int64_t>{q.shape[0], q.shape[1], q.shape[2], c.head_dim_v}, "float32");
     const OutArray out_arr = nb::cast<OutArray>(out);
     nb::object lse = nb::none();
     std::optional<OutArray> lse_arr;
-    AttentionParams p;
     p.q = to_view<TensorView>(q);
     p.out = to_view<MutableTensorView>(describe(out_arr, "out"));
     if (want_lse) {
@@ -100,27 +122,22 @@ class PyKvCache {
     p.kv_cache = cache_.get();
     p.kv_splits = kv_splits;
     p.scale = scale;
-    if (causal == "bottom_right") {
-      p.causal = CausalAlign::kBottomRight;
-    } else if (causal == "none") {
-      p.causal = CausalAlign::kNone;
-    } else {
-      throw nb::value_error(("causal: '" + causal + "' must be 'bottom_right' or 'none' for a KV cache").c_str());
-    }
-    Status s;
-    {
-      nb::gil_scoped_release release;
-      ThreadGrant grant(default_num_threads());
-      p.num_threads = grant.threads();
-      s = attention(p);
-    }
+    const Status s = locked([&](const KvCache& cache) {
+      int64_t longest = 0;
+      for (int64_t b = 0; b < c.batch; ++b) longest = std::max(longest, cache.length(b));
+      const double flops = 2.0 * q.shape[0] * q.shape[1] * q.shape[2] * longest * (c.head_dim_k + c.head_dim_v);
+      ThreadGrant grant(threads_worth_waking(flops));
+      AttentionParams call = p;
+      call.num_threads = grant.threads();
+      return attention(call);
+    });
     check(s);
     if (want_lse) return nb::make_tuple(out, lse);
     return out;
   }
 
-  nb::dict config() const {
-    const KvCacheConfig& c = cache_->config();
+  nb::dict config_dict() const {
+    const KvCacheConfig& c = config();
     nb::dict d;
     d["batch"] = c.batch;
     d["kv_heads"] = c.kv_heads;
@@ -139,6 +156,7 @@ class PyKvCache {
 
  private:
   std::unique_ptr<KvCache> cache_;
+  mutable std::mutex mutex_;
 };
 
 KvCacheConfig make_config(int64_t batch, int64_t kv_heads, int64_t head_dim_k, int64_t head_dim_v, int64_t max_tokens,
@@ -182,16 +200,21 @@ void bind_kv_cache(nb::module_& m) {
            "num_pages"_a, "k_storage"_a, "v_storage"_a, "k_group_size"_a, "v_group_size"_a)
       .def("append", &PyKvCache::append, "seq"_a, "k"_a, "v"_a)
       .def("append_all", &PyKvCache::append_all, "k"_a, "v"_a)
-      .def("truncate", [](PyKvCache& c, int64_t seq, int64_t n) { check(c.cache().truncate(seq, n)); }, "seq"_a,
-           "new_length"_a)
-      .def("fork", [](PyKvCache& c, int64_t src, int64_t dst) { check(c.cache().fork(src, dst)); }, "src"_a, "dst"_a)
-      .def("evict", [](PyKvCache& c, int64_t seq, int64_t sinks, int64_t recent) { check(c.cache().evict(seq, sinks, recent)); },
+      .def("truncate", [](PyKvCache& c, int64_t seq, int64_t n) { c.mutate([&](KvCache& k) { return k.truncate(seq, n); }); },
+           "seq"_a, "new_length"_a)
+      .def("fork", [](PyKvCache& c, int64_t src, int64_t dst) { c.mutate([&](KvCache& k) { return k.fork(src, dst); }); },
+           "src"_a, "dst"_a)
+      .def("evict",
+           [](PyKvCache& c, int64_t seq, int64_t sinks, int64_t recent) {
+             c.mutate([&](KvCache& k) { return k.evict(seq, sinks, recent); });
+           },
            "seq"_a, "sink_tokens"_a, "recent_tokens"_a)
-      .def("reset", [](PyKvCache& c, int64_t seq) { check(c.cache().reset(seq)); }, "seq"_a = -1)
-      .def("length", [](const PyKvCache& c, int64_t seq) { return c.cache().length(seq); }, "seq"_a)
-      .def_prop_ro("bytes", [](const PyKvCache& c) { return c.cache().bytes(); })
-      .def_prop_ro("free_pages", [](const PyKvCache& c) { return c.cache().free_pages(); })
-      .def_prop_ro("config", &PyKvCache::config)
+      .def("reset", [](PyKvCache& c, int64_t seq) { c.mutate([&](KvCache& k) { return k.reset(seq); }); }, "seq"_a = -1)
+      .def("length", [](const PyKvCache& c, int64_t seq) { return c.locked([&](const KvCache& k) { return k.length(seq); }); },
+           "seq"_a)
+      .def_prop_ro("bytes", [](const PyKvCache& c) { return c.locked([](const KvCache& k) { return k.bytes(); }); })
+      .def_prop_ro("free_pages", [](const PyKvCache& c) { return c.locked([](const KvCache& k) { return k.free_pages(); }); })
+      .def_prop_ro("config", &PyKvCache::config_dict)
       .def("read", &PyKvCache::read, "seq"_a, "start"_a, "count"_a, "new_array"_a)
       .def("attend", &PyKvCache::attend, "query"_a, "scale"_a.none(), "causal"_a, "kv_splits"_a, "want_lse"_a,
            "new_array"_a);

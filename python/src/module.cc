@@ -12,6 +12,7 @@ void bind_attention(nb::module_& m);
 void bind_peak(nb::module_& m);
 void bind_kv_cache(nb::module_& m);
 void bind_flex(nb::module_& m);
+void bind_bench(nb::module_& m);
 }  // namespace goldilocks::python
 
 NB_MODULE(_core, m) {
@@ -21,6 +22,7 @@ NB_MODULE(_core, m) {
   goldilocks::python::bind_peak(m);
   goldilocks::python::bind_kv_cache(m);
   goldilocks::python::bind_flex(m);
+  goldilocks::python::bind_bench(m);
 
   m.def("set_num_threads", &goldilocks::set_default_num_threads, "n"_a,
         "Threads per call from now on (n <= 0 restores the default: the cores available).");

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "goldilocks/attention.h"
 #include "support/threading.h"
 
 namespace goldilocks::python {
@@ -15,6 +16,15 @@ namespace goldilocks::python {
 inline std::atomic<int>& threads_in_use() {
   static std::atomic<int> in_use{0};
   return in_use;
+}
+
+// Waking a thread team costs microseconds (milliseconds on a loaded machine):
+// tiny calls, such as one decode step of a small model, run on one thread.
+// Results do not depend on the thread count, only the time does.
+inline int threads_worth_waking(double flops) {
+  constexpr double kMinFlopsPerThread = 1 << 20;  // ~ tens of microseconds of work
+  const int by_work = static_cast<int>(std::min<double>(flops / kMinFlopsPerThread + 1, 1 << 16));
+  return std::max(1, std::min(default_num_threads(), by_work));
 }
 
 class ThreadGrant {

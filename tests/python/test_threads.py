@@ -84,3 +84,58 @@ def test_one_openmp_runtime_shared_with_torch():
     maps = open("/proc/self/maps").read().splitlines()
     runtimes = {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
     assert len(runtimes) == 1, runtimes
+
+
+def test_concurrent_flex_calls_give_the_sequential_bits(rng):
+    specs = ["causal", "causal+window:9+sinks:2", "causal+alibi", "softcap:2"]
+    q, k, v = randn(rng, 2, 4, 45, 16), randn(rng, 2, 2, 45, 16), randn(rng, 2, 2, 45, 16)
+    bm = goldilocks.create_block_mask("causal+window:9+sinks:2", 2, 4, 45, 45, BLOCK_SIZE=16)
+
+    def run(i):
+        if i == len(specs):
+            return goldilocks.flex_attention(q, k, v, block_mask=bm, enable_gqa=True)  # one block mask, many threads
+        return goldilocks.flex_attention(q, k, v, specs[i], enable_gqa=True)
+
+    expected = [run(i) for i in range(len(specs) + 1)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(run, list(range(len(specs) + 1)) * 4))
+    for i, out in enumerate(got):
+        assert torch.equal(out, expected[i % len(expected)]), f"call {i}"
+
+
+def test_kv_cache_shared_by_reader_and_writer_threads(rng):
+    # Readers attend (GIL released) while a writer appends and rolls back the same
+    # cache: every read sees the cache before or after a mutation, never halfway.
+    cache = goldilocks.KvCache(2, 2, 32, 64, layout="paged", page_size=4, storage="int8")
+    cache.append(randn(rng, 2, 2, 30, 32), randn(rng, 2, 2, 30, 32))
+    k_extra, v_extra = randn(rng, 2, 2, 3, 32), randn(rng, 2, 2, 3, 32)
+    q = randn(rng, 2, 4, 1, 32)
+    short = cache.attend(q)
+    cache.append(k_extra, v_extra)
+    long = cache.attend(q)
+    cache.rollback(0, 30)
+    cache.rollback(1, 30)
+    stop, failures = threading.Event(), []
+
+    def writer():
+        for _ in range(150):
+            cache.append(k_extra, v_extra)
+            cache.rollback(0, 30)
+            cache.rollback(1, 30)
+        stop.set()
+
+    def reader():
+        while not stop.is_set():
+            out = cache.attend(q)
+            # Between the writer's two rollbacks one sequence is short and the other long.
+            for b in range(2):
+                if not (torch.equal(out[b], short[b]) or torch.equal(out[b], long[b])):
+                    failures.append(b)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert cache.lengths == [30, 30] and torch.equal(cache.attend(q), short)

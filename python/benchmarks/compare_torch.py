@@ -8,6 +8,8 @@ order, so machine noise hits all of them alike) and with the same thread count:
   torch_flex   flex_attention on the CPU, torch.compile'd (compile time reported apart)
   gl_math      goldilocks.scaled_dot_product_attention under sdpa_backend("math")
   gl_flash     goldilocks.scaled_dot_product_attention under sdpa_backend("flash")
+  gl_flex      goldilocks.flex_attention with the spec "causal" (or "none"): the flex path
+               of the same flash kernel, the counterpart of torch_flex
 and prints medians, min/max, GFLOP/s, the fraction of this machine's fp32 FMA
 peak measured in the same run (goldilocks.peak, all threads) and each one's
 speed-up over torch_flash.
@@ -15,6 +17,10 @@ speed-up over torch_flash.
   python python/benchmarks/compare_torch.py                       # default shapes
   python python/benchmarks/compare_torch.py --shape 1,16,4096,64 --causal --repeats 5
   python python/benchmarks/compare_torch.py --flex off --json results.json
+
+torch_flex needs torch.compile on the CPU to be a fused kernel (a C++ compiler at
+run time; the first call compiles, reported as warm-up). --flex eager runs
+PyTorch's unfused fallback, which materialises the N×N scores like math.
 """
 import argparse
 import json
@@ -64,6 +70,9 @@ def make_impls(q, k, v, causal, flex_mode):
         impls["torch_flex"] = lambda: flex(q, k, v, block_mask=block_mask)
     impls["gl_math"] = gl_sdpa("math")
     impls["gl_flash"] = gl_sdpa("flash")
+    if flex_mode != "off":
+        spec = "causal" if causal else "none"  # built-in masks classify blocks themselves: no block mask needed
+        impls["gl_flex"] = lambda: goldilocks.flex_attention(q, k, v, spec)
     return impls
 
 

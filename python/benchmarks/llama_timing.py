@@ -3,7 +3,11 @@
 nothing downloaded) with its own "sdpa" attention and with Goldilocks
 registered as its attention implementation: prefill (one forward pass over the
 prompt) and greedy generation. Runs are interleaved, same thread count; prints
-medians and the ratio, and checks both produce the same tokens.
+medians and the ratio, and checks both produce the same tokens. The attention
+calls themselves are timed too (a wrapper around each registered attention
+function): the model's total also holds the projections, MLP and elementwise
+work, which are the same torch code in both and, being memory-bound, swing
+with whatever else the machine runs.
 
   python python/benchmarks/llama_timing.py
   python python/benchmarks/llama_timing.py --prompt 2048 --new-tokens 64 --layers 4 --repeats 3
@@ -18,6 +22,24 @@ import transformers
 
 import goldilocks
 import goldilocks.hf
+
+
+def time_attention_calls(names):
+    """Wraps the registered attention functions so each call's time is summed per name."""
+    from transformers import AttentionInterface
+    seconds = dict.fromkeys(names, 0.0)
+
+    def timed(name, forward):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - t0
+        return run
+    for name in names:
+        AttentionInterface.register(name, timed(name, AttentionInterface._global_mapping[name]))
+    return seconds
 
 
 def main():
@@ -37,6 +59,7 @@ def main():
     torch.set_num_threads(threads)
     goldilocks.set_num_threads(threads)
     goldilocks.hf.register()
+    attention_seconds = time_attention_calls(("sdpa", "goldilocks"))
     config = transformers.LlamaConfig(
         vocab_size=32000, hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
         num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
@@ -53,6 +76,8 @@ def main():
 
     prefill = {name: [] for name in models}
     generate = {name: [] for name in models}
+    prefill_attn = {name: [] for name in models}
+    generate_attn = {name: [] for name in models}
     tokens = {}
     with torch.inference_mode():
         for name, m in models.items():  # warm-up
@@ -60,26 +85,38 @@ def main():
         for r in range(args.repeats):
             order = list(models) if r % 2 == 0 else list(reversed(models))
             for name in order:
+                attention_seconds[name] = 0.0
                 t0 = time.perf_counter()
                 models[name](input_ids=ids)
                 prefill[name].append(time.perf_counter() - t0)
+                prefill_attn[name].append(attention_seconds[name])
+                attention_seconds[name] = 0.0
                 t0 = time.perf_counter()
                 tokens[name] = models[name].generate(ids, **gen_kwargs)
                 generate[name].append(time.perf_counter() - t0)
+                generate_attn[name].append(attention_seconds[name])
 
     print(f"# Llama-style: {args.layers} layers, hidden {args.hidden}, {args.heads} heads / {args.kv_heads} KV heads, "
           f"batch {args.batch}, prompt {args.prompt}, {args.new_tokens} new tokens, {threads} threads, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, {args.repeats} interleaved repeats")
     # generate() runs one prefill, then new_tokens - 1 decode steps.
     decode_steps = max(1, args.new_tokens - 1)
-    print(f"{'attention':<11} {'prefill ms':>11} {'generate ms':>12} {'decode ms/token':>16}")
+    print(f"{'attention':<11} {'prefill ms':>11} {'generate ms':>12} {'decode ms/token':>16} "
+          f"{'| in attention: prefill ms':>26} {'generate ms':>12}")
     for name in models:
         p, g = statistics.median(prefill[name]), statistics.median(generate[name])
-        print(f"{name:<11} {p*1e3:>11.1f} {g*1e3:>12.1f} {(g - p)*1e3/decode_steps:>16.2f}")
+        pa, ga = statistics.median(prefill_attn[name]), statistics.median(generate_attn[name])
+        print(f"{name:<11} {p*1e3:>11.1f} {g*1e3:>12.1f} {(g - p)*1e3/decode_steps:>16.2f} "
+              f"{pa*1e3:>26.1f} {ga*1e3:>12.1f}")
     ps, pg = (statistics.median(prefill[n]) for n in ("sdpa", "goldilocks"))
     gs, gg = (statistics.median(generate[n]) for n in ("sdpa", "goldilocks"))
     print(f"speed-up of goldilocks over sdpa: prefill {ps/pg:.2f}x, generate {gs/gg:.2f}x, "
           f"decode {(gs - ps)/(gg - pg):.2f}x")
+    pa = {n: statistics.median(prefill_attn[n]) for n in models}
+    ga = {n: statistics.median(generate_attn[n]) for n in models}
+    print(f"attention calls alone, goldilocks over sdpa: prefill {pa['sdpa']/pa['goldilocks']:.2f}x, "
+          f"generate {ga['sdpa']/ga['goldilocks']:.2f}x; share of sdpa's time in attention: "
+          f"prefill {pa['sdpa']/ps:.0%}, generate {ga['sdpa']/gs:.0%}")
     print("same generated tokens:", torch.equal(tokens["sdpa"], tokens["goldilocks"]))
 
 

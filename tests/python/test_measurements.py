@@ -90,7 +90,7 @@ def test_bench_runs_a_spec_text_and_returns_plain_data():
 def test_bench_reads_a_spec_file(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SPEC)
-    run = goldilocks.bench(str(path), threads=1, measure_peak=False)
+    run = goldilocks.bench(path, threads=1, measure_peak=False)  # a str or os.PathLike
     check_bench_run(run)
     assert run["spec"]["file"] == str(path)
 
@@ -104,3 +104,5 @@ def test_bench_reads_a_spec_file(tmp_path):
 def test_bench_bad_specs_raise(spec, match):
     with pytest.raises(ValueError, match=match):
         goldilocks.bench(spec, measure_peak=False)
+    with pytest.raises(TypeError, match="^spec: expected a path or TOML text"):
+        goldilocks.bench(42)

@@ -1,8 +1,9 @@
 """The KV cache for decoding: keys and values stored once (float32, float16,
 bfloat16, int8 or int4, contiguous or paged) and attended to by every later
 query. A thin layer over the C++ cache (include/goldilocks/kv_cache.h): every
-failed operation raises and leaves the cache unchanged. Not safe to mutate
-from several threads at once; attend() releases the GIL."""
+failed operation raises and leaves the cache unchanged. Threads may share a
+cache: each operation holds the cache's lock with the GIL released, so calls
+on one cache run one at a time (attention over a cache is not reentrant)."""
 from goldilocks import _arrays, _core
 
 

@@ -46,7 +46,7 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Scratch layout of one thread and the item decomposition; shared by every ISA.
 struct DecodePlan {
   int64_t qb = 1, q_blocks = 1, rows = 1, dkp = 0, dvp = 0;
-  int64_t q_off = 0, acc_off = 0, m_off = 0, l_off = 0, s_off = 0, tk_off = 0, tv_off = 0, total = 0;  // floats
+  int64_t q_off = 0, acc_off = 0, m_off = 0, l_off = 0, s_off = 0, tk_off = 0, tv_off = 0, w_off = 0, total = 0;  // floats
   int64_t items = 0;
 };
 
@@ -70,6 +70,8 @@ inline DecodePlan plan_decode(const DecodeProblem& p) {
   t.s_off = take(t.rows * kTile);
   t.tk_off = take(t.dkp);
   t.tv_off = take(t.dvp);
+  // pass 4's per-key weights and Σ p·min of quantized V: [groups][4 rows][kTile + 1].
+  t.w_off = take(p.kv.vf.groups() * 4 * (kTile + 1));
   t.total = off;
   t.items = p.B * p.Hkv * t.q_blocks * p.splits;
   return t;
@@ -143,7 +145,8 @@ HWY_INLINE void VisitRow(DF df, const quant::RowFormat& f, const uint8_t* row, f
   }
 }
 
-// sums[r] = q_r · k for R rows of q (stride dqp), one pass over the K row.
+// sums[r] = q_r · k for R rows of q (stride dqp), one pass over the K row:
+// the per-key form, for formats without whole vectors per group.
 template <KvStorage S, int R>
 HWY_INLINE void DotRows(DF df, const quant::RowFormat& f, const uint8_t* krow, const float* q, int64_t dqp, float* tmp,
                         float* sums) {
@@ -155,11 +158,241 @@ HWY_INLINE void DotRows(DF df, const quant::RowFormat& f, const uint8_t* krow, c
   for (int r = 0; r < R; ++r) sums[r] = hn::GetLane(hn::SumOfLanes(df, acc[r]));
 }
 
+// True when every run of N elements of a row lies in one group and can be
+// loaded directly (the blocked passes 1 and 4 below).
+template <KvStorage S>
+bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
+  if constexpr (S == KvStorage::kInt8) return f.group % N == 0;
+  if constexpr (S == KvStorage::kInt4) return (f.group / 2) % N == 0;
+  return true;
+}
+
+// The blocked passes walk a row in units: float / int8: elements [uN, uN+N);
+// int4: code bytes [uN, uN+N), whose low and high nibbles are two runs of N
+// elements (kVecs = 2). On vector-addressable formats a unit lies in one group.
+template <KvStorage S>
+inline constexpr int kVecs = S == KvStorage::kInt4 ? 2 : 1;
+
+// Whole units of a row; float formats leave dim % N elements to a tail.
+template <KvStorage S>
+HWY_INLINE int64_t UnitCount(const quant::RowFormat& f, int64_t N) {
+  return S == KvStorage::kInt4 ? f.dim / 2 / N : f.dim / N;
+}
+
+template <KvStorage S>
+HWY_INLINE int64_t UnitGroup(const quant::RowFormat& f, int64_t u, int64_t N) {
+  if constexpr (S == KvStorage::kInt8) return u * N / f.group;
+  if constexpr (S == KvStorage::kInt4) return u * N / (f.group / 2);
+  return 0;
+}
+
+// Row element where vector i of unit u starts (int4: nibble-planar groups).
+template <KvStorage S>
+HWY_INLINE int64_t UnitElement(const quant::RowFormat& f, int64_t u, int i, int64_t N) {
+  if constexpr (S == KvStorage::kInt4) {
+    const int64_t half = f.group / 2, byte = u * N, g = byte / half;
+    return g * f.group + (byte - g * half) + i * half;
+  }
+  return u * N;
+}
+
+// Unit u's codes as floats (the values themselves for float formats).
+template <KvStorage S>
+HWY_INLINE void LoadUnit(DF df, const quant::RowFormat& f, const uint8_t* row, int64_t u, VF* x) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  if constexpr (S == KvStorage::kFloat32) {
+    x[0] = hn::LoadU(df, reinterpret_cast<const float*>(row) + u * N);
+  } else if constexpr (S == KvStorage::kFloat16) {
+    x[0] = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), reinterpret_cast<const hwy::float16_t*>(row) + u * N));
+  } else if constexpr (S == KvStorage::kBFloat16) {
+    x[0] = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), reinterpret_cast<const hwy::bfloat16_t*>(row) + u * N));
+  } else {
+    const hn::Rebind<uint8_t, DF> du8;
+    const hn::Rebind<int32_t, DF> di32;
+    const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, row + f.param_bytes() + u * N));
+    if constexpr (S == KvStorage::kInt8) {
+      x[0] = hn::ConvertTo(df, bytes);
+    } else {
+      x[0] = hn::ConvertTo(df, hn::And(bytes, hn::Set(di32, 0xF)));
+      x[1] = hn::ConvertTo(df, hn::ShiftRight<4>(bytes));
+    }
+  }
+}
+
+// sums[i] = the sum of v[i]'s lanes for kCount vectors, by a transpose-style
+// tree: per level, pairs of vectors fold into one (even + odd lanes), so a
+// block of N vectors costs ~3(N-1) ops instead of a full reduction each. A
+// vector's lanes meet in the same tree wherever it sits in the block and
+// whatever kCount is (absent partners are zeros in other lanes), so the
+// bits do not depend on the blocking.
+template <int kCount>
+HWY_INLINE void SumEachVector(DF df, VF* v, float* sums) {
+#if HWY_TARGET == HWY_SCALAR
+  for (int i = 0; i < kCount; ++i) sums[i] = hn::GetLane(v[i]);
+#else
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  HWY_ALIGN float lanes[hn::MaxLanes(DF())];
+  for (int64_t i0 = 0; i0 < kCount; i0 += N) {
+    int64_t m = std::min<int64_t>(N, kCount - i0);
+    VF* w = v + i0;  // reduced in place
+    for (int64_t width = N; width > 1; width /= 2) {
+      for (int64_t j = 0; j < (m + 1) / 2; ++j) {
+        const VF a = w[2 * j], b = 2 * j + 1 < m ? w[2 * j + 1] : hn::Zero(df);
+        w[j] = hn::Add(hn::ConcatEven(df, b, a), hn::ConcatOdd(df, b, a));
+      }
+      m = (m + 1) / 2;
+    }
+    hn::Store(w[0], df, lanes);
+    for (int64_t i = 0; i < std::min<int64_t>(N, kCount - i0); ++i) sums[i0 + i] = lanes[i];
+  }
+#endif
+}
+
+// pass 1 on a block of R rows × KB keys: every (row, key) pair has its own
+// accumulator, so KB·R fma chains run side by side (one key's chain alone is
+// latency-bound) and each q vector is loaded once for KB keys. Per pair the
+// arithmetic is fixed: dequantize (fma), fma units in row order, the float
+// tail last, SumEachVector; so blocking never changes the bits.
+template <KvStorage S, int R, int KB>
+HWY_INLINE void ScoreBlock(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q, int64_t dqp,
+                           float scale, float* s, float* tmp) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  constexpr int V = kVecs<S>;
+  VF acc[R][KB];  // one array, row-major: SumEachVector reduces them in one go
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
+  const int64_t units = UnitCount<S>(f, N);
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t g = UnitGroup<S>(f, u, N);
+    VF qv[R][V];
+    for (int i = 0; i < V; ++i) {
+      const int64_t e = UnitElement<S>(f, u, i, N);
+      for (int r = 0; r < R; ++r) qv[r][i] = hn::LoadU(df, q + r * dqp + e);
+    }
+    for (int c = 0; c < KB; ++c) {
+      VF x[V];
+      LoadUnit<S>(df, f, krows[c], u, x);
+      if constexpr (kQuant) {
+        const float* params = reinterpret_cast<const float*>(krows[c]) + 2 * g;
+        const VF k_scale = hn::Set(df, params[0]), k_min = hn::Set(df, params[1]);
+        for (int i = 0; i < V; ++i) x[i] = hn::MulAdd(x[i], k_scale, k_min);
+      }
+      for (int i = 0; i < V; ++i)
+        for (int r = 0; r < R; ++r) acc[r][c] = hn::MulAdd(x[i], qv[r][i], acc[r][c]);
+    }
+  }
+  if (!kQuant && units * N < f.dim) {
+    // Float tail: through tmp (zeros past dim; q is zero-padded too).
+    for (int c = 0; c < KB; ++c) {
+      quant::dequantize_row(f, krows[c], tmp);
+      const VF x = hn::LoadU(df, tmp + units * N);
+      for (int r = 0; r < R; ++r) acc[r][c] = hn::MulAdd(x, hn::LoadU(df, q + r * dqp + units * N), acc[r][c]);
+    }
+  }
+  float sums[R * KB];
+  SumEachVector<R * KB>(df, &acc[0][0], sums);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) s[r * kTile + c] = scale * sums[r * KB + c];
+}
+
+// pass 1 for R rows × KB keys of quantized K with long groups (>= 4
+// vectors): the dequantization leaves the inner loop,
+//   q·k = Σ_g scale_g · (Σ_{d∈g} code_d · q_d) + min_g · (Σ_{d∈g} q_d),
+// so a code costs a widen, a convert and one fma per row. The q sums are
+// vectors, formed once per group for all KB keys. Used for every row count
+// of such a format, so decode rows keep the bits of prefill rows.
+template <KvStorage S, int R, int KB>
+HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q,
+                                 int64_t dqp, float scale, float* s) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int V = kVecs<S>;
+  VF acc[R][KB];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
+  const int64_t units_per_group = (S == KvStorage::kInt4 ? f.group / 2 : f.group) / N;
+  for (int64_t g = 0; g < f.groups(); ++g) {
+    VF dots[R][KB], q_sum[R];
+    for (int r = 0; r < R; ++r) {
+      q_sum[r] = hn::Zero(df);
+      for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
+    }
+    for (int64_t u = g * units_per_group; u < (g + 1) * units_per_group; ++u) {
+      VF qv[R][V];
+      for (int i = 0; i < V; ++i) {
+        const int64_t e = UnitElement<S>(f, u, i, N);
+        for (int r = 0; r < R; ++r) {
+          qv[r][i] = hn::LoadU(df, q + r * dqp + e);
+          q_sum[r] = hn::Add(q_sum[r], qv[r][i]);
+        }
+      }
+      for (int c = 0; c < KB; ++c) {
+        VF x[V];
+        LoadUnit<S>(df, f, krows[c], u, x);
+        for (int i = 0; i < V; ++i)
+          for (int r = 0; r < R; ++r) dots[r][c] = hn::MulAdd(x[i], qv[r][i], dots[r][c]);
+      }
+    }
+    for (int c = 0; c < KB; ++c) {
+      const float* params = reinterpret_cast<const float*>(krows[c]) + 2 * g;
+      const VF k_scale = hn::Set(df, params[0]), k_min = hn::Set(df, params[1]);
+      for (int r = 0; r < R; ++r) {
+        acc[r][c] = hn::MulAdd(dots[r][c], k_scale, acc[r][c]);
+        acc[r][c] = hn::MulAdd(q_sum[r], k_min, acc[r][c]);
+      }
+    }
+  }
+  float sums[R * KB];
+  SumEachVector<R * KB>(df, &acc[0][0], sums);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) s[r * kTile + c] = scale * sums[r * KB + c];
+}
+
+// pass 1 for R rows over the tile's keys: blocks of KB keys, then single keys.
+template <KvStorage S, int R, int KB, bool kFolded = false>
+HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
+                          int64_t dqp, float scale, float* s, float* tmp) {
+  int64_t c = 0;
+  if constexpr (kFolded) {
+    for (; c + KB <= cols; c += KB) ScoreBlockFolded<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c);
+    for (; c < cols; ++c) ScoreBlockFolded<S, R, 1>(df, f, krows + c, q, dqp, scale, s + c);
+  } else {
+    for (; c + KB <= cols; c += KB) ScoreBlock<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c, tmp);
+    for (; c < cols; ++c) ScoreBlock<S, R, 1>(df, f, krows + c, q, dqp, scale, s + c, tmp);
+  }
+}
+
+// pass 1 in blocks of up to 4 rows: ≤ 16 accumulators (one row × 8 keys or
+// 2–4 rows × 4 keys; folded: half the keys, for the per-group dot sums).
+template <KvStorage S, bool kFolded>
+void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
+                    int64_t rows, int64_t dqp, float scale, float* s, float* tmp) {
+  constexpr int kHalf = kFolded ? 2 : 1;
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const float* qr = q + r0 * dqp;
+    float* sr = s + r0 * kTile;
+    switch (std::min<int64_t>(4, rows - r0)) {
+      case 4: ScoreRows<S, 4, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+      case 3: ScoreRows<S, 3, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+      case 2: ScoreRows<S, 2, 4, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+      default: ScoreRows<S, 1, 8, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+    }
+  }
+}
+
 // pass 1: s[r * kTile + c] = scale · q_r · k_c for every row and key of the tile.
 template <KvStorage S>
 void ScoreTile(const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q, int64_t rows,
                int64_t dqp, float scale, float* s, float* tmp) {
   const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  if (VectorAddressable<S>(f, N)) {
+    const bool long_groups = kQuant && (S == KvStorage::kInt4 ? f.group / 2 : f.group) >= 4 * N;
+    if (long_groups) return ScoreRowBlocks<S, kQuant>(df, f, krows, cols, q, rows, dqp, scale, s, tmp);
+    return ScoreRowBlocks<S, false>(df, f, krows, cols, q, rows, dqp, scale, s, tmp);
+  }
+  // Groups without whole vectors: key by key through tmp.
   float sums[4];
   for (int64_t c = 0; c < cols; ++c) {
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
@@ -260,18 +493,48 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
   *l = *l * alpha + hn::GetLane(hn::SumOfLanes(df, sum));
 }
 
-// True when every run of N elements of a row lies in one group and can be
-// loaded directly (the by-vector pass 4 below).
-template <KvStorage S>
-bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
-  if constexpr (S == KvStorage::kInt8) return f.group % N == 0;
-  if constexpr (S == KvStorage::kInt4) return (f.group / 2) % N == 0;
-  return true;
+// pass 4, blocked: UB units of R rows' accumulators (up to 16 vectors) stay
+// in registers while the tile's keys stream through: UB·V·R independent fma
+// chains, acc loaded and stored once per tile. w is [group][R][kTile] of
+// per-key weights, min_sum [group][R] (quantized formats only).
+template <KvStorage S, int R, int UB>
+HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, int64_t u0,
+                        const float* w, const float* min_sum, float* const* acc) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  constexpr int V = kVecs<S>;
+  VF a[R][UB * V];
+  int64_t g[UB], e[UB * V];
+  for (int k = 0; k < UB; ++k) {
+    g[k] = UnitGroup<S>(f, u0 + k, N);
+    for (int i = 0; i < V; ++i) {
+      e[k * V + i] = UnitElement<S>(f, u0 + k, i, N);
+      for (int r = 0; r < R; ++r) a[r][k * V + i] = hn::LoadU(df, acc[r] + e[k * V + i]);
+    }
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    for (int k = 0; k < UB; ++k) {
+      VF x[V];
+      LoadUnit<S>(df, f, vrows[c], u0 + k, x);
+      const float* wk = w + g[k] * R * kTile + c;
+      for (int r = 0; r < R; ++r) {
+        const VF wr = hn::Set(df, wk[r * kTile]);
+        for (int i = 0; i < V; ++i) a[r][k * V + i] = hn::MulAdd(wr, x[i], a[r][k * V + i]);
+      }
+    }
+  }
+  for (int k = 0; k < UB; ++k) {
+    for (int i = 0; i < V; ++i) {
+      for (int r = 0; r < R; ++r) {
+        VF out = a[r][k * V + i];
+        if constexpr (kQuant) out = hn::Add(out, hn::Set(df, min_sum[g[k] * R + r]));
+        hn::StoreU(out, df, acc[r] + e[k * V + i]);
+      }
+    }
+  }
 }
 
-// pass 4, by vector: for R rows and each run of N elements, the accumulators
-// stay in registers while the tile's keys stream through, so acc is loaded
-// and stored once per tile instead of once per key. Quantized formats fold the
+// pass 4, by vector, for R rows (see PvUnits). Quantized formats fold the
 // dequantization into the weights: acc += (p·scale)·code per key and
 // Σ p·min once per group, and masked keys get weight 0 (codes are always
 // finite; a NaN scale only poisons keys that are live). Float formats keep
@@ -279,87 +542,42 @@ bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
 // order), so either path gives the same bits.
 template <KvStorage S, int R>
 HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols,
-                               const float* p, float* const* acc, float* tmp) {
+                               const float* p, float* const* acc, float* tmp, float* weights) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
-  const int64_t groups = kQuant ? f.groups() : 1;
-  const int64_t span = kQuant ? f.group : f.dim / N * N;  // elements handled per group by vectors
-  float coef[R][kTile];
-  float min_sum[R];
-  const hn::Rebind<uint8_t, DF> du8;
-  const hn::Rebind<int32_t, DF> di32;
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int r = 0; r < R; ++r) {
-      min_sum[r] = 0.0f;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float pr = p[r * kTile + c];
-        if constexpr (kQuant) {
+  const float* w = p;  // float formats: the probabilities themselves ([1][R][kTile])
+  float* min_sum = weights + f.groups() * R * kTile;
+  if constexpr (kQuant) {
+    for (int64_t g = 0; g < f.groups(); ++g) {
+      for (int r = 0; r < R; ++r) {
+        float* wr = weights + (g * R + r) * kTile;
+        float ms = 0.0f;
+        for (int64_t c = 0; c < cols; ++c) {
+          const float pr = p[r * kTile + c];
           const float* params = reinterpret_cast<const float*>(vrows[c]) + 2 * g;
           const bool live = pr != kMaskedP;
-          coef[r][c] = live ? pr * params[0] : 0.0f;
-          min_sum[r] += live ? pr * params[1] : 0.0f;
-        } else {
-          coef[r][c] = pr;
+          wr[c] = live ? pr * params[0] : 0.0f;
+          ms += live ? pr * params[1] : 0.0f;
         }
+        min_sum[g * R + r] = ms;
       }
     }
-    if constexpr (S == KvStorage::kInt4) {
-      // One byte load feeds two runs: low nibbles [o, o+N) and high nibbles [G/2 + o, ...).
-      const int64_t half = f.group / 2;
-      for (int64_t o = 0; o < half; o += N) {
-        VF lo[R], hi[R];
-        for (int r = 0; r < R; ++r) {
-          lo[r] = hn::LoadU(df, acc[r] + g * f.group + o);
-          hi[r] = hn::LoadU(df, acc[r] + g * f.group + half + o);
-        }
-        for (int64_t c = 0; c < cols; ++c) {
-          const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, vrows[c] + f.param_bytes() + g * half + o));
-          const VF xl = hn::ConvertTo(df, hn::And(bytes, hn::Set(di32, 0xF)));
-          const VF xh = hn::ConvertTo(df, hn::ShiftRight<4>(bytes));
-          for (int r = 0; r < R; ++r) {
-            const VF w = hn::Set(df, coef[r][c]);
-            lo[r] = hn::MulAdd(w, xl, lo[r]);
-            hi[r] = hn::MulAdd(w, xh, hi[r]);
-          }
-        }
-        for (int r = 0; r < R; ++r) {
-          const VF m = hn::Set(df, min_sum[r]);
-          hn::StoreU(hn::Add(lo[r], m), df, acc[r] + g * f.group + o);
-          hn::StoreU(hn::Add(hi[r], m), df, acc[r] + g * f.group + half + o);
-        }
-      }
-      continue;
-    }
-    for (int64_t o = 0; o < span; o += N) {
-      const int64_t e = g * span + o;
-      VF a[R];
-      for (int r = 0; r < R; ++r) a[r] = hn::LoadU(df, acc[r] + e);
-      for (int64_t c = 0; c < cols; ++c) {
-        VF x;
-        if constexpr (S == KvStorage::kInt8) {
-          x = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, vrows[c] + f.param_bytes() + e)));
-        } else if constexpr (S == KvStorage::kFloat32) {
-          x = hn::LoadU(df, reinterpret_cast<const float*>(vrows[c]) + e);
-        } else if constexpr (S == KvStorage::kFloat16) {
-          x = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), reinterpret_cast<const hwy::float16_t*>(vrows[c]) + e));
-        } else {
-          x = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), reinterpret_cast<const hwy::bfloat16_t*>(vrows[c]) + e));
-        }
-        for (int r = 0; r < R; ++r) a[r] = hn::MulAdd(hn::Set(df, coef[r][c]), x, a[r]);
-      }
-      for (int r = 0; r < R; ++r) {
-        if constexpr (kQuant) a[r] = hn::Add(a[r], hn::Set(df, min_sum[r]));
-        hn::StoreU(a[r], df, acc[r] + e);
-      }
-    }
+    w = weights;
   }
+  // 8 vectors for one row, 4 per row for 2–4 rows (int4 units hold two).
+  constexpr int kUnits = (R == 1 ? 8 : 4) / kVecs<S>;
+  const int64_t units = UnitCount<S>(f, N);
+  int64_t u = 0;
+  for (; u + kUnits <= units; u += kUnits) PvUnits<S, R, kUnits>(df, f, vrows, cols, u, w, min_sum, acc);
+  for (; u < units; ++u) PvUnits<S, R, 1>(df, f, vrows, cols, u, w, min_sum, acc);
   if constexpr (!kQuant) {
     // Float formats whose dim is not a multiple of N: the tail, key by key, same fma.
+    const int64_t span = units * N;
     if (span < f.dim) {
       for (int64_t c = 0; c < cols; ++c) {
         quant::dequantize_row(f, vrows[c], tmp);
         for (int r = 0; r < R; ++r)
-          for (int64_t e = span; e < f.dim; ++e) acc[r][e] = std::fma(coef[r][c], tmp[e], acc[r][e]);
+          for (int64_t e = span; e < f.dim; ++e) acc[r][e] = std::fma(p[r * kTile + c], tmp[e], acc[r][e]);
       }
     }
   }
@@ -368,7 +586,7 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
 // pass 4: acc_r += Σ_c p[r, c] · v_c (see the two forms above).
 template <KvStorage S>
 void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
-            float* acc, int64_t dvp, float* tmp) {
+            float* acc, int64_t dvp, float* tmp, float* weights) {
   const DF df;
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
   bool by_vector = VectorAddressable<S>(f, static_cast<int64_t>(hn::Lanes(df)));
@@ -381,10 +599,10 @@ void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols
     float* rows_acc[4] = {acc + r0 * dvp, acc + (r0 + 1) * dvp, acc + (r0 + 2) * dvp, acc + (r0 + 3) * dvp};
     const float* pr = p + r0 * kTile;
     switch (std::min<int64_t>(4, rows - r0)) {
-      case 4: PvRowsByVector<S, 4>(df, f, vrows, cols, pr, rows_acc, tmp); break;
-      case 3: PvRowsByVector<S, 3>(df, f, vrows, cols, pr, rows_acc, tmp); break;
-      case 2: PvRowsByVector<S, 2>(df, f, vrows, cols, pr, rows_acc, tmp); break;
-      default: PvRowsByVector<S, 1>(df, f, vrows, cols, pr, rows_acc, tmp); break;
+      case 4: PvRowsByVector<S, 4>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 3: PvRowsByVector<S, 3>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 2: PvRowsByVector<S, 2>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      default: PvRowsByVector<S, 1>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
     }
   }
 }
@@ -392,7 +610,7 @@ void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols
 using ScoreFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, int64_t, float,
                          float*, float*);
 using PvFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, float*, int64_t,
-                      float*);
+                      float*, float*);
 
 ScoreFn ScoreFor(KvStorage s) {
   switch (s) {
@@ -493,7 +711,7 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     // pass 3
     for (int64_t r = 0; r < rows; ++r) SoftmaxRow(df, s + r * kTile, m + r, l + r, acc + r * t.dvp, t.dvp);
     // pass 4
-    pv_tile(p.kv.vf, vrows, cols, s, rows, acc, t.dvp, tv);
+    pv_tile(p.kv.vf, vrows, cols, s, rows, acc, t.dvp, tv, scratch + t.w_off);
   }
 
   // Epilogue: a row that saw no key gives 0 and lse -inf (contributes nothing to a merge).

@@ -77,6 +77,39 @@ TEST_P(Decode, MatchesOracleOnDequantizedCache) {
   }
 }
 
+// The blocked kernels' edges: key blocks of 8 (one row) or 2–4 (several)
+// with tails of every length, pages of 5 tokens ending inside blocks, one
+// and four query rows per KV head, and the group sizes that select each
+// pass-1 form (int8: long groups fold the dequantization out, short ones
+// dequantize per vector; int4: both; D = 128).
+TEST_P(Decode, KeyBlockTailsAndPageBoundariesMatchOracle) {
+  const KvStorage st = GetParam().storage;
+  std::vector<int64_t> groups = {0};
+  if (st == KvStorage::kInt8) groups = {0, 32, 16};
+  if (st == KvStorage::kInt4) groups = {0, 128};
+  const int64_t lengths[] = {1, 7, 15, 16, 17, 33, 40};
+  const int64_t B = 7, Hkv = 2, D = 128;
+  for (int64_t group : groups) {
+    for (int64_t Hq : {2, 8}) {
+      const uint64_t seed = 500 + group * 3 + Hq;
+      std::mt19937_64 rng(seed);
+      KvCacheConfig c = config(B, Hkv, D, D, 40);
+      c.page_size = 5;
+      c.k_group_size = c.v_group_size = group;
+      auto cache = make_cache(c);
+      for (int64_t b = 0; b < B; ++b) {
+        Tokens t = random_tokens(cache->config(), lengths[b], rng);
+        ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
+      }
+      Tensor<float> q = make_tensor<float>({B, Hq, 1, D}, Layout::kContiguous);
+      fill_normal(q, rng);
+      SCOPED_TRACE("group " + std::to_string(group) + " Hq " + std::to_string(Hq));
+      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, GetParam().isa),
+                                 CausalAlign::kBottomRight, seed);
+    }
+  }
+}
+
 // Decoding token by token (append one, attend with its query) gives, at every
 // step, what one-shot attention over the prefix gives.
 TEST_P(Decode, TokenByTokenEqualsOneShot) {
@@ -97,8 +130,10 @@ TEST_P(Decode, TokenByTokenEqualsOneShot) {
 // one-shot causal attention over the whole sequence, bitwise (one split); and
 // so decode rows equal the last rows of the prefill.
 TEST_P(Decode, ChunkedPrefillAndDecodeRowsEqualOneShotBitwise) {
+  for (int64_t Hq : {4, 2}) {  // 2 query rows per KV head, and 1 (decode's block of one row)
+  SCOPED_TRACE("Hq " + std::to_string(Hq));
   std::mt19937_64 rng(5);
-  const int64_t total = 45, Hq = 4, D = 64;
+  const int64_t total = 45, D = 64;
   auto chunked = make_cache(config(1, 2, D, D, total));
   auto whole = make_cache(config(1, 2, D, D, total));
   Tokens all = random_tokens(chunked->config(), total, rng);
@@ -132,6 +167,7 @@ TEST_P(Decode, ChunkedPrefillAndDecodeRowsEqualOneShotBitwise) {
       }
     }
     done += chunk;
+  }
   }
 }
 

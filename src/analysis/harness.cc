@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/report.h"
 #include "analysis/variants.h"
 #include "dispatch/validate.h"
 #include "goldilocks/goldilocks.h"
@@ -18,8 +19,9 @@
 namespace goldilocks::analysis {
 namespace {
 
-int64_t read_status_kib(const char* field) {
-  std::ifstream in("/proc/self/status");
+// A "Field:   1234 kB" line of a /proc file, in bytes (-1 when absent).
+int64_t read_proc_kib(const char* path, const char* field) {
+  std::ifstream in(path);
   std::string line;
   const std::string prefix = std::string(field) + ":";
   while (std::getline(in, line)) {
@@ -28,37 +30,9 @@ int64_t read_status_kib(const char* field) {
   return -1;
 }
 
-// Same inputs for every backend of a problem: the seed mixes in the problem key.
-uint64_t seed_for(const CaseSpec& c, uint64_t base) { return base ^ std::hash<std::string>{}(c.problem_key()); }
-
-struct Inputs {
-  std::vector<float> q, k, v, out;
-};
-
-Inputs make_inputs(const CaseSpec& c, uint64_t seed) {
-  Inputs in;
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  in.q.resize(c.B * c.Hq * c.Nq * c.Dk);
-  in.k.resize(c.B * c.Hkv * c.Nk * c.Dk);
-  in.v.resize(c.B * c.Hkv * c.Nk * c.Dv);
-  in.out.assign(c.B * c.Hq * c.Nq * c.Dv, 0.0f);
-  for (auto* t : {&in.q, &in.k, &in.v})
-    for (float& x : *t) x = normal(rng);
-  return in;
-}
-
-AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads) {
-  AttentionParams p;
-  p.q = make_view(in.q.data(), {c.B, c.Hq, c.Nq, c.Dk});
-  p.k = make_view(in.k.data(), {c.B, c.Hkv, c.Nk, c.Dk});
-  p.v = make_view(in.v.data(), {c.B, c.Hkv, c.Nk, c.Dv});
-  p.out = make_mutable_view(in.out.data(), {c.B, c.Hq, c.Nq, c.Dv});
-  p.causal = c.causal;
-  p.backend = c.backend;
-  p.num_threads = threads;
-  return p;
-}
+// Same inputs for every backend and every K/V storage of a computation: the
+// seed mixes in the computation key.
+uint64_t seed_for(const CaseSpec& c, uint64_t base) { return base ^ std::hash<std::string>{}(c.computation_key()); }
 
 // Rows to check against the oracle: all of them, or `count` spread evenly over
 // the flattened (b, h, i) index, always including the first and the last.
@@ -124,8 +98,56 @@ AccuracyResult measure_accuracy(const CaseSpec& c, const AccuracyOptions& opt, I
 
 }  // namespace
 
-int64_t process_rss_bytes() { return read_status_kib("VmRSS"); }
-int64_t process_peak_rss_bytes() { return read_status_kib("VmHWM"); }
+Inputs make_inputs(const CaseSpec& c, uint64_t seed) {
+  Inputs in;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  in.q.resize(c.B * c.Hq * c.Nq * c.Dk);
+  in.k.resize(c.B * c.Hkv * c.Nk * c.Dk);
+  in.v.resize(c.B * c.Hkv * c.Nk * c.Dv);
+  in.out.assign(c.B * c.Hq * c.Nq * c.Dv, 0.0f);
+  for (auto* t : {&in.q, &in.k, &in.v})
+    for (float& x : *t) x = normal(rng);
+  return in;
+}
+
+AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads) {
+  AttentionParams p;
+  p.q = make_view(in.q.data(), {c.B, c.Hq, c.Nq, c.Dk});
+  p.k = make_view(in.k.data(), {c.B, c.Hkv, c.Nk, c.Dk});
+  p.v = make_view(in.v.data(), {c.B, c.Hkv, c.Nk, c.Dv});
+  p.out = make_mutable_view(in.out.data(), {c.B, c.Hq, c.Nq, c.Dv});
+  p.causal = c.causal;
+  p.backend = c.backend;
+  p.num_threads = threads;
+  return p;
+}
+
+MemoryNeed memory_need(const CaseSpec& c) {
+  // In doubles: a spec may ask for sizes whose byte counts overflow int64.
+  const double B = double(c.B), q = B * c.Hq * c.Nq * c.Dk, out = B * c.Hq * c.Nq * c.Dv;
+  const double kv = B * c.Hkv * c.Nk * double(c.Dk + c.Dv);
+  MemoryNeed need;
+  // A cached case keeps the float32 K/V it filled the cache from, and the cache (at most as large).
+  need.io_bytes = 4 * (q + out + kv * (c.kv_layout == "none" ? 1 : 2));
+  if (c.backend == Backend::kMath) need.scratch_bytes = 4 * B * c.Hq * double(c.Nq) * double(c.Nk);
+  return need;
+}
+
+std::string check_memory_limit(const CaseSpec& c, const LimitOptions& limits) {
+  const bool from_spec = limits.memory_gib > 0;
+  const double limit = from_spec ? limits.memory_gib * double(1 << 30) : double(read_proc_kib("/proc/meminfo", "MemAvailable"));
+  const MemoryNeed need = memory_need(c);
+  if (limit <= 0 || need.total() <= limit) return "";
+  std::string why = "skipped: needs " + human_bytes(need.total()) + " (";
+  if (need.scratch_bytes > 0) why += human_bytes(need.scratch_bytes) + " score matrix + ";
+  why += human_bytes(need.io_bytes) + " inputs/outputs), over the " + human_bytes(limit) +
+         (from_spec ? " limit ([limits] memory_gib)" : " available (MemAvailable)");
+  return why;
+}
+
+int64_t process_rss_bytes() { return read_proc_kib("/proc/self/status", "VmRSS"); }
+int64_t process_peak_rss_bytes() { return read_proc_kib("/proc/self/status", "VmHWM"); }
 bool reset_process_peak_rss() {
   std::ofstream f("/proc/self/clear_refs");
   if (!f) return false;
@@ -149,6 +171,10 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
   r.spec = c;
   const int requested = c.threads > 0 ? c.threads : options.threads;
   r.threads = support::resolve_threads(requested);
+  if (std::string why = check_memory_limit(c, spec.limits); !why.empty()) {
+    r.status = why;
+    return r;
+  }
   Inputs in = make_inputs(c, seed_for(c, options.seed));
   AttentionParams p = params_for(c, in, requested);
   VariantState variant;
@@ -158,27 +184,30 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
   }
   r.memory.cache_bytes = variant.cache_bytes;
   const int64_t kv_bytes = variant.cache ? variant.cache_read_bytes : int64_t(in.k.size() + in.v.size()) * 4;
-  r.memory.io_bytes = int64_t(in.q.size() + in.out.size()) * 4 + (variant.cache ? variant.cache_bytes : kv_bytes);
+  r.memory.kv_bytes = variant.cache ? variant.cache_bytes : kv_bytes;
+  r.memory.io_bytes = int64_t(in.q.size() + in.out.size()) * 4 + r.memory.kv_bytes;
 
-  // First call: validates, warms caches and the thread pool (not measured).
-  if (Status s = attention(p); !s.ok()) {
-    r.status = s.to_string();
-    return r;
-  }
-
-  // Memory of one call: library scratch (tracked) and the process's resident set.
+  // Memory of the first call: library scratch (tracked) and the process's
+  // resident set. The first call also allocates workspaces a backend keeps
+  // (the KV cache's decode workspace), so they are counted too.
   const bool rss_reset = reset_process_peak_rss();
   const int64_t rss_before = process_rss_bytes();
   support::reset_tracked_peak();
   const int64_t held_before = support::tracked_bytes_in_use();
-  (void)attention(p);
+  // It validates and warms caches and the thread pool: the first warm-up call.
+  const double t0 = monotonic_seconds();
+  if (Status s = attention(p); !s.ok()) {
+    r.status = s.to_string();
+    return r;
+  }
+  const double first_call_seconds = monotonic_seconds() - t0;
   r.memory.library_peak_bytes = support::tracked_peak_bytes() - held_before;
   if (rss_reset) {
     r.memory.process_peak_rss_bytes = process_peak_rss_bytes();
     r.memory.process_rss_growth_bytes = std::max<int64_t>(0, r.memory.process_peak_rss_bytes - rss_before);
   }
 
-  r.time = autorange([&] { (void)attention(p); }, spec.timing);
+  r.time = autorange([&] { (void)attention(p); }, spec.timing, monotonic_seconds, 0.002, std::max(1e-9, first_call_seconds));
 
   const double visible = visible_entries_with_mask(c, variant);
   r.work.visible_fraction = c.Nq * c.Nk > 0 ? visible / (double(c.Nq) * double(c.Nk)) : 0;
@@ -196,9 +225,9 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
   if (options.profile) {
     support::reset_profile();
     support::set_profiler_enabled(true);
-    const double t0 = monotonic_seconds();
+    const double p0 = monotonic_seconds();
     (void)attention(p);
-    r.phases.wall_seconds = monotonic_seconds() - t0;
+    r.phases.wall_seconds = monotonic_seconds() - p0;
     support::set_profiler_enabled(false);
     const support::PhaseTotals totals = support::profile_snapshot();
     for (int i = 0; i < support::kPhaseCount; ++i) r.phases.seconds[i] = double(totals.nanoseconds[i]) * 1e-9;
@@ -210,11 +239,17 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
 
 void link_baselines(Backend baseline, std::vector<CaseResult>* cases) {
   for (CaseResult& r : *cases) {
+    // The baseline backend on the same problem; for a cached or quantized
+    // case without one, the baseline on plain tensors (same computation).
+    const CaseResult* best = nullptr;
     for (const CaseResult& b : *cases) {
-      if (b.spec.backend != baseline || !b.ok() || b.spec.problem_key() != r.spec.problem_key()) continue;
-      r.baseline_library_bytes = b.memory.library_peak_bytes;
-      if (r.ok() && r.time.median > 0) r.baseline_speedup = b.time.median / r.time.median;
+      if (b.spec.backend != baseline || !b.ok() || b.spec.computation_key() != r.spec.computation_key()) continue;
+      if (b.spec.problem_key() == r.spec.problem_key()) best = &b;
+      if (!best && b.spec.kv_layout == "none") best = &b;
     }
+    if (!best) continue;
+    r.baseline_library_bytes = best->memory.library_peak_bytes;
+    if (r.ok() && r.time.median > 0) r.baseline_speedup = best->time.median / r.time.median;
   }
 }
 
@@ -228,6 +263,7 @@ RunResult start_run(const ExperimentSpec& spec) {
   run.machine = describe_machine();
   run.timing = spec.timing;
   run.accuracy = spec.accuracy;
+  run.limits = spec.limits;
   run.experiments = spec.experiments;
   return run;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "analysis/results.h"
 #include "analysis/spec.h"
@@ -19,6 +20,25 @@ struct HarnessOptions {
   std::function<void(size_t, size_t, const std::string&)> progress;
 };
 
+// A case's contiguous float32 q, k, v (N(0, 1) from a seeded generator) and out.
+struct Inputs {
+  std::vector<float> q, k, v, out;
+};
+Inputs make_inputs(const CaseSpec& c, uint64_t seed);
+// Plain-tensor parameters over `in` for the case's shape, causal alignment and backend.
+AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads);
+
+// Bytes a case needs: its inputs and outputs (and the K/V cache when it has
+// one) plus the backend's predicted scratch (the score matrix for math).
+struct MemoryNeed {
+  double io_bytes = 0, scratch_bytes = 0;
+  double total() const { return io_bytes + scratch_bytes; }
+};
+MemoryNeed memory_need(const CaseSpec& c);
+// "" when the case fits the spec's limit (or MemAvailable), else the
+// "skipped: needs X GiB ..." status to record instead of running it.
+std::string check_memory_limit(const CaseSpec& c, const LimitOptions& limits);
+
 // Runs every case. Case failures are recorded in CaseResult::status; only a
 // failure of the run itself (e.g. the peak measurement) is returned.
 Status run_spec(const ExperimentSpec& spec, const HarnessOptions& options, RunResult* result);
@@ -31,7 +51,8 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
                     const MachinePeak& peak);
 
 // Fills baseline_speedup / baseline_library_bytes from the baseline backend's
-// result on the same problem (cases of another backend and same problem_key).
+// result on the same problem (same problem_key), or for a cached / quantized
+// case without one, on the same computation over plain tensors.
 void link_baselines(Backend baseline, std::vector<CaseResult>* cases);
 
 // Score entries query rows may see: exact for causal alignment, Nq·Nk otherwise.

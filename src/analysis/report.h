@@ -28,6 +28,10 @@ std::string to_html(const RunResult& run);
 void print_comparison(const RunResult& a, const RunResult& b, const std::string& label_a, const std::string& label_b,
                       std::FILE* out);
 
+// The baseline's library bytes over this case's ("481x", "0.03x"), or "-"
+// when there is no baseline or nothing was tracked.
+std::string memory_saved(const CaseResult& r);
+
 // "1.50 MiB", "812 B": bytes for people.
 std::string human_bytes(double bytes);
 // "12.3 ms", "45.6 µs": seconds for people.

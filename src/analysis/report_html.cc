@@ -142,14 +142,14 @@ std::string summary_table(const RunResult& run) {
   std::ostringstream s;
   s << "<table class=\"summary\"><thead><tr><th>experiment</th><th>case</th><th>backend</th><th>median</th><th>IQR</th>"
        "<th>min</th><th>max</th><th>GFLOP/s</th><th>% FMA peak</th><th>GB/s</th><th>% read BW</th>"
-       "<th>library peak extra</th><th>" << escape(run.baseline) << " / this (memory)</th><th>speed-up vs "
+       "<th>library peak extra</th><th>" << escape(run.baseline) << " / this (memory)</th><th>K/V bytes</th><th>speed-up vs "
     << escape(run.baseline) << "</th><th>process peak RSS</th><th>max abs err</th><th>rel L2 err</th><th>checked</th></tr></thead><tbody>";
   char buf[64];
   for (const CaseResult& r : run.cases) {
     s << "<tr><td>" << escape(r.spec.experiment) << "</td><td>" << escape(r.spec.variant_label()) << "</td><td>"
       << backend_name(r.spec.backend) << "</td>";
     if (!r.ok()) {
-      s << "<td colspan=\"15\" class=\"error\">" << escape(r.status) << "</td></tr>";
+      s << "<td colspan=\"16\" class=\"error\">" << escape(r.status) << "</td></tr>";
       continue;
     }
     s << "<td>" << human_seconds(r.time.median) << "</td>";
@@ -157,12 +157,8 @@ std::string summary_table(const RunResult& run) {
     s << "<td>" << buf << "</td><td>" << human_seconds(r.time.min) << "</td><td>" << human_seconds(r.time.max) << "</td>";
     std::snprintf(buf, sizeof buf, "<td>%.1f</td><td>%.0f%%</td><td>%.2f</td><td>%.0f%%</td>", r.work.gflops,
                   100 * r.work.fma_peak_fraction, r.work.gbs, 100 * r.work.read_bw_fraction);
-    s << buf << "<td>" << human_bytes(double(r.memory.library_peak_bytes)) << "</td><td>";
-    if (r.baseline_library_bytes >= 0) {
-      std::snprintf(buf, sizeof buf, "%.1fx", double(r.baseline_library_bytes) / double(std::max<int64_t>(1, r.memory.library_peak_bytes)));
-      s << buf;
-    }
-    s << "</td><td>";
+    s << buf << "<td>" << human_bytes(double(r.memory.library_peak_bytes)) << "</td><td>" << memory_saved(r)
+      << "</td><td>" << human_bytes(double(r.memory.kv_bytes)) << "</td><td>";
     if (r.baseline_speedup > 0) {
       std::snprintf(buf, sizeof buf, "%.2fx", r.baseline_speedup);
       s << buf;

@@ -14,8 +14,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MachinePeak, isa, cpu_model, threads, fma_gfl
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TimingOptions, warmup, min_repetitions, max_repetitions, min_seconds, max_seconds)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TimingStats, samples, calls_per_sample, median, min, max, mean, q25, q75, spread,
                                    total_seconds)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MemoryResult, library_peak_bytes, process_peak_rss_bytes, process_rss_growth_bytes,
-                                   io_bytes, cache_bytes)
+// WITH_DEFAULT: result files written before kv_bytes existed still load (as 0).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemoryResult, library_peak_bytes, process_peak_rss_bytes,
+                                                process_rss_growth_bytes, io_bytes, cache_bytes, kv_bytes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WorkResult, flops, bytes, visible_fraction, gflops, gbs, fma_peak_fraction,
                                    read_bw_fraction)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AccuracyResult, method, rows_checked, rows_total, max_abs, rel_l2)
@@ -94,6 +95,7 @@ json run_to_json(const RunResult& run) {
   j["accuracy_options"] = {{"mode", accuracy_mode_name(run.accuracy.mode)},
                            {"sampled_rows", run.accuracy.sampled_rows},
                            {"full_limit", run.accuracy.full_limit}};
+  j["limits"] = {{"memory_gib", run.limits.memory_gib}};
   json cases = json::array();
   for (const CaseResult& r : run.cases) cases.push_back(case_to_json(r));
   j["cases"] = cases;
@@ -150,6 +152,7 @@ Status from_json(const std::string& text, const std::string& source_name, RunRes
     }
     run.accuracy.sampled_rows = j.at("accuracy_options").at("sampled_rows");
     run.accuracy.full_limit = j.at("accuracy_options").at("full_limit");
+    run.limits.memory_gib = j.value("limits", nlohmann::json::object()).value("memory_gib", 0.0);
     for (const auto& c : j.at("cases")) {
       CaseResult r;
       GOLDILOCKS_RETURN_IF_ERROR(case_from_json(c, &r));

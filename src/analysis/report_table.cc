@@ -1,4 +1,5 @@
 // The terminal table and the comparison table.
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -36,17 +37,17 @@ std::string pct(double f) {
   return buf;
 }
 
-// "12.3x less" / "same": the baseline's library bytes over this case's.
+}  // namespace
+
 std::string memory_saved(const CaseResult& r) {
   if (r.baseline_library_bytes < 0 || !r.ok()) return "-";
   if (r.memory.library_peak_bytes <= 0) return "-";  // nothing tracked (the reference's scratch is not)
   const double ratio = double(r.baseline_library_bytes) / double(r.memory.library_peak_bytes);
   char buf[24];
-  std::snprintf(buf, sizeof buf, ratio >= 100 ? "%.0fx" : "%.1fx", ratio);
+  // Below 1 (this backend needs more than the baseline) keep two decimals: "0.03x", not "0.0x".
+  std::snprintf(buf, sizeof buf, ratio >= 100 ? "%.0fx" : ratio >= 1 ? "%.1fx" : "%.2fx", ratio);
   return buf;
 }
-
-}  // namespace
 
 void print_table(const RunResult& run, std::FILE* out) {
   std::fprintf(out, "%s: %s\n", run.spec_name.c_str(), run.description.c_str());
@@ -62,11 +63,15 @@ void print_table(const RunResult& run, std::FILE* out) {
   }
   std::fprintf(out, "time: median of adaptive repetitions (IQR/median in +-); lib mem: peak bytes the library allocated "
                "beyond inputs/outputs; vs %s: its lib mem / this (x) and its time / this; RSS: process peak resident "
-               "set during one call; err: max |out - fp64 reference| (s = sampled rows)\n",
+               "set during one call; K/V: bytes holding K and V (the cache when there is one); err: max |out - fp64 "
+               "reference| (s = sampled rows)\n",
                run.baseline.c_str());
   std::string experiment;
-  std::fprintf(out, "\n%-44s %-9s %11s %5s %8s %5s %7s %5s %11s %7s %7s %10s %10s\n", "case", "backend", "median", "+-",
-               "GFLOP/s", "%FMA", "GB/s", "%BW", "lib mem", "mem vs", "time vs", "RSS peak", "max err");
+  int width = 44;  // the case column fits the longest label, so the columns stay aligned
+  for (const CaseResult& r : run.cases) width = std::max(width, static_cast<int>(r.spec.variant_label().size()));
+  std::fprintf(out, "\n%-*s %-9s %11s %5s %8s %5s %7s %5s %11s %7s %7s %10s %10s %10s\n", width, "case", "backend",
+               "median", "+-", "GFLOP/s", "%FMA", "GB/s", "%BW", "lib mem", "mem vs", "time vs", "K/V", "RSS peak",
+               "max err");
   for (const CaseResult& r : run.cases) {
     if (r.spec.experiment != experiment) {
       experiment = r.spec.experiment;
@@ -74,7 +79,7 @@ void print_table(const RunResult& run, std::FILE* out) {
     }
     const std::string label = r.spec.variant_label();
     if (!r.ok()) {
-      std::fprintf(out, "%-44s %-9s %s\n", label.c_str(), backend_name(r.spec.backend), r.status.c_str());
+      std::fprintf(out, "%-*s %-9s %s\n", width, label.c_str(), backend_name(r.spec.backend), r.status.c_str());
       continue;
     }
     char speed[16] = "-";
@@ -83,11 +88,12 @@ void print_table(const RunResult& run, std::FILE* out) {
     if (r.accuracy.method != "off") {
       std::snprintf(err, sizeof err, "%.1e%s", r.accuracy.max_abs, r.accuracy.method == "sampled" ? " s" : "");
     }
-    std::fprintf(out, "%-44s %-9s %11s %5s %8.1f %5s %7.2f %5s %11s %7s %7s %10s %10s\n", label.c_str(),
+    std::fprintf(out, "%-*s %-9s %11s %5s %8.1f %5s %7.2f %5s %11s %7s %7s %10s %10s %10s\n", width, label.c_str(),
                  backend_name(r.spec.backend), human_seconds(r.time.median).c_str(), pct(r.time.spread).c_str(),
                  r.work.gflops, pct(r.work.fma_peak_fraction).c_str(), r.work.gbs, pct(r.work.read_bw_fraction).c_str(),
                  human_bytes(double(r.memory.library_peak_bytes)).c_str(), memory_saved(r).c_str(), speed,
-                 human_bytes(double(r.memory.process_peak_rss_bytes)).c_str(), err);
+                 human_bytes(double(r.memory.kv_bytes)).c_str(), human_bytes(double(r.memory.process_peak_rss_bytes)).c_str(),
+                 err);
   }
   std::fprintf(out, "\n%zu cases in %.1f s\n", run.cases.size(), run.wall_seconds);
 }

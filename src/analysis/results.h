@@ -39,6 +39,7 @@ struct MemoryResult {
   int64_t process_rss_growth_bytes = -1;
   int64_t io_bytes = 0;     // inputs + outputs the caller holds (q, k, v or the cache, out)
   int64_t cache_bytes = 0;  // KV cache size when one is used
+  int64_t kv_bytes = 0;     // K and V as the call reads them: the cache, else the float32 k and v tensors
 };
 
 struct WorkResult {
@@ -86,6 +87,7 @@ struct RunResult {
   MachinePeak peak;
   TimingOptions timing;
   AccuracyOptions accuracy;
+  LimitOptions limits;
   std::vector<std::string> experiments;
   std::vector<CaseResult> cases;
 };

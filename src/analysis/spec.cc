@@ -8,7 +8,7 @@
 #include <toml++/toml.h>
 #include <variant>
 
-#include "analysis/features.h"
+#include "goldilocks/flex.h"
 
 namespace goldilocks::analysis {
 namespace {
@@ -149,24 +149,14 @@ std::string check_string_value(const std::string& key, const std::string& v) {
   }
   if (key == "masks") {
     if (v == "none") return "";
-    if (!features::flex_available()) {
-      return "FlexAttention masks are not yet available in this build (\"" + v +
-             "\"); use masks = [\"none\"] until the flex feature is on main";
-    }
-    return features::check_mask_spec(v);
+    FlexMods mods;
+    const Status s = compile_flex_spec(v, &mods);
+    return s.ok() ? "" : s.message();
   }
   if (key == "kv_layout") {
-    if (v == "none") return "";
     const bool paged = v.rfind("paged:", 0) == 0 && v.size() > 6 &&
                        v.find_first_not_of("0123456789", 6) == std::string::npos && std::stoll(v.substr(6)) > 0;
-    if (v != "contiguous" && !paged) {
-      return "\"" + v + "\" is not one of none, contiguous, paged:<page size>";
-    }
-    if (!features::kv_cache_available()) {
-      return "KV-cache layouts are not yet available in this build (\"" + v +
-             "\"); use kv_layout = [\"none\"] until the KV-cache feature is on main";
-    }
-    return "";
+    return v == "none" || v == "contiguous" || paged ? "" : "\"" + v + "\" is not one of none, contiguous, paged:<page size>";
   }
   if (key == "kv_storage") {
     const size_t colon = v.find(':');
@@ -177,6 +167,15 @@ std::string check_string_value(const std::string& key, const std::string& v) {
     return "";
   }
   return "";
+}
+
+// Whether a string axis lists `value` (want = true), or lists anything other
+// than `value` (want = false). A missing axis lists nothing.
+bool has_value(const Axis* axis, const std::string& value, bool want) {
+  if (!axis) return false;
+  for (const Value& v : axis->values)
+    if ((std::get<std::string>(v) == value) == want) return true;
+  return false;
 }
 
 // A group of axes that advance together (one zip group, or a single crossed axis).
@@ -291,11 +290,25 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
                     "heads (" + std::to_string(c.Hq) + ") must be a multiple of kv_heads (" + std::to_string(c.Hkv) +
                         ")");
     }
-    if (c.kv_storage != "f32" && c.kv_layout == "none") {
-      return err.at(find("kv_storage")->node, where + "kv_storage",
-                    "quantized storage \"" + c.kv_storage + "\" needs a KV cache: set kv_layout to contiguous or paged:N");
+    // Crossing plain tensors with caches: quantized storage exists only in a
+    // cache, and a cache is read only by the decode kernel (AttentionParams::
+    // kv_cache ignores the backend), so those combinations are not generated;
+    // the plain-tensor cases of the same computation are their baselines.
+    const bool cached = c.kv_layout != "none";
+    if (!cached && c.kv_storage != "f32") {
+      if (!has_value(find("kv_layout"), "none", false)) {
+        return err.at(find("kv_storage")->node, where + "kv_storage",
+                      "quantized storage \"" + c.kv_storage + "\" needs a KV cache: set kv_layout to contiguous or paged:N");
+      }
+    } else if (cached && c.backend != Backend::kFlash && c.backend != Backend::kAuto) {
+      if (!has_value(find("backends"), "flash", true) && !has_value(find("backends"), "auto", true)) {
+        return err.at(find("backends")->node, where + "backends",
+                      "a KV cache is read by the decode kernel only: list \"flash\" (or \"auto\") with kv_layout \"" +
+                          c.kv_layout + "\"");
+      }
+    } else {
+      cases->push_back(std::move(c));
     }
-    cases->push_back(std::move(c));
 
     size_t g = groups.size();
     while (g > 0) {
@@ -348,6 +361,13 @@ std::string CaseSpec::variant_label() const {
 
 std::string CaseSpec::problem_key() const { return experiment + "|" + variant_label(); }
 
+std::string CaseSpec::computation_key() const {
+  CaseSpec plain = *this;
+  plain.kv_layout = "none";
+  plain.kv_storage = "f32";
+  return plain.problem_key();
+}
+
 Status parse_spec(std::string_view text, const std::string& source_name, ExperimentSpec* spec) {
   const Errors err(source_name);
   toml::table root;
@@ -359,7 +379,7 @@ Status parse_spec(std::string_view text, const std::string& source_name, Experim
   ExperimentSpec s;
   s.file = source_name;
   GOLDILOCKS_RETURN_IF_ERROR(reject_unknown_keys(
-      root, {"name", "description", "baseline", "timing", "accuracy", "experiment"}, "", err));
+      root, {"name", "description", "baseline", "timing", "accuracy", "limits", "experiment"}, "", err));
   if (!root.get("name")) return err.at_line(1, "name", "missing: every spec needs a name");
   GOLDILOCKS_RETURN_IF_ERROR(read_string(root, "name", "", err, &s.name));
   GOLDILOCKS_RETURN_IF_ERROR(read_string(root, "description", "", err, &s.description));
@@ -403,6 +423,13 @@ Status parse_spec(std::string_view text, const std::string& source_name, Experim
     if (!known) return err.at(t->get("mode"), "accuracy.mode", "\"" + mode + "\" is not one of auto, full, sampled, off");
     GOLDILOCKS_RETURN_IF_ERROR(read_int(*t, "sampled_rows", 1, 1 << 20, "accuracy.", err, &s.accuracy.sampled_rows));
     GOLDILOCKS_RETURN_IF_ERROR(read_int(*t, "full_limit", 0, INT64_MAX, "accuracy.", err, &s.accuracy.full_limit));
+  }
+
+  if (const toml::node* n = root.get("limits")) {
+    const toml::table* t = n->as_table();
+    if (!t) return err.at(n, "limits", "expected a table [limits]");
+    GOLDILOCKS_RETURN_IF_ERROR(reject_unknown_keys(*t, {"memory_gib"}, "limits.", err));
+    GOLDILOCKS_RETURN_IF_ERROR(read_double(*t, "memory_gib", 0.0, 1 << 20, "limits.", err, &s.limits.memory_gib));
   }
 
   const toml::node* ex = root.get("experiment");

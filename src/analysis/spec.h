@@ -6,6 +6,7 @@
 //   baseline = "math"                 # backend that "memory saved" is measured against
 //   [timing]   warmup, min_repetitions, max_repetitions, min_seconds, max_seconds
 //   [accuracy] mode = "auto" | "full" | "sampled" | "off", sampled_rows, full_limit
+//   [limits]   memory_gib = 2.0       # skip (with a "skipped: needs X GiB" row) cases needing more
 //   [[experiment]]                    # one or more
 //   name = "prefill"                  # required
 //   batch, heads, kv_heads, seq_len | (nq, nk), head_dim | (dk, dv)   ints or arrays
@@ -13,6 +14,9 @@
 //   backends = ["math", "flash"]      masks = ["none", "causal+window:256"]
 //   kv_layout = ["none", "contiguous", "paged:16"]   kv_storage = ["f32", "int8", "int8:f16"]
 //   threads = 0                       zip = ["seq_len", "head_dim"]  (zipped, the rest crossed)
+//   Crossing kv_layout "none" with caches skips the combinations that cannot
+//   exist: quantized storage without a cache, and math/reference over a cache
+//   (a cache is read by the decode kernel only).
 //
 // Every error names the file, the line and the key ("spec.toml:12: experiment[2].seq_len: ...").
 #pragma once
@@ -65,6 +69,16 @@ struct CaseSpec {
   std::string variant_label() const;
   // Everything except the backend: cases with the same key are the same problem.
   std::string problem_key() const;
+  // problem_key without the KV-cache layout and storage: a cached or quantized
+  // case computes the same attention as the plain-tensor case with this key
+  // (same inputs; its baseline is that case's).
+  std::string computation_key() const;
+};
+
+// Cases whose inputs, outputs and predicted scratch exceed this are recorded
+// as "skipped: needs X GiB" instead of being run (and swapping the machine).
+struct LimitOptions {
+  double memory_gib = 0;  // 0 = the memory the kernel reports available (MemAvailable) when the case starts
 };
 
 struct ExperimentSpec {
@@ -74,6 +88,7 @@ struct ExperimentSpec {
   Backend baseline = Backend::kMath;
   TimingOptions timing;
   AccuracyOptions accuracy;
+  LimitOptions limits;
   std::vector<std::string> experiments;  // names, in file order
   std::vector<CaseSpec> cases;           // the expanded grid, in run order
 };

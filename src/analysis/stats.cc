@@ -39,10 +39,11 @@ double monotonic_seconds() {
 }
 
 TimingStats autorange(const std::function<void()>& call, const TimingOptions& o,
-                      const std::function<double()>& now, double block_seconds) {
+                      const std::function<double()>& now, double block_seconds, double warm_call_seconds) {
   // Warm-up calls also estimate the cost of one call, which sizes the blocks.
-  double one_call = 0;
-  for (int i = 0; i < std::max(1, o.warmup); ++i) {
+  double one_call = warm_call_seconds;
+  const int warmups = warm_call_seconds > 0 ? o.warmup - 1 : std::max(1, o.warmup);
+  for (int i = 0; i < warmups; ++i) {
     const double t0 = now();
     call();
     one_call = now() - t0;

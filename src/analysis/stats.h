@@ -29,7 +29,11 @@ double monotonic_seconds();
 // Warm-up, then blocks of calls until min_seconds and min_repetitions are
 // both reached, or max_repetitions / max_seconds is. A block aims at
 // block_seconds (>= 1 call). `now` is injectable so tests can use a fake clock.
+// warm_call_seconds > 0 says the caller already made one untimed call that
+// took this long: it counts as the first warm-up (slow cases are not run
+// again just to estimate their cost).
 TimingStats autorange(const std::function<void()>& call, const TimingOptions& options,
-                      const std::function<double()>& now = monotonic_seconds, double block_seconds = 0.002);
+                      const std::function<double()>& now = monotonic_seconds, double block_seconds = 0.002,
+                      double warm_call_seconds = 0);
 
 }  // namespace goldilocks::analysis

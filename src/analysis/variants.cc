@@ -2,42 +2,12 @@
 
 #include <algorithm>
 
-#include "analysis/features.h"
 #include "analysis/harness.h"
-
-#if __has_include("goldilocks/flex.h")
-#include "goldilocks/flex.h"
-#define GOLDILOCKS_ANALYSIS_HAVE_FLEX 1
-#endif
-#if __has_include("goldilocks/kv_cache.h")
-#include "goldilocks/kv_cache.h"
-#define GOLDILOCKS_ANALYSIS_HAVE_KV 1
-#endif
 
 namespace goldilocks::analysis {
 
-namespace features {
-#ifdef GOLDILOCKS_ANALYSIS_HAVE_FLEX
-bool flex_available() { return true; }
-std::string check_mask_spec(const std::string& spec) {
-  FlexMods mods;
-  const Status s = compile_flex_spec(spec, &mods);
-  return s.ok() ? "" : s.message();
-}
-#else
-bool flex_available() { return false; }
-std::string check_mask_spec(const std::string&) { return "FlexAttention masks are not yet available"; }
-#endif
-#ifdef GOLDILOCKS_ANALYSIS_HAVE_KV
-bool kv_cache_available() { return true; }
-#else
-bool kv_cache_available() { return false; }
-#endif
-}  // namespace features
-
 Status attach_variant(const CaseSpec& c, const float* k, const float* v, AttentionParams* p, VariantState* state) {
   if (c.mask != "none") {
-#ifdef GOLDILOCKS_ANALYSIS_HAVE_FLEX
     if (c.causal != CausalAlign::kNone) {
       return InvalidArgument("causal: with a mask spec, put causal in the mask (e.g. \"causal+window:256\") and set causal = \"none\"");
     }
@@ -45,12 +15,8 @@ Status attach_variant(const CaseSpec& c, const float* k, const float* v, Attenti
     GOLDILOCKS_RETURN_IF_ERROR(compile_flex_spec(c.mask, mods.get()));
     p->flex = mods.get();
     state->flex = mods;
-#else
-    return Unsupported("masks: FlexAttention is not yet available in this build");
-#endif
   }
   if (c.kv_layout != "none") {
-#ifdef GOLDILOCKS_ANALYSIS_HAVE_KV
     KvCacheConfig cfg;
     cfg.batch = c.B;
     cfg.kv_heads = c.Hkv;
@@ -76,24 +42,16 @@ Status attach_variant(const CaseSpec& c, const float* k, const float* v, Attenti
     p->kv_cache = cache.get();
     p->k = TensorView{};
     p->v = TensorView{};
-    state->cache = std::shared_ptr<KvCache>(std::move(cache));
-#else
-    return Unsupported("kv_layout: KV caches are not yet available in this build");
-#endif
+    state->cache = std::move(cache);
   }
   return Status::Ok();
 }
 
-void copy_mask_mods(const AttentionParams& from, AttentionParams* to) {
-#ifdef GOLDILOCKS_ANALYSIS_HAVE_FLEX
-  to->flex = from.flex;
-#endif
-}
+void copy_mask_mods(const AttentionParams& from, AttentionParams* to) { to->flex = from.flex; }
 
 double visible_entries_with_mask(const CaseSpec& c, const VariantState& state) {
-#ifdef GOLDILOCKS_ANALYSIS_HAVE_FLEX
   if (state.flex) {
-    const auto& mods = *static_cast<const FlexMods*>(state.flex.get());
+    const FlexMods& mods = *state.flex;
     const FlexFns& f = mods.fns();
     if (!f.mask_tile) return double(c.Nq) * double(c.Nk);  // a score_mod alone hides nothing
     const FlexCall call{c.B, c.Hq, c.Nq, c.Nk};
@@ -119,7 +77,6 @@ double visible_entries_with_mask(const CaseSpec& c, const VariantState& state) {
     }
     return total / double(nb * nh);
   }
-#endif
   return visible_entries(c);
 }
 

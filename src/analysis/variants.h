@@ -1,27 +1,28 @@
-// The optional features a case may ask for, set up on AttentionParams:
-// FlexAttention masks (goldilocks/flex.h) and KV caches with quantized
-// storage (goldilocks/kv_cache.h). Each is compiled in only when its header
-// exists, so the harness builds before and after those features land.
+// The variants a case may ask for beyond plain tensors, set up on
+// AttentionParams: FlexAttention masks (goldilocks/flex.h) and KV caches
+// with quantized storage (goldilocks/kv_cache.h).
 #pragma once
 
 #include <memory>
 
 #include "analysis/spec.h"
 #include "goldilocks/attention.h"
+#include "goldilocks/flex.h"
+#include "goldilocks/kv_cache.h"
 
 namespace goldilocks::analysis {
 
 // Owns what AttentionParams points at (compiled mods, the cache).
 struct VariantState {
-  std::shared_ptr<void> flex;   // FlexMods
-  std::shared_ptr<void> cache;  // KvCache
+  std::shared_ptr<FlexMods> flex;
+  std::shared_ptr<KvCache> cache;
   int64_t cache_bytes = 0;      // what the cache allocated
   int64_t cache_read_bytes = 0; // K/V bytes the cache holds for these tokens (what attention reads)
 };
 
 // Builds the case's mods and/or cache (filling the cache with k and v, each
 // [B, Hkv, Nk, D] float32) and points p at them. p.k and p.v are cleared
-// when a cache is used. Errors say what is unsupported in this build.
+// when a cache is used.
 Status attach_variant(const CaseSpec& c, const float* k, const float* v, AttentionParams* p, VariantState* state);
 
 // Copies the FlexAttention mods (if any) of one call's parameters to another's.

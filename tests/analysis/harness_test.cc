@@ -5,6 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "analysis/csv_fields.h"
+#include "analysis/report.h"
 #include "kernels/kernels.h"
 
 namespace goldilocks::analysis {
@@ -157,6 +163,137 @@ TEST(Harness, ProcessPeakRssCanBeResetAndRead) {
   ASSERT_TRUE(reset_process_peak_rss());
   EXPECT_LT(process_peak_rss_bytes(), before + (60 << 20));  // the mark follows the reset
 #endif
+}
+
+// KV caches (plain, paged, quantized) and FlexAttention masks through the
+// whole harness: every case runs, its fields are filled, its error against
+// the oracle on the original float32 inputs is small, and CSV / JSON read back.
+TEST(Harness, CacheAndMaskCasesRunThroughTheHarness) {
+  ExperimentSpec spec;
+  const Status parsed = parse_spec(R"(name = "variants"
+[timing]
+min_repetitions = 1
+max_repetitions = 2
+min_seconds = 0.0
+max_seconds = 0.02
+[accuracy]
+mode = "full"
+[[experiment]]
+name = "cache"
+heads = 4
+kv_heads = 2
+nq = 3
+nk = 37
+head_dim = 16
+causal = "bottom_right"
+kv_layout = ["none", "contiguous", "paged:16"]
+kv_storage = ["f32", "int8"]
+threads = 2
+backends = ["math", "flash"]
+[[experiment]]
+name = "mask"
+heads = 2
+seq_len = 70
+head_dim = 8
+masks = ["none", "causal+window:16"]
+backends = ["flash"]
+)",
+                                   "variants.toml", &spec);
+  ASSERT_TRUE(parsed.ok()) << parsed.to_string();
+  RunResult run;
+  ASSERT_TRUE(run_spec(spec, no_peak(), &run).ok());
+  // cache: math and flash on plain tensors, flash over 2 layouts x 2 storages; mask: 2.
+  ASSERT_EQ(run.cases.size(), 2u + 4u + 2u);
+  std::map<std::string, const CaseResult*> by;
+  for (const CaseResult& r : run.cases) {
+    ASSERT_TRUE(r.ok()) << r.spec.variant_label() << ": " << r.status;
+    EXPECT_GT(r.time.median, 0) << r.spec.variant_label();
+    EXPECT_EQ(r.accuracy.method, "full");
+    EXPECT_GT(r.work.flops, 0);
+    by[r.spec.experiment + "/" + r.spec.kv_layout + "/" + r.spec.kv_storage + "/" + r.spec.mask + "/" +
+       backend_name(r.spec.backend)] = &r;
+  }
+  const CaseResult& math = *by.at("cache/none/f32/none/math");
+  const CaseResult& plain = *by.at("cache/none/f32/none/flash");
+  const CaseResult& f32 = *by.at("cache/contiguous/f32/none/flash");
+  const CaseResult& int8 = *by.at("cache/paged:16/int8/none/flash");
+  const int64_t kv_f32 = 2 * 37 * (16 + 16) * 4;  // Hkv · Nk · (Dk + Dv) floats
+  EXPECT_EQ(plain.memory.kv_bytes, kv_f32);
+  EXPECT_EQ(f32.memory.cache_bytes, f32.memory.kv_bytes);
+  EXPECT_GE(f32.memory.kv_bytes, kv_f32);
+  EXPECT_LT(int8.memory.kv_bytes, f32.memory.kv_bytes / 2);  // 1 byte per value plus scales
+  // A float32 cache computes the same attention: fp32 rounding only.
+  EXPECT_LT(f32.accuracy.max_abs, 1e-5);
+  EXPECT_LT(plain.accuracy.max_abs, 1e-5);
+  // int8 storage costs accuracy, measured against the original float32 K/V.
+  EXPECT_GT(int8.accuracy.max_abs, f32.accuracy.max_abs);
+  EXPECT_LT(int8.accuracy.max_abs, 0.05);
+  // Cached cases are linked to math on plain tensors of the same computation.
+  EXPECT_EQ(math.memory.library_peak_bytes, 4 * 3 * 37 * 4);
+  EXPECT_EQ(f32.baseline_library_bytes, math.memory.library_peak_bytes);
+  EXPECT_EQ(int8.baseline_library_bytes, math.memory.library_peak_bytes);
+  EXPECT_GT(int8.baseline_speedup, 0);
+
+  const CaseResult* windowed = by.at("mask/none/f32/causal+window:16/flash");
+  // Row i sees keys max(0, i-16)..i (docs/flex.md): 17 once the window is full.
+  double visible = 0;
+  for (int i = 0; i < 70; ++i) visible += std::min(i + 1, 17);
+  EXPECT_DOUBLE_EQ(windowed->work.visible_fraction, visible / (70.0 * 70.0));
+  EXPECT_DOUBLE_EQ(windowed->work.flops, 2.0 * 2 * visible * (8 + 8));
+  EXPECT_LT(windowed->accuracy.max_abs, 1e-5);  // the oracle applies the same mask
+
+  // JSON and CSV read back with the new fields.
+  RunResult back;
+  ASSERT_TRUE(from_json(to_json(run), "variants.json", &back).ok());
+  ASSERT_EQ(back.cases.size(), run.cases.size());
+  for (size_t i = 0; i < run.cases.size(); ++i) {
+    EXPECT_EQ(back.cases[i].spec.problem_key(), run.cases[i].spec.problem_key());
+    EXPECT_EQ(back.cases[i].memory.kv_bytes, run.cases[i].memory.kv_bytes);
+    EXPECT_EQ(back.cases[i].accuracy.max_abs, run.cases[i].accuracy.max_abs);
+  }
+  std::istringstream csv(to_csv(run));
+  std::string line;
+  ASSERT_TRUE(std::getline(csv, line));
+  const std::vector<std::string> header = test_util::csv_fields(line);
+  const auto col = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
+  };
+  ASSERT_LT(col("memory.kv_bytes"), header.size());
+  ASSERT_LT(col("kv_storage"), header.size());
+  for (const CaseResult& r : run.cases) {
+    ASSERT_TRUE(std::getline(csv, line));
+    const std::vector<std::string> row = test_util::csv_fields(line);
+    ASSERT_EQ(row.size(), header.size());
+    EXPECT_EQ(row[col("kv_storage")], r.spec.kv_storage);
+    EXPECT_EQ(row[col("mask")], r.spec.mask);
+    EXPECT_EQ(std::stoll(row[col("memory.kv_bytes")]), r.memory.kv_bytes);
+  }
+}
+
+// A case over the memory limit is recorded as skipped, with what it needs,
+// and never allocated.
+TEST(Harness, CasesOverTheMemoryLimitAreSkippedWithWhatTheyNeed) {
+  CaseSpec c = tiny_case(Backend::kMath);
+  const MemoryNeed need = memory_need(c);
+  EXPECT_EQ(need.scratch_bytes, 4.0 * 2 * 4 * 37 * 53);  // the score matrix
+  EXPECT_EQ(need.io_bytes, 4.0 * (2 * 4 * 37 * 16 + 2 * 2 * 53 * (16 + 8) + 2 * 4 * 37 * 8));
+  EXPECT_EQ(memory_need(tiny_case(Backend::kFlash)).scratch_bytes, 0);
+
+  ExperimentSpec spec = tiny_spec();
+  spec.limits.memory_gib = need.total() / double(1 << 30) / 2;  // half of what math needs
+  const CaseResult skipped = run_case(c, spec, no_peak(), MachinePeak{});
+  EXPECT_FALSE(skipped.ok());
+  EXPECT_EQ(skipped.status.rfind("skipped: needs ", 0), 0u) << skipped.status;
+  EXPECT_NE(skipped.status.find("score matrix"), std::string::npos) << skipped.status;
+  EXPECT_NE(skipped.status.find("[limits] memory_gib"), std::string::npos) << skipped.status;
+  EXPECT_TRUE(run_case(tiny_case(Backend::kFlash), spec, no_peak(), MachinePeak{}).ok());  // flash fits
+
+  // Sizes whose bytes overflow int64 are skipped too, not allocated.
+  c.Nq = c.Nk = int64_t{1} << 40;
+  spec.limits.memory_gib = 0;  // the machine's available memory
+  const CaseResult huge = run_case(c, spec, no_peak(), MachinePeak{});
+  EXPECT_EQ(huge.status.rfind("skipped: needs ", 0), 0u) << huge.status;
+  EXPECT_NE(huge.status.find("available"), std::string::npos) << huge.status;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "analysis/csv_fields.h"
 #include "analysis/harness.h"
 
 namespace goldilocks::analysis {
@@ -66,24 +67,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-// One CSV line into fields, honouring "quoted, fields" and "" escapes.
-std::vector<std::string> csv_fields(const std::string& line) {
-  std::vector<std::string> out(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-      out.back() += '"', ++i;
-    } else if (c == '"') {
-      quoted = !quoted;
-    } else if (c == ',' && !quoted) {
-      out.emplace_back();
-    } else {
-      out.back() += c;
-    }
-  }
-  return out;
-}
+using test_util::csv_fields;
 
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;

@@ -6,7 +6,6 @@
 
 #include <filesystem>
 
-#include "analysis/features.h"
 
 namespace goldilocks::analysis {
 namespace {
@@ -107,6 +106,32 @@ backends = ["reference"]
   EXPECT_EQ(spec.experiments, (std::vector<std::string>{"a", "b"}));
 }
 
+// Plain tensors crossed with caches: only the combinations that can run.
+TEST(Spec, CrossingCachesWithPlainTensorsSkipsImpossibleCombinations) {
+  ExperimentSpec spec;
+  const Status s = parse(R"(name = "q"
+[limits]
+memory_gib = 1.5
+[[experiment]]
+name = "e"
+seq_len = 8
+head_dim = 4
+kv_layout = ["none", "contiguous"]
+kv_storage = ["f32", "int8"]
+backends = ["math", "flash"]
+)",
+                         &spec);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(spec.limits.memory_gib, 1.5);
+  std::vector<std::string> got;
+  for (const CaseSpec& c : spec.cases) got.push_back(c.kv_layout + "/" + c.kv_storage + "/" + backend_name(c.backend));
+  EXPECT_EQ(got, (std::vector<std::string>{"none/f32/math", "none/f32/flash", "contiguous/f32/flash",
+                                           "contiguous/int8/flash"}));
+  // All four compute the same attention: one computation key, four problems.
+  EXPECT_EQ(spec.cases[0].computation_key(), spec.cases[3].computation_key());
+  EXPECT_NE(spec.cases[1].problem_key(), spec.cases[2].problem_key());
+}
+
 TEST(Spec, SyntaxErrorNamesTheLine) {
   expect_error("name = \"x\"\n[[experiment]\nname = 1\n", 2, "(syntax)");
 }
@@ -158,19 +183,19 @@ TEST(Spec, InconsistentValuesAreRejected) {
   expect_error(head + "seq_len = 8\ncausal = \"diagonal\"\n", 7, "experiment[1].causal", "top_left");
   expect_error(head + "seq_len = 8\nkv_storage = \"int8\"\n", 7, "experiment[1].kv_storage", "needs a KV cache");
   expect_error(head + "seq_len = 8\nkv_storage = \"int3\"\n", 7, "experiment[1].kv_storage", "storage type");
+  expect_error("name = \"x\"\n[[experiment]]\nname = \"e\"\nbackends = [\"math\"]\nhead_dim = 8\nseq_len = 8\n"
+               "kv_layout = \"contiguous\"\n",
+               4, "experiment[1].backends", "decode kernel");
+  expect_error("name = \"x\"\n[limits]\nmemory_gib = -1.0\n", 3, "limits.memory_gib", "between");
+  expect_error("name = \"x\"\n[limits]\nmemory = 1\n", 3, "limits.memory", "unknown key");
   expect_error("name = \"x\"\nbaseline = \"fast\"\n", 2, "baseline");
   expect_error(std::string(kMinimal) + "[[experiment]]\nname = \"e\"\n", 8, "experiment[2].name", "twice");
   expect_error("name = \"x\"\n[accuracy]\nmode = \"exact\"\n", 3, "accuracy.mode", "auto");
 }
 
-TEST(Spec, FeaturesNotYetBuiltGiveAClearError) {
+TEST(Spec, MaskAndLayoutValuesAreChecked) {
   const std::string head = "name = \"x\"\n[[experiment]]\nname = \"e\"\nbackends = \"flash\"\nhead_dim = 8\nseq_len = 8\n";
-  if (!features::flex_available()) {
-    expect_error(head + "masks = [\"none\", \"causal+window:256\"]\n", 7, "experiment[1].masks", "not yet available");
-  }
-  if (!features::kv_cache_available()) {
-    expect_error(head + "kv_layout = \"paged:16\"\n", 7, "experiment[1].kv_layout", "not yet available");
-  }
+  expect_error(head + "masks = [\"none\", \"causal+windw:256\"]\n", 7, "experiment[1].masks");
   expect_error(head + "kv_layout = \"paged:x\"\n", 7, "experiment[1].kv_layout", "paged:<page size>");
 }
 
@@ -181,7 +206,7 @@ TEST(Spec, MissingFileIsAClearError) {
   EXPECT_NE(s.message().find("/nonexistent/spec.toml"), std::string::npos);
 }
 
-// Every bundled spec parses (or names the feature it is waiting for).
+// Every bundled spec parses.
 TEST(Spec, BundledSpecsParse) {
   int seen = 0;
   for (const auto& entry : std::filesystem::directory_iterator(GOLDILOCKS_SPEC_DIR)) {
@@ -189,11 +214,10 @@ TEST(Spec, BundledSpecsParse) {
     ++seen;
     ExperimentSpec spec;
     const Status s = load_spec(entry.path().string(), &spec);
-    if (!s.ok() && s.message().find("not yet available") != std::string::npos) continue;
     ASSERT_TRUE(s.ok()) << s.to_string();
     EXPECT_FALSE(spec.cases.empty()) << entry.path();
   }
-  EXPECT_GE(seen, 4);
+  EXPECT_GE(seen, 5);
 }
 
 }  // namespace

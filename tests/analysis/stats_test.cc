@@ -64,6 +64,22 @@ TEST(Autorange, SlowCallsStopAtMaxSecondsButKeepOneSample) {
   EXPECT_DOUBLE_EQ(s.median, 2.0);
 }
 
+TEST(Autorange, ACallersWarmCallCountsAsTheFirstWarmUp) {
+  FakeClock clock{0, {2.0}};
+  TimingOptions o;
+  o.warmup = 1, o.min_repetitions = 5, o.max_repetitions = 100, o.min_seconds = 0.1, o.max_seconds = 3;
+  const TimingStats s = autorange([&] { clock.call(); }, o, [&] { return clock.now; }, 0.002, 2.0);
+  EXPECT_EQ(s.samples, 2);
+  EXPECT_EQ(clock.calls, 2u);  // no further warm-up: only the two timed calls
+
+  FakeClock cheap{0, {0.0006}};
+  o.warmup = 3, o.min_repetitions = 1, o.min_seconds = 0;
+  // Warm-ups 2 and 3 still run, and the last one (not the caller's cold call) sizes the blocks.
+  const TimingStats c = autorange([&] { cheap.call(); }, o, [&] { return cheap.now; }, 0.002, 0.01);
+  EXPECT_EQ(c.calls_per_sample, 4);
+  EXPECT_EQ(cheap.calls, 2u + 4u);
+}
+
 TEST(Autorange, MinRepetitionsAndMaxRepetitionsAreHonoured) {
   FakeClock clock{0, {0.01, 0.03, 0.02}};
   TimingOptions o;

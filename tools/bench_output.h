@@ -1,4 +1,4 @@
-// Output options and helpers shared by `bench` and `compare`.
+// Output options and helpers shared by `bench`, `run` and `compare`.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -6,6 +6,7 @@
 #include <string>
 
 #include "analysis/results.h"
+#include "commands.h"
 
 namespace goldilocks::tools {
 
@@ -18,6 +19,15 @@ struct OutputOptions {
 void add_output_options(CLI::App* app, OutputOptions* o);
 // Writes what `o` asks for; returns the exit code (0 = all written).
 int write_outputs(const analysis::RunResult& run, const OutputOptions& o);
+struct BenchFlags {
+  bool profile = true;  // one phase-profiled call per case
+  bool peak = true;     // measure the machine ceilings first
+};
+// Runs every case of `spec` (progress bar on a terminal), prints the summary
+// table and writes what `out` asks for; returns the exit code.
+int run_and_report(const analysis::ExperimentSpec& spec, const OutputOptions& out, const BenchFlags& flags,
+                   const GlobalOptions& global);
+
 // A progress bar on stderr when it is a terminal, else nullptr (quiet).
 std::function<void(size_t, size_t, const std::string&)> progress_bar();
 

@@ -50,19 +50,12 @@ int write_outputs(const an::RunResult& run, const OutputOptions& o) {
   return ok ? 0 : 1;
 }
 
-namespace {
-
-int bench(const std::string& spec_path, const OutputOptions& out, bool no_profile, bool no_peak,
-          const GlobalOptions& global) {
-  an::ExperimentSpec spec;
-  if (Status s = an::load_spec(spec_path, &spec); !s.ok()) {
-    std::fprintf(stderr, "error: %s\n", s.message().c_str());
-    return 2;
-  }
+int run_and_report(const an::ExperimentSpec& spec, const OutputOptions& out, const BenchFlags& flags,
+                   const GlobalOptions& global) {
   an::HarnessOptions options;
   options.threads = global.threads;
-  options.profile = !no_profile;
-  options.measure_peak = !no_peak;
+  options.profile = flags.profile;
+  options.measure_peak = flags.peak;
   options.progress = progress_bar();
   an::RunResult run;
   if (Status s = an::run_spec(spec, options, &run); !s.ok()) {
@@ -72,6 +65,17 @@ int bench(const std::string& spec_path, const OutputOptions& out, bool no_profil
   an::print_table(run, stdout);
   std::fflush(stdout);
   return write_outputs(run, out);
+}
+
+namespace {
+
+int bench(const std::string& spec_path, const OutputOptions& out, const BenchFlags& flags, const GlobalOptions& global) {
+  an::ExperimentSpec spec;
+  if (Status s = an::load_spec(spec_path, &spec); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.message().c_str());
+    return 2;
+  }
+  return run_and_report(spec, out, flags, global);
 }
 
 }  // namespace
@@ -96,7 +100,9 @@ CLI::App* register_bench(CLI::App& app, const GlobalOptions& global, int* exit_c
   add_output_options(cmd, &opts->out);
   cmd->add_flag("--no-profile", opts->no_profile, "skip the phase-profiled call per case");
   cmd->add_flag("--no-peak", opts->no_peak, "skip measuring the machine ceilings (no % of peak figures; for tests)");
-  cmd->callback([opts, &global, exit_code] { *exit_code = bench(opts->spec, opts->out, opts->no_profile, opts->no_peak, global); });
+  cmd->callback([opts, &global, exit_code] {
+    *exit_code = bench(opts->spec, opts->out, BenchFlags{!opts->no_profile, !opts->no_peak}, global);
+  });
   return cmd;
 }
 

@@ -3,22 +3,23 @@
 #include <cstdio>
 #include <memory>
 
+#include "analysis/spec.h"
 #include "commands.h"
-#include "shapes.h"
 
 namespace goldilocks::tools {
 namespace gl = goldilocks;
 namespace {
 
-int explain_call(const Shape& s, const std::string& backend_name, int threads) {
+int explain_call(const analysis::CaseSpec& s, const std::string& backend_name, const std::string& causal_name,
+                 int threads) {
   gl::Backend backend;
   if (!gl::parse_backend(backend_name, &backend)) {
     std::fprintf(stderr, "error: --backend %s is not one of auto, reference, math, flash\n", backend_name.c_str());
     return 2;
   }
   gl::CausalAlign causal;
-  if (!parse_causal(s.causal, &causal)) {
-    std::fprintf(stderr, "error: --causal %s is not one of none, top_left, bottom_right\n", s.causal.c_str());
+  if (!gl::parse_causal_align(causal_name, &causal)) {
+    std::fprintf(stderr, "error: --causal %s is not one of none, top_left, bottom_right\n", causal_name.c_str());
     return 2;
   }
   // Explain needs only shapes: inputs point at one element with stride 0.
@@ -45,12 +46,13 @@ int explain_call(const Shape& s, const std::string& backend_name, int threads) {
 
 CLI::App* register_explain(CLI::App& app, const GlobalOptions& global, int* exit_code) {
   struct Options {
-    Shape shape;
+    analysis::CaseSpec shape{.experiment = "", .B = 1, .Hq = 8, .Hkv = 8, .Nq = 1024, .Nk = 1024, .Dk = 64, .Dv = 64};
     std::string backend = "auto";
+    std::string causal = "none";
   };
   auto opts = std::make_shared<Options>();
   CLI::App* ex = app.add_subcommand("explain", "say which backend a call would use and why");
-  Shape& s = opts->shape;
+  analysis::CaseSpec& s = opts->shape;
   ex->add_option("--batch", s.B, "B")->check(CLI::NonNegativeNumber);
   ex->add_option("--heads", s.Hq, "query heads Hq")->check(CLI::NonNegativeNumber);
   ex->add_option("--kv-heads", s.Hkv, "key/value heads Hkv")->check(CLI::NonNegativeNumber);
@@ -58,9 +60,9 @@ CLI::App* register_explain(CLI::App& app, const GlobalOptions& global, int* exit
   ex->add_option("--nk", s.Nk, "key length")->check(CLI::NonNegativeNumber);
   ex->add_option("--dk", s.Dk, "query/key head dim")->check(CLI::NonNegativeNumber);
   ex->add_option("--dv", s.Dv, "value head dim")->check(CLI::NonNegativeNumber);
-  ex->add_option("--causal", s.causal, "none | top_left | bottom_right");
+  ex->add_option("--causal", opts->causal, "none | top_left | bottom_right");
   ex->add_option("--backend", opts->backend, "auto | reference | math | flash");
-  ex->callback([opts, &global, exit_code] { *exit_code = explain_call(opts->shape, opts->backend, global.threads); });
+  ex->callback([opts, &global, exit_code] { *exit_code = explain_call(opts->shape, opts->backend, opts->causal, global.threads); });
   return ex;
 }
 

@@ -12,12 +12,13 @@
 #include <functional>
 #include <memory>
 
+#include "analysis/harness.h"
 #include "commands.h"
 #include "goldilocks/flex.h"
-#include "shapes.h"
 
 namespace goldilocks::tools {
 namespace gl = goldilocks;
+namespace an = goldilocks::analysis;
 namespace {
 
 struct BenchOptions {
@@ -79,11 +80,16 @@ gl::FlexMods spec(const std::string& s) {
 
 const char* verdict(double ratio, double target) { return ratio <= target ? "meets" : "MISSES"; }
 
+// B = 1, `heads` query and key/value heads, Nq = Nk = n, Dk = Dv = d, flash.
+an::CaseSpec shape(int64_t heads, int64_t n, int64_t d) {
+  return an::CaseSpec{.experiment = "", .B = 1, .Hq = heads, .Hkv = heads, .Nq = n, .Nk = n, .Dk = d, .Dv = d};
+}
+
 void bench_no_mask(const BenchOptions& o, int threads) {
-  const Shape s{1, o.heads, o.heads, o.n, o.n, o.d, o.d, "none"};
-  Buffers b = make_inputs(s, 1);
+  const an::CaseSpec s = shape(o.heads, o.n, o.d);
+  an::Inputs b = an::make_inputs(s, 1);
   const gl::FlexMods none = spec("none"), all = spec("window:" + std::to_string(o.n));
-  gl::AttentionParams plain = params_for(s, b, gl::Backend::kFlash, threads);
+  gl::AttentionParams plain = an::params_for(s, b, threads);
   gl::AttentionParams flex_none = plain, flex_all = plain;
   flex_none.flex = &none;
   flex_all.flex = &all;
@@ -99,8 +105,8 @@ void bench_no_mask(const BenchOptions& o, int threads) {
 }
 
 void bench_window(const BenchOptions& o, int threads) {
-  const Shape s{1, o.window_heads, o.window_heads, o.window_n, o.window_n, o.d, o.d, "none"};
-  Buffers b = make_inputs(s, 2);
+  const an::CaseSpec s = shape(o.window_heads, o.window_n, o.d);
+  an::Inputs b = an::make_inputs(s, 2);
   const gl::FlexMods mods = spec("causal+window:256+sinks:4");
   gl::BlockMask bm;
   must(gl::BlockMask::build(mods, s.B, s.Hq, s.Nq, s.Nk, 64, 64, &bm));
@@ -109,9 +115,8 @@ void bench_window(const BenchOptions& o, int threads) {
   // Dense flash is ~1/frac times slower; heads are independent work items, so
   // it may be timed on fewer heads (the first ones, same buffers) and scaled.
   const int64_t dh = (o.dense_heads > 0 && o.dense_heads < s.Hq) ? o.dense_heads : s.Hq;
-  const Shape ds{1, dh, dh, s.Nq, s.Nk, s.Dk, s.Dv, "none"};
-  gl::AttentionParams dense = params_for(ds, b, gl::Backend::kFlash, threads);
-  gl::AttentionParams with_bm = params_for(s, b, gl::Backend::kFlash, threads), analytic = with_bm;
+  gl::AttentionParams dense = an::params_for(shape(dh, s.Nq, s.Dk), b, threads);
+  gl::AttentionParams with_bm = an::params_for(s, b, threads), analytic = with_bm;
   with_bm.flex = &mods;
   with_bm.block_mask = &bm;
   analytic.flex = &mods;
@@ -131,18 +136,18 @@ void bench_window(const BenchOptions& o, int threads) {
 
 void bench_document(const BenchOptions& o, int threads) {
   const int64_t docs = 8, len = o.doc_n / docs;
-  const Shape s{1, o.heads, o.heads, o.doc_n, o.doc_n, o.d, o.d, "none"};
-  Buffers b = make_inputs(s, 3);
+  const an::CaseSpec s = shape(o.heads, o.doc_n, o.d);
+  an::Inputs b = an::make_inputs(s, 3);
   const gl::FlexMods mods = spec("causal+documents:8");
   gl::BlockMask bm;
   must(gl::BlockMask::build(mods, s.B, s.Hq, s.Nq, s.Nk, 64, 64, &bm));
-  gl::AttentionParams packed = params_for(s, b, gl::Backend::kFlash, threads);
+  gl::AttentionParams packed = an::params_for(s, b, threads);
   packed.flex = &mods;
   packed.block_mask = &bm;
   // Document d as its own causal call: strided views into the packed buffers.
   std::vector<gl::AttentionParams> separate;
   for (int64_t d = 0; d < docs; ++d) {
-    gl::AttentionParams p = params_for(s, b, gl::Backend::kFlash, threads);
+    gl::AttentionParams p = an::params_for(s, b, threads);
     const std::initializer_list<int64_t> stride = {s.Hq * s.Nq * s.Dk, s.Nq * s.Dk, s.Dk, 1};
     const int64_t at = d * len * s.Dk;
     p.q = gl::make_strided_view(b.q.data() + at, gl::DType::kFloat32, {1, s.Hq, len, s.Dk}, stride);
@@ -164,10 +169,10 @@ void bench_document(const BenchOptions& o, int threads) {
 }
 
 void bench_score_mods(const BenchOptions& o, int threads) {
-  const Shape s{1, o.heads, o.heads, o.n, o.n, o.d, o.d, "none"};
-  Buffers b = make_inputs(s, 4);
+  const an::CaseSpec s = shape(o.heads, o.n, o.d);
+  an::Inputs b = an::make_inputs(s, 4);
   const gl::FlexMods alibi = spec("alibi"), softcap = spec("softcap:30");
-  gl::AttentionParams plain = params_for(s, b, gl::Backend::kFlash, threads);
+  gl::AttentionParams plain = an::params_for(s, b, threads);
   gl::AttentionParams pa = plain, ps = plain;
   pa.flex = &alibi;
   ps.flex = &softcap;

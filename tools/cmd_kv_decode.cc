@@ -14,7 +14,6 @@
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
 #include "kernels/decode.h"
-#include "shapes.h"
 #include "support/memory.h"
 
 namespace goldilocks::tools {

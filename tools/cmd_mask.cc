@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <memory>
 
+#include "analysis/harness.h"
 #include "commands.h"
 #include "goldilocks/flex.h"
-#include "shapes.h"
 
 namespace goldilocks::tools {
 namespace gl = goldilocks;
@@ -15,14 +15,14 @@ namespace {
 
 struct MaskOptions {
   std::string spec;
-  Shape shape{1, 4, 4, 4096, 4096, 64, 64, "none"};
+  analysis::CaseSpec shape{.experiment = "", .B = 1, .Hq = 4, .Hkv = 4, .Nq = 4096, .Nk = 4096, .Dk = 64, .Dv = 64};
   int64_t n = 0;  // sets nq and nk together
   int64_t block_q = 64, block_k = 64;
   uint64_t seed = 42;
 };
 
 int mask_report(MaskOptions o, int threads) {
-  Shape& s = o.shape;
+  analysis::CaseSpec& s = o.shape;
   if (o.n > 0) s.Nq = s.Nk = o.n;
   gl::FlexMods mods;
   if (gl::Status st = gl::compile_flex_spec(o.spec, &mods); !st.ok()) {
@@ -34,8 +34,8 @@ int mask_report(MaskOptions o, int threads) {
     std::fprintf(stderr, "error: %s\n", st.message().c_str());
     return 2;
   }
-  Buffers b = make_inputs(s, o.seed);
-  gl::AttentionParams p = params_for(s, b, gl::Backend::kFlash, threads);
+  analysis::Inputs b = analysis::make_inputs(s, o.seed);
+  gl::AttentionParams p = analysis::params_for(s, b, threads);
   p.flex = &mods;
   p.block_mask = &block_mask;
   gl::SparsityReport r;

@@ -23,7 +23,7 @@ CLI::App* register_flexbench(CLI::App& app, const GlobalOptions& global, int* ex
 CLI::App* register_bench(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_compare(CLI::App& app, const GlobalOptions& global, int* exit_code);
 
-// The default when no subcommand is given.
+// The default when no subcommand is given: `goldilocks run` with its default outputs.
 int run_default_workload(const GlobalOptions& global);
 
 }  // namespace goldilocks::tools

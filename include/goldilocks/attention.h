@@ -45,6 +45,8 @@ const char* backend_name(Backend backend);
 // Parses "auto", "reference", "math", "flash"; returns false on anything else.
 bool parse_backend(const std::string& name, Backend* backend);
 const char* causal_align_name(CausalAlign align);
+// Parses "none", "top_left", "bottom_right"; returns false on anything else.
+bool parse_causal_align(const std::string& name, CausalAlign* align);
 
 // Instruction-set choice for the SIMD kernels.
 enum class IsaPreference : uint8_t {

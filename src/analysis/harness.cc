@@ -135,15 +135,20 @@ MemoryNeed memory_need(const CaseSpec& c) {
 }
 
 std::string check_memory_limit(const CaseSpec& c, const LimitOptions& limits) {
-  const bool from_spec = limits.memory_gib > 0;
-  const double limit = from_spec ? limits.memory_gib * double(1 << 30) : double(read_proc_kib("/proc/meminfo", "MemAvailable"));
   const MemoryNeed need = memory_need(c);
-  if (limit <= 0 || need.total() <= limit) return "";
+  const double workspace_limit = limits.workspace_gib * double(1 << 30);
+  const double available = double(read_proc_kib("/proc/meminfo", "MemAvailable"));
+  std::string over;
+  if (workspace_limit > 0 && need.scratch_bytes > workspace_limit) {
+    over = "over the " + human_bytes(workspace_limit) + " workspace limit ([limits] workspace_gib)";
+  } else if (available > 0 && need.total() > available) {
+    over = "over the " + human_bytes(available) + " available (MemAvailable)";
+  } else {
+    return "";
+  }
   std::string why = "skipped: needs " + human_bytes(need.total()) + " (";
   if (need.scratch_bytes > 0) why += human_bytes(need.scratch_bytes) + " score matrix + ";
-  why += human_bytes(need.io_bytes) + " inputs/outputs), over the " + human_bytes(limit) +
-         (from_spec ? " limit ([limits] memory_gib)" : " available (MemAvailable)");
-  return why;
+  return why + human_bytes(need.io_bytes) + " inputs/outputs), " + over;
 }
 
 int64_t process_rss_bytes() { return read_proc_kib("/proc/self/status", "VmRSS"); }

@@ -35,8 +35,8 @@ struct MemoryNeed {
   double total() const { return io_bytes + scratch_bytes; }
 };
 MemoryNeed memory_need(const CaseSpec& c);
-// "" when the case fits the spec's limit (or MemAvailable), else the
-// "skipped: needs X GiB ..." status to record instead of running it.
+// "" when the case fits the spec's workspace limit and the memory available
+// (MemAvailable), else the "skipped: needs X GiB ..." status to record instead.
 std::string check_memory_limit(const CaseSpec& c, const LimitOptions& limits);
 
 // Runs every case. Case failures are recorded in CaseResult::status; only a

@@ -54,21 +54,31 @@ std::string experiment_plots(const std::string& experiment, const std::vector<co
 
   // Time and library memory against the key length, one line per variant.
   if (lengths.size() > 1) {
-    std::map<std::string, svg::Series> time, memory;
+    std::map<std::string, svg::Series> time, memory, kv;
+    bool cached = false;
     for (const CaseResult* r : cases) {
       const std::string n = namer.name(r->spec);
-      time[n].name = memory[n].name = n;
+      time[n].name = memory[n].name = kv[n].name = n;
       time[n].points.emplace_back(double(r->spec.Nk), r->time.median * 1e3);
       time[n].tooltips.push_back(tooltip(*r));
       memory[n].points.emplace_back(double(r->spec.Nk), double(std::max<int64_t>(1, r->memory.library_peak_bytes)));
       memory[n].tooltips.push_back(tooltip(*r));
+      kv[n].points.emplace_back(double(r->spec.Nk), double(std::max<int64_t>(1, r->memory.kv_bytes)));
+      kv[n].tooltips.push_back(tooltip(*r) + ", K/V " + human_bytes(double(r->memory.kv_bytes)));
+      cached |= r->spec.kv_layout != "none";
     }
-    std::vector<svg::Series> t, m;
+    std::vector<svg::Series> t, m, c;
     for (auto& [k, s] : time) t.push_back(s);
     for (auto& [k, s] : memory) m.push_back(s);
+    for (auto& [k, s] : kv) c.push_back(s);
     out << svg::line_plot("time-vs-length", experiment + ": time vs sequence length", {"key length Nk", "median time (ms)"}, t);
     out << svg::line_plot("memory-vs-length", experiment + ": library memory vs sequence length",
                           {"key length Nk", "peak extra bytes allocated by the library"}, m);
+    // With KV caches, what quantized storage saves: the bytes holding K and V.
+    if (cached) {
+      out << svg::line_plot("kv-memory-vs-length", experiment + ": K/V storage vs sequence length",
+                            {"key length Nk", "bytes holding K and V (the cache, or float32 tensors)"}, c);
+    }
   }
 
   // Memory saved against the baseline backend on the same problem.

@@ -25,13 +25,6 @@ namespace {
 
 using nlohmann::json;
 
-bool parse_causal_name(const std::string& s, CausalAlign* c) {
-  for (auto a : {CausalAlign::kNone, CausalAlign::kTopLeft, CausalAlign::kBottomRight}) {
-    if (s == causal_align_name(a)) return *c = a, true;
-  }
-  return false;
-}
-
 json case_to_json(const CaseResult& r) {
   const CaseSpec& c = r.spec;
   json j;
@@ -64,7 +57,7 @@ Status case_from_json(const nlohmann::json& j, CaseResult* r) {
   if (!parse_backend(j.at("backend").get<std::string>(), &c.backend)) return InvalidArgument("backend: unknown name");
   c.B = j.at("B"), c.Hq = j.at("Hq"), c.Hkv = j.at("Hkv"), c.Nq = j.at("Nq"), c.Nk = j.at("Nk");
   c.Dk = j.at("Dk"), c.Dv = j.at("Dv");
-  if (!parse_causal_name(j.at("causal").get<std::string>(), &c.causal)) return InvalidArgument("causal: unknown name");
+  if (!parse_causal_align(j.at("causal").get<std::string>(), &c.causal)) return InvalidArgument("causal: unknown name");
   c.mask = j.at("mask"), c.kv_layout = j.at("kv_layout"), c.kv_storage = j.at("kv_storage");
   c.threads = j.at("threads_requested");
   r->threads = j.at("threads");
@@ -95,7 +88,7 @@ json run_to_json(const RunResult& run) {
   j["accuracy_options"] = {{"mode", accuracy_mode_name(run.accuracy.mode)},
                            {"sampled_rows", run.accuracy.sampled_rows},
                            {"full_limit", run.accuracy.full_limit}};
-  j["limits"] = {{"memory_gib", run.limits.memory_gib}};
+  j["limits"] = {{"workspace_gib", run.limits.workspace_gib}};
   json cases = json::array();
   for (const CaseResult& r : run.cases) cases.push_back(case_to_json(r));
   j["cases"] = cases;
@@ -152,7 +145,7 @@ Status from_json(const std::string& text, const std::string& source_name, RunRes
     }
     run.accuracy.sampled_rows = j.at("accuracy_options").at("sampled_rows");
     run.accuracy.full_limit = j.at("accuracy_options").at("full_limit");
-    run.limits.memory_gib = j.value("limits", nlohmann::json::object()).value("memory_gib", 0.0);
+    run.limits.workspace_gib = j.value("limits", nlohmann::json::object()).value("workspace_gib", 0.0);
     for (const auto& c : j.at("cases")) {
       CaseResult r;
       GOLDILOCKS_RETURN_IF_ERROR(case_from_json(c, &r));

@@ -123,16 +123,6 @@ Status read_axis(const toml::table& t, const std::string& key, bool strings, con
   return Status::Ok();
 }
 
-bool parse_causal_name(const std::string& s, CausalAlign* c) {
-  for (auto a : {CausalAlign::kNone, CausalAlign::kTopLeft, CausalAlign::kBottomRight}) {
-    if (s == causal_align_name(a)) {
-      *c = a;
-      return true;
-    }
-  }
-  return false;
-}
-
 bool valid_storage_type(const std::string& s) {
   return s == "f32" || s == "f16" || s == "bf16" || s == "int8" || s == "int4";
 }
@@ -141,7 +131,7 @@ bool valid_storage_type(const std::string& s) {
 std::string check_string_value(const std::string& key, const std::string& v) {
   if (key == "causal") {
     CausalAlign c;
-    return parse_causal_name(v, &c) ? "" : "\"" + v + "\" is not one of none, top_left, bottom_right";
+    return parse_causal_align(v, &c) ? "" : "\"" + v + "\" is not one of none, top_left, bottom_right";
   }
   if (key == "backends") {
     Backend b;
@@ -273,7 +263,7 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
           if (k == "threads") c.threads = static_cast<int>(*i);
         } else {
           const std::string& s = std::get<std::string>(v);
-          if (k == "causal") parse_causal_name(s, &c.causal);
+          if (k == "causal") parse_causal_align(s, &c.causal);
           if (k == "backends") parse_backend(s, &c.backend);
           if (k == "masks") c.mask = s;
           if (k == "kv_layout") c.kv_layout = s;
@@ -428,8 +418,8 @@ Status parse_spec(std::string_view text, const std::string& source_name, Experim
   if (const toml::node* n = root.get("limits")) {
     const toml::table* t = n->as_table();
     if (!t) return err.at(n, "limits", "expected a table [limits]");
-    GOLDILOCKS_RETURN_IF_ERROR(reject_unknown_keys(*t, {"memory_gib"}, "limits.", err));
-    GOLDILOCKS_RETURN_IF_ERROR(read_double(*t, "memory_gib", 0.0, 1 << 20, "limits.", err, &s.limits.memory_gib));
+    GOLDILOCKS_RETURN_IF_ERROR(reject_unknown_keys(*t, {"workspace_gib"}, "limits.", err));
+    GOLDILOCKS_RETURN_IF_ERROR(read_double(*t, "workspace_gib", 0.0, 1 << 20, "limits.", err, &s.limits.workspace_gib));
   }
 
   const toml::node* ex = root.get("experiment");

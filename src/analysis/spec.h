@@ -6,7 +6,7 @@
 //   baseline = "math"                 # backend that "memory saved" is measured against
 //   [timing]   warmup, min_repetitions, max_repetitions, min_seconds, max_seconds
 //   [accuracy] mode = "auto" | "full" | "sampled" | "off", sampled_rows, full_limit
-//   [limits]   memory_gib = 2.0       # skip (with a "skipped: needs X GiB" row) cases needing more
+//   [limits]   workspace_gib = 1.0    # skip ("skipped: needs X GiB" row) cases whose scratch needs more
 //   [[experiment]]                    # one or more
 //   name = "prefill"                  # required
 //   batch, heads, kv_heads, seq_len | (nq, nk), head_dim | (dk, dv)   ints or arrays
@@ -75,10 +75,13 @@ struct CaseSpec {
   std::string computation_key() const;
 };
 
-// Cases whose inputs, outputs and predicted scratch exceed this are recorded
-// as "skipped: needs X GiB" instead of being run (and swapping the machine).
+// Cases that would not fit are recorded as "skipped: needs X GiB" instead of
+// being run (and exhausting a machine that may have no swap).
 struct LimitOptions {
-  double memory_gib = 0;  // 0 = the memory the kernel reports available (MemAvailable) when the case starts
+  // The most scratch a backend may need (math: the B·Hq·Nq·Nk·4-byte score
+  // matrix), like AttentionParams::workspace_limit_bytes; 0 = no limit. Cases
+  // needing more than the memory available (MemAvailable) are always skipped.
+  double workspace_gib = 0;
 };
 
 struct ExperimentSpec {

@@ -75,6 +75,16 @@ const char* causal_align_name(CausalAlign align) {
   return "unknown";
 }
 
+bool parse_causal_align(const std::string& name, CausalAlign* align) {
+  for (CausalAlign a : {CausalAlign::kNone, CausalAlign::kTopLeft, CausalAlign::kBottomRight}) {
+    if (name == causal_align_name(a)) {
+      *align = a;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string Explanation::to_string() const {
   std::string s;
   if (!validation.ok()) s += "error: " + validation.to_string() + "\n";

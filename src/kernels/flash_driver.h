@@ -237,12 +237,12 @@ Status flash_forward(const Problem& p, const Policy& policy) {
   if (!scratch.ok()) return ResourceExhausted("backend flash: could not allocate per-thread tiles; reduce block_q/block_k");
   // Items on demand: a thread that the shared machine deschedules, or that drew
   // long causal rows, does not hold up the others.
-  support::parallel_for_dynamic(items, threads, [&](int64_t item, int thread) {
+  support::parallel_for(items, threads, [&](int64_t item, int thread) {
     // Chunk-major, last chunk first: under a causal mask the late rows cost the
     // most, so the longest items start first and the short ones fill the gaps.
     const int64_t chunk = chunks - 1 - item / bh_count, bh = item % bh_count;
     flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, chunk * t.item_rows);
-  });
+  }, support::Schedule::kDynamic);
   return Status::Ok();
 }
 

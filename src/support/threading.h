@@ -17,32 +17,22 @@ int resolve_threads(int requested);
 // omp_get_thread_num() without exposing <omp.h> to every includer.
 int omp_thread_index();
 
-// Calls body(item, thread_index) for item in [0, n). Items are dealt out
-// round-robin (static, chunk 1) so uneven items (causal rows) balance; the
-// body must not depend on which thread runs an item. Falls back to a plain
-// loop when threads == 1 or n == 1 (not worth waking the team).
-template <class Body>
-void parallel_for(int64_t n, int threads, const Body& body) {
-  if (n <= 0) return;
-  if (threads <= 1 || n == 1) {
-    for (int64_t i = 0; i < n; ++i) body(i, 0);
-    return;
-  }
-  const int team = static_cast<int>(threads < n ? threads : n);
-#pragma omp parallel num_threads(team)
-  {
-    const int t = omp_thread_index();
-#pragma omp for schedule(static, 1)
-    for (int64_t i = 0; i < n; ++i) body(i, t);
-  }
-}
+// How parallel_for deals out items.
+enum class Schedule : uint8_t {
+  // Round-robin (static, chunk 1): uneven items such as causal rows balance
+  // without any coordination.
+  kStatic,
+  // On demand (dynamic, chunk 1): for few, uneven items or a shared machine
+  // where one thread may be descheduled for a while.
+  kDynamic,
+};
 
-// Like parallel_for, but items are handed out on demand (dynamic, chunk 1):
-// for few, uneven items (causal attention) or a shared machine where one
-// thread may be descheduled for a while. Results stay identical as long as the
-// body does not depend on which thread runs an item.
+// Calls body(item, thread_index) for item in [0, n), dealt out by `schedule`.
+// The body must not depend on which thread runs an item, so results are
+// identical either way. Falls back to a plain loop when threads == 1 or
+// n == 1 (not worth waking the team).
 template <class Body>
-void parallel_for_dynamic(int64_t n, int threads, const Body& body) {
+void parallel_for(int64_t n, int threads, const Body& body, Schedule schedule = Schedule::kStatic) {
   if (n <= 0) return;
   if (threads <= 1 || n == 1) {
     for (int64_t i = 0; i < n; ++i) body(i, 0);
@@ -52,8 +42,14 @@ void parallel_for_dynamic(int64_t n, int threads, const Body& body) {
 #pragma omp parallel num_threads(team)
   {
     const int t = omp_thread_index();
+    // OpenMP fixes a loop's schedule at compile time: one loop per schedule.
+    if (schedule == Schedule::kDynamic) {
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < n; ++i) body(i, t);
+      for (int64_t i = 0; i < n; ++i) body(i, t);
+    } else {
+#pragma omp for schedule(static, 1)
+      for (int64_t i = 0; i < n; ++i) body(i, t);
+    }
   }
 }
 

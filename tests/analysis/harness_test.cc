@@ -183,7 +183,7 @@ name = "cache"
 heads = 4
 kv_heads = 2
 nq = 3
-nk = 37
+nk = [37, 53]
 head_dim = 16
 causal = "bottom_right"
 kv_layout = ["none", "contiguous", "paged:16"]
@@ -202,14 +202,15 @@ backends = ["flash"]
   ASSERT_TRUE(parsed.ok()) << parsed.to_string();
   RunResult run;
   ASSERT_TRUE(run_spec(spec, no_peak(), &run).ok());
-  // cache: math and flash on plain tensors, flash over 2 layouts x 2 storages; mask: 2.
-  ASSERT_EQ(run.cases.size(), 2u + 4u + 2u);
+  // cache: 2 lengths x (math and flash on plain tensors, flash over 2 layouts x 2 storages); mask: 2.
+  ASSERT_EQ(run.cases.size(), 2 * (2u + 4u) + 2u);
   std::map<std::string, const CaseResult*> by;
   for (const CaseResult& r : run.cases) {
     ASSERT_TRUE(r.ok()) << r.spec.variant_label() << ": " << r.status;
     EXPECT_GT(r.time.median, 0) << r.spec.variant_label();
     EXPECT_EQ(r.accuracy.method, "full");
     EXPECT_GT(r.work.flops, 0);
+    if (r.spec.Nk == 53) continue;  // the second length is there for the plots
     by[r.spec.experiment + "/" + r.spec.kv_layout + "/" + r.spec.kv_storage + "/" + r.spec.mask + "/" +
        backend_name(r.spec.backend)] = &r;
   }
@@ -241,6 +242,9 @@ backends = ["flash"]
   EXPECT_DOUBLE_EQ(windowed->work.visible_fraction, visible / (70.0 * 70.0));
   EXPECT_DOUBLE_EQ(windowed->work.flops, 2.0 * 2 * visible * (8 + 8));
   EXPECT_LT(windowed->accuracy.max_abs, 1e-5);  // the oracle applies the same mask
+
+  // The report plots what the K/V storage costs along the sequence length.
+  EXPECT_NE(to_html(run).find("data-plot=\"kv-memory-vs-length\""), std::string::npos);
 
   // JSON and CSV read back with the new fields.
   RunResult back;
@@ -280,17 +284,18 @@ TEST(Harness, CasesOverTheMemoryLimitAreSkippedWithWhatTheyNeed) {
   EXPECT_EQ(memory_need(tiny_case(Backend::kFlash)).scratch_bytes, 0);
 
   ExperimentSpec spec = tiny_spec();
-  spec.limits.memory_gib = need.total() / double(1 << 30) / 2;  // half of what math needs
+  spec.limits.workspace_gib = need.scratch_bytes / double(1 << 30) / 2;  // half of math's score matrix
   const CaseResult skipped = run_case(c, spec, no_peak(), MachinePeak{});
   EXPECT_FALSE(skipped.ok());
   EXPECT_EQ(skipped.status.rfind("skipped: needs ", 0), 0u) << skipped.status;
   EXPECT_NE(skipped.status.find("score matrix"), std::string::npos) << skipped.status;
-  EXPECT_NE(skipped.status.find("[limits] memory_gib"), std::string::npos) << skipped.status;
+  EXPECT_NE(skipped.status.find("[limits] workspace_gib"), std::string::npos) << skipped.status;
   EXPECT_TRUE(run_case(tiny_case(Backend::kFlash), spec, no_peak(), MachinePeak{}).ok());  // flash fits
 
   // Sizes whose bytes overflow int64 are skipped too, not allocated.
   c.Nq = c.Nk = int64_t{1} << 40;
-  spec.limits.memory_gib = 0;  // the machine's available memory
+  c.backend = Backend::kFlash;  // no scratch to speak of: skipped because nothing has 2^80 bytes
+  spec.limits.workspace_gib = 0;
   const CaseResult huge = run_case(c, spec, no_peak(), MachinePeak{});
   EXPECT_EQ(huge.status.rfind("skipped: needs ", 0), 0u) << huge.status;
   EXPECT_NE(huge.status.find("available"), std::string::npos) << huge.status;

@@ -111,7 +111,7 @@ TEST(Spec, CrossingCachesWithPlainTensorsSkipsImpossibleCombinations) {
   ExperimentSpec spec;
   const Status s = parse(R"(name = "q"
 [limits]
-memory_gib = 1.5
+workspace_gib = 1.5
 [[experiment]]
 name = "e"
 seq_len = 8
@@ -122,7 +122,7 @@ backends = ["math", "flash"]
 )",
                          &spec);
   ASSERT_TRUE(s.ok()) << s.to_string();
-  EXPECT_EQ(spec.limits.memory_gib, 1.5);
+  EXPECT_EQ(spec.limits.workspace_gib, 1.5);
   std::vector<std::string> got;
   for (const CaseSpec& c : spec.cases) got.push_back(c.kv_layout + "/" + c.kv_storage + "/" + backend_name(c.backend));
   EXPECT_EQ(got, (std::vector<std::string>{"none/f32/math", "none/f32/flash", "contiguous/f32/flash",
@@ -186,7 +186,7 @@ TEST(Spec, InconsistentValuesAreRejected) {
   expect_error("name = \"x\"\n[[experiment]]\nname = \"e\"\nbackends = [\"math\"]\nhead_dim = 8\nseq_len = 8\n"
                "kv_layout = \"contiguous\"\n",
                4, "experiment[1].backends", "decode kernel");
-  expect_error("name = \"x\"\n[limits]\nmemory_gib = -1.0\n", 3, "limits.memory_gib", "between");
+  expect_error("name = \"x\"\n[limits]\nworkspace_gib = -1.0\n", 3, "limits.workspace_gib", "between");
   expect_error("name = \"x\"\n[limits]\nmemory = 1\n", 3, "limits.memory", "unknown key");
   expect_error("name = \"x\"\nbaseline = \"fast\"\n", 2, "baseline");
   expect_error(std::string(kMinimal) + "[[experiment]]\nname = \"e\"\n", 8, "experiment[2].name", "twice");

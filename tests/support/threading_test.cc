@@ -10,37 +10,35 @@
 namespace goldilocks::support {
 namespace {
 
-TEST(ParallelFor, VisitsEveryItemOnceForAnyThreadCount) {
-  for (int threads : {1, 2, 3, 8}) {
-    std::vector<std::atomic<int>> seen(37);
-    parallel_for(37, threads, [&](int64_t i, int t) {
-      EXPECT_GE(t, 0);
-      EXPECT_LT(t, threads);
-      seen[i]++;
-    });
-    for (auto& s : seen) EXPECT_EQ(s.load(), 1) << threads << " threads";
+TEST(ParallelFor, VisitsEveryItemOnceForAnyThreadCountAndSchedule) {
+  for (Schedule schedule : {Schedule::kStatic, Schedule::kDynamic}) {
+    for (int threads : {1, 2, 3, 8}) {
+      std::vector<std::atomic<int>> seen(37);
+      parallel_for(
+          37, threads,
+          [&](int64_t i, int t) {
+            EXPECT_GE(t, 0);
+            EXPECT_LT(t, threads);
+            seen[i]++;
+          },
+          schedule);
+      for (auto& s : seen) EXPECT_EQ(s.load(), 1) << threads << " threads, schedule " << int(schedule);
+    }
   }
+}
+
+TEST(ParallelFor, StaticScheduleDealsItemsRoundRobin) {
+  std::vector<int> owner(10, -1);
+  parallel_for(10, 2, [&](int64_t i, int t) { owner[i] = t; });
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(owner[i], i % 2) << i;  // chunk 1: even items to thread 0
 }
 
 TEST(ParallelFor, EmptyRangeDoesNothing) {
-  bool called = false;
-  parallel_for(0, 4, [&](int64_t, int) { called = true; });
-  EXPECT_FALSE(called);
-}
-
-TEST(ParallelForDynamic, VisitsEveryItemOnceForAnyThreadCount) {
-  for (int threads : {1, 2, 3, 8}) {
-    std::vector<std::atomic<int>> seen(37);
-    parallel_for_dynamic(37, threads, [&](int64_t i, int t) {
-      EXPECT_GE(t, 0);
-      EXPECT_LT(t, threads);
-      seen[i]++;
-    });
-    for (auto& s : seen) EXPECT_EQ(s.load(), 1) << threads << " threads";
+  for (Schedule schedule : {Schedule::kStatic, Schedule::kDynamic}) {
+    bool called = false;
+    parallel_for(0, 4, [&](int64_t, int) { called = true; }, schedule);
+    EXPECT_FALSE(called);
   }
-  bool called = false;
-  parallel_for_dynamic(0, 4, [&](int64_t, int) { called = true; });
-  EXPECT_FALSE(called);
 }
 
 TEST(DefaultThreads, OverrideAndRestore) {

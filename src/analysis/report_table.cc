@@ -62,8 +62,8 @@ void print_table(const RunResult& run, std::FILE* out) {
                  run.machine.load_average, run.machine.available_cores);
   }
   std::fprintf(out, "time: median of adaptive repetitions (IQR/median in +-); lib mem: peak bytes the library allocated "
-               "beyond inputs/outputs; vs %s: its lib mem / this (x) and its time / this; RSS: process peak resident "
-               "set during one call; K/V: bytes holding K and V (the cache when there is one); err: max |out - fp64 "
+               "in its first call beyond inputs/outputs; vs %s: its lib mem / this (x) and its time / this; RSS: process "
+               "peak resident set during that call; K/V: bytes holding K and V (the cache when there is one); err: max |out - fp64 "
                "reference| (s = sampled rows)\n",
                run.baseline.c_str());
   std::string experiment;

@@ -45,7 +45,7 @@ inline constexpr int64_t kDefaultBlockK = 128;
 // Under a causal mask the diagonal tiles are computed whole and then masked:
 // narrower key blocks halve that waste, worth more than longer P·V loops. The
 // same holds for FlexAttention masks (window edges, document boundaries), and
-// 64 matches the default block-mask block, so tiles never straddle blocks.
+// 64 divides the usual block-mask blocks (64, 128), so tiles do not straddle them.
 inline constexpr int64_t kDefaultBlockKCausal = 64;
 // Query rows per work item: packing Kᵀ and V costs O(bk·D) per key block and is
 // shared by the item's rows, so 512 rows make it ~1/512 of the tile arithmetic.
@@ -69,7 +69,8 @@ inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
 // a mask keeps the wider tiles: 64-key tiles cost it ~30%).
 inline bool mask_cuts_tiles(const Problem& p) {
   if (p.causal != CausalAlign::kNone) return true;
-  if (p.flex == nullptr || !p.flex->has_mask()) return false;
+  // No keys, no tiles to cut (and no ids for a document mask to read).
+  if (p.flex == nullptr || !p.flex->has_mask() || p.Nq == 0 || p.Nk == 0) return false;
   const FlexFns& fns = p.flex->fns();
   if (fns.classify == nullptr || p.flex->deps().batch || p.flex->deps().head) return true;
   FlexTile whole;

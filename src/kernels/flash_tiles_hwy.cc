@@ -76,33 +76,37 @@ HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
 }
 
 // ---------------------------------------------------------------------------
-// S = scale · Q·Kᵀ. Micro-kernel: R rows × V vectors of keys, accumulated over dk
-// in registers; per step V loads of Kᵀ and R broadcasts of Q feed R·V FMAs.
-template <int R, int V>
-HWY_INLINE void ScoresBlock(const float* HWY_RESTRICT q, int64_t dk, const float* HWY_RESTRICT kt, int64_t ldk,
-                            VF vscale, float* HWY_RESTRICT s, int64_t lds) {
+// The one register-blocked micro-kernel of both products: for R rows of a
+// (row stride lda) and V vectors of b's rows (row stride ldb),
+//   c[r][j] (+)= Σ_x a[r·lda + x] · b[x·ldb + j·N]   over x < k,
+// in registers; per step V loads of b and R broadcasts of a feed R·V FMAs.
+// Q·Kᵀ: a = Q, b = Kᵀ, x runs over the head dim, c = scale·(the sum).
+// P·V:  a = P, b = V,  x runs over the keys, c accumulates into acc.
+template <int R, int V, bool kAccumulate>
+HWY_INLINE void MulBlock(const float* HWY_RESTRICT a, int64_t lda, const float* HWY_RESTRICT b, int64_t ldb, int64_t k,
+                         VF vscale, float* HWY_RESTRICT c, int64_t ldc) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   VF acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) acc[r][j] = hn::Zero(d);
-  for (int64_t x = 0; x < dk; ++x) {
-    VF kv[V];
+    for (int j = 0; j < V; ++j) acc[r][j] = kAccumulate ? hn::LoadU(d, c + r * ldc + j * N) : hn::Zero(d);
+  for (int64_t x = 0; x < k; ++x) {
+    VF bv[V];
 #pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) kv[j] = hn::LoadU(d, kt + x * ldk + j * N);
+    for (int j = 0; j < V; ++j) bv[j] = hn::LoadU(d, b + x * ldb + j * N);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const VF qv = hn::Set(d, q[r * dk + x]);
+      const VF av = hn::Set(d, a[r * lda + x]);
 #pragma GCC unroll 8
-      for (int j = 0; j < V; ++j) acc[r][j] = hn::MulAdd(qv, kv[j], acc[r][j]);
+      for (int j = 0; j < V; ++j) acc[r][j] = hn::MulAdd(av, bv[j], acc[r][j]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) hn::StoreU(hn::Mul(acc[r][j], vscale), d, s + r * lds + j * N);
+    for (int j = 0; j < V; ++j) hn::StoreU(kAccumulate ? acc[r][j] : hn::Mul(acc[r][j], vscale), d, c + r * ldc + j * N);
 }
 
 // Calls block(std::integral_constant<int, R>, r) over rows: full kRows blocks,
@@ -121,12 +125,26 @@ HWY_INLINE void ForRowBlocks(int64_t rows, const Block& block) {
   }
 }
 
-// All rows for one strip of V key vectors.
+// Calls strip(std::integral_constant<int, V>, j) over vecs vectors of columns:
+// strips of kVecs, then one strip of the remaining V < kVecs vectors.
+template <class Strip>
+HWY_INLINE void ForVecStrips(int64_t vecs, const Strip& strip) {
+  int64_t j = 0;
+  for (; j + kVecs <= vecs; j += kVecs) strip(std::integral_constant<int, kVecs>(), j);
+  switch (vecs - j) {
+    case 3: strip(std::integral_constant<int, 3>(), j); break;
+    case 2: strip(std::integral_constant<int, 2>(), j); break;
+    case 1: strip(std::integral_constant<int, 1>(), j); break;
+    default: break;
+  }
+}
+
+// S = scale · Q·Kᵀ: MulBlock over the head dim, for all rows of one strip of V key vectors.
 template <int V>
 HWY_INLINE void ScoresStrip(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, VF vscale,
                             float* s, int64_t lds) {
   ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
-    ScoresBlock<decltype(R)::value, V>(q + r * dk, dk, kt, ldk, vscale, s + r * lds, lds);
+    MulBlock<decltype(R)::value, V, false>(q + r * dk, dk, kt, ldk, dk, vscale, s + r * lds, lds);
   });
 }
 
@@ -136,54 +154,19 @@ void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t l
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const VF vscale = hn::Set(d, scale);
   const int64_t vecs = (cols + N - 1) / N;  // the padded tail is computed, never read
-  int64_t j = 0;
   // Key strips outermost: one Kᵀ strip (dk × kVecs·N floats) stays in L1 for all rows.
-  for (; j + kVecs <= vecs; j += kVecs) ScoresStrip<kVecs>(q, rows, dk, kt + j * N, ldk, vscale, s + j * N, lds);
-  const float* ktj = kt + j * N;
-  float* sj = s + j * N;
-  switch (vecs - j) {
-    case 3: ScoresStrip<3>(q, rows, dk, ktj, ldk, vscale, sj, lds); break;
-    case 2: ScoresStrip<2>(q, rows, dk, ktj, ldk, vscale, sj, lds); break;
-    case 1: ScoresStrip<1>(q, rows, dk, ktj, ldk, vscale, sj, lds); break;
-    default: break;
-  }
+  ForVecStrips(vecs, [&](auto V, int64_t j) HWY_ATTR {
+    ScoresStrip<decltype(V)::value>(q, rows, dk, kt + j * N, ldk, vscale, s + j * N, lds);
+  });
 }
 
 // ---------------------------------------------------------------------------
-// acc += P·V. Micro-kernel: R rows × V vectors of the head dim, accumulated over
-// the keys in registers; per key V loads of V's row and R broadcasts of P.
-template <int R, int V>
-HWY_INLINE void PVBlock(const float* HWY_RESTRICT p, int64_t lds, int64_t cols, const float* HWY_RESTRICT v,
-                        int64_t dv, float* HWY_RESTRICT acc) {
-  const DF d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  VF a[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) a[r][j] = hn::LoadU(d, acc + r * dv + j * N);
-  for (int64_t c = 0; c < cols; ++c) {
-    VF vv[V];
-#pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) vv[j] = hn::LoadU(d, v + c * dv + j * N);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const VF pr = hn::Set(d, p[r * lds + c]);
-#pragma GCC unroll 8
-      for (int j = 0; j < V; ++j) a[r][j] = hn::MulAdd(pr, vv[j], a[r][j]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) hn::StoreU(a[r][j], d, acc + r * dv + j * N);
-}
-
+// acc += P·V: MulBlock over the keys, for each strip of V head-dim vectors.
 template <int V>
 HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
                         float* acc) {
   ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
-    PVBlock<decltype(R)::value, V>(p + r * lds, lds, cols, v, dv, acc + r * dv);
+    MulBlock<decltype(R)::value, V, true>(p + r * lds, lds, v, dv, cols, hn::Zero(DF()), acc + r * dv, dv);
   });
 }
 
@@ -275,7 +258,7 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
 }
 
 // acc_row += P_row·V skipping keys marked -0 (masked): their V may hold NaN.
-// The same FMA per element in the same key order as PVBlock, so the bits match
+// The same FMA per element in the same key order as MulBlock, so the bits match
 // the fast path whenever the skipped terms would have added ±0.
 HWY_INLINE void PVRowSkippingMasked(const float* HWY_RESTRICT pr, int64_t cols, const float* HWY_RESTRICT v,
                                     int64_t dv, float* HWY_RESTRICT ar) {
@@ -321,17 +304,9 @@ void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v
   // pass 1: per-row online softmax.
   SoftmaxRows<false>(s, lds, rows, cols, v, dv, m, l, acc);
   // pass 2: acc += P·V, head dim in strips of kVecs vectors (dv is padded to whole vectors).
-  const int64_t vecs = dv / N;
-  int64_t j = 0;
-  for (; j + kVecs <= vecs; j += kVecs) PVStrip<kVecs>(s, lds, rows, cols, v + j * N, dv, acc + j * N);
-  const float* vj = v + j * N;
-  float* aj = acc + j * N;
-  switch (vecs - j) {
-    case 3: PVStrip<3>(s, lds, rows, cols, vj, dv, aj); break;
-    case 2: PVStrip<2>(s, lds, rows, cols, vj, dv, aj); break;
-    case 1: PVStrip<1>(s, lds, rows, cols, vj, dv, aj); break;
-    default: break;
-  }
+  ForVecStrips(dv / N, [&](auto V, int64_t j) HWY_ATTR {
+    PVStrip<decltype(V)::value>(s, lds, rows, cols, v + j * N, dv, acc + j * N);
+  });
 }
 
 // Kᵀ tile by gathers: one vector of N keys per head-dim index, key groups

@@ -28,7 +28,11 @@ struct TileKernels {
                  float* s, int64_t lds);
 
   // Online softmax and P·V for one tile, updating the running state of each row:
-  //   m[rows] running max, l[rows] running sum, acc (rows, dv) unnormalised output.
+  //   m[rows] running max, acc (rows, dv) unnormalised output, and
+  //   l (rows, kTilePad) running sum as kTilePad partial sums per row: SIMD sets
+  //   add lane i of their probability vectors into partial i, so no tile pays a
+  //   horizontal sum; the row sum is the partials' total (sum_row_partials).
+  //   Rescaling a row multiplies all of its partials.
   // Entries of s equal to -inf are masked: they contribute nothing, and their V
   // row is never multiplied in (v_all_finite == false means V may hold NaN/Inf,
   // so masked keys must be skipped rather than multiplied by 0).
@@ -44,6 +48,13 @@ struct TileKernels {
   // Whether all n consecutive floats are finite (no NaN, no ±Inf).
   bool (*all_finite)(const float* x, int64_t n);
 };
+
+// A row's running sum from its kTilePad partial sums, added in index order.
+inline float sum_row_partials(const float* l_row) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < kTilePad; ++i) sum += l_row[i];
+  return sum;
+}
 
 // The portable set, compiled for the baseline ISA (always built, always tested).
 const TileKernels& portable_tile_kernels();

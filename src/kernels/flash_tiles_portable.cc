@@ -43,8 +43,9 @@ void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, cons
     if (m_new == kNegInf) continue;  // nothing visible in this row yet
     const float alpha = std::exp(m[r] - m_new);
     float* ar = acc + r * dv;
+    float* lr = l + r * kTilePad;  // this kernel adds into partial 0 only
     if (alpha != 1.0f) {
-      l[r] *= alpha;
+      for (int64_t i = 0; i < kTilePad; ++i) lr[i] *= alpha;
       for (int64_t e = 0; e < dv; ++e) ar[e] *= alpha;
     }
     m[r] = m_new;
@@ -52,7 +53,7 @@ void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, cons
       // Skipped, not multiplied by 0: a masked key's V may hold NaN.
       if (sr[c] == kNegInf) continue;
       const float pc = std::exp(sr[c] - m_new);
-      l[r] += pc;
+      lr[0] += pc;
       const float* vc = v + c * dv;
       for (int64_t e = 0; e < dv; ++e) ar[e] += pc * vc[e];
     }

@@ -52,11 +52,11 @@ TEST(Harness, MathLibraryMemoryIsExactlyTheScoreMatrix) {
 TEST(Harness, FlashLibraryMemoryIsPerThreadTilesIndependentOfLength) {
   const ExperimentSpec spec = tiny_spec();
   CaseSpec c = tiny_case(Backend::kFlash);
-  // Both lengths exceed the flash driver's 512-row work item, beyond which its
-  // tiles no longer grow with N.
-  c.Nq = c.Nk = 640;
+  // Both lengths exceed the flash driver's work item (at most 1024 rows),
+  // beyond which its tiles no longer grow with N.
+  c.Nq = c.Nk = 1100;
   const CaseResult shorter = run_case(c, spec, no_peak(), MachinePeak{});
-  c.Nq = c.Nk = 1280;
+  c.Nq = c.Nk = 2200;
   const CaseResult longer = run_case(c, spec, no_peak(), MachinePeak{});
   ASSERT_TRUE(shorter.ok() && longer.ok());
   EXPECT_GT(shorter.memory.library_peak_bytes, 0);

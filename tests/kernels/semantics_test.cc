@@ -54,6 +54,23 @@ TEST_P(Semantics, NanInKeyPoisonsExactlyTheRowsThatSeeIt) {
     for (int64_t c = 0; c < 8; ++c) ASSERT_EQ(std::isnan(r.out.at({0, 0, i, c})), i >= 3) << i << "," << c;
 }
 
+// The NaN score arrives in a later key block, after the row max is settled,
+// and in the last (partial) block: the flash kernels carry it through the
+// probabilities into acc and the running sum rather than testing every block.
+TEST_P(Semantics, NanInALaterKeyBlockPoisonsExactlyTheRowsThatSeeIt) {
+  for (const int64_t nan_key : {200, 297}) {
+    Inputs in = random_inputs(1, 1, 1, 5, 300, 16, 16, 210 + nan_key);
+    in.k.at({0, 0, nan_key, 7}) = NAN;
+    in.causal = CausalAlign::kBottomRight;  // row i sees keys j <= i + 295
+    const Result r = check_against_oracle(in, GetParam(), 210 + nan_key, 0, 0, 64);
+    for (int64_t i = 0; i < 5; ++i) {
+      const bool sees = nan_key <= i + 295;
+      for (int64_t c = 0; c < 16; ++c) ASSERT_EQ(std::isnan(r.out.at({0, 0, i, c})), sees) << nan_key << ": " << i;
+      ASSERT_EQ(std::isnan(r.lse.at({0, 0, i})), sees) << nan_key << ": " << i;
+    }
+  }
+}
+
 TEST_P(Semantics, NanInValuePoisonsItsChannelOnly) {
   Inputs in = random_inputs(1, 1, 1, 6, 6, 8, 8, 206);
   in.v.at({0, 0, 3, 5}) = NAN;

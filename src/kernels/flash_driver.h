@@ -59,7 +59,8 @@ struct FlashTiles {
   int64_t bq = 0, bk = 0;
   int64_t item_rows = 0;  // a whole number of bq tiles
   int64_t ldk = 0;        // leading dim of Kᵀ and S: bk padded to kTilePad, plus one vector
-  int64_t dvp = 0;        // leading dim of V and acc: Dv padded to kTilePad
+  int64_t dvp = 0;        // leading dim of acc, columns of V computed: Dv padded to kTilePad
+  int64_t ldv = 0;        // leading dim of the V tile
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
 };
 
@@ -91,6 +92,12 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   // micro-kernel walks onto a few L1 sets and evict them (4K aliasing).
   t.ldk = round_up(t.bk, kTilePad) + kTilePad;
   t.dvp = round_up(p.Dv, kTilePad);
+  // A V pitch that is a multiple of 512 bytes (D = 128, 256) maps a strip's
+  // rows onto half of L1's 64 sets: 128 keys × 4 lines = 16 lines per set
+  // against 12 ways, so P·V re-read its strip from L2 for every row block.
+  // One extra vector spreads the rows over all sets (V is then packed, which
+  // costs about what the in-place finiteness check did).
+  t.ldv = t.dvp % 128 == 0 ? t.dvp + kTilePad : t.dvp;
   const int64_t rows_wanted = std::min(kItemRows, kItemRowBytes / (4 * std::max<int64_t>(1, p.Dk + t.dvp)));
   t.item_rows = std::min(t.bq * std::max<int64_t>(1, rows_wanted / t.bq), round_up(p.Nq, t.bq));
   int64_t off = 0;
@@ -101,7 +108,7 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   };
   t.q_off = take(t.item_rows * p.Dk);
   t.kt_off = take(p.Dk * t.ldk);
-  t.v_off = take(t.bk * t.dvp);
+  t.v_off = take(t.bk * t.ldv);
   t.s_off = take(t.bq * t.ldk);
   t.acc_off = take(t.item_rows * t.dvp);
   t.m_off = take(t.item_rows);
@@ -110,11 +117,14 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   return t;
 }
 
-// Whether V's key block can be used in place: rows contiguous and already a
-// whole number of padded vectors long, so no copy is needed.
-inline bool v_usable_in_place(const Problem& p, const FlashTiles& t) { return p.vs.d == 1 && p.vs.n == t.dvp; }
+// Whether V's key block can be used in place: rows contiguous, exactly the
+// padded width (so whole vectors never read past the tensor) and at the tile's
+// pitch, so no copy is needed.
+inline bool v_usable_in_place(const Problem& p, const FlashTiles& t) {
+  return p.vs.d == 1 && p.Dv == t.dvp && p.vs.n == t.ldv;
+}
 
-// V tile (cols, dvp) with zeros in the padding columns. Returns whether every
+// V tile (cols, ldv) with zeros in the padding columns. Returns whether every
 // element is finite (if not, masked keys must be skipped rather than multiplied by 0).
 inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0,
                    int64_t cols, float* vt) {
@@ -122,14 +132,14 @@ inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t,
   bool finite = true;
   for (int64_t c = 0; c < cols; ++c) {
     const float* src = v + p.vs.at(b, hk, j0 + c, 0);
-    float* row = vt + c * t.dvp;
+    float* row = vt + c * t.ldv;
     if (p.vs.d == 1) {
       std::copy(src, src + p.Dv, row);
     } else {
       for (int64_t e = 0; e < p.Dv; ++e) row[e] = src[e * p.vs.d];
     }
     finite &= tk.all_finite(row, p.Dv);
-    std::fill(row + p.Dv, row + t.dvp, 0.0f);
+    std::fill(row + p.Dv, row + t.ldv, 0.0f);
   }
   return finite;
 }
@@ -148,7 +158,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
 
   float* qt = scratch + t.q_off;     // (rows, Dk)
   float* kt = scratch + t.kt_off;    // (Dk, ldk): keys along the fast axis
-  float* vt = scratch + t.v_off;     // (bk, dvp)
+  float* vt = scratch + t.v_off;     // (bk, ldv)
   float* s = scratch + t.s_off;      // (bq, ldk)
   float* acc = scratch + t.acc_off;  // (rows, dvp)
   float* m = scratch + t.m_off;
@@ -173,11 +183,11 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     // pass 1: pack once for all tiles of the item.
     phase.next(support::Phase::kPack);
     tk.pack_kt(k + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
-    const float* vb = vt;  // (cols, dvp)
+    const float* vb = vt;  // (cols, ldv)
     bool v_all_finite;
     if (in_place_v) {
       vb = static_cast<const float*>(p.v) + p.vs.at(b, hk, j0, 0);
-      v_all_finite = tk.all_finite(vb, cols * dvp);
+      v_all_finite = tk.all_finite(vb, cols * t.ldv);
     } else {
       v_all_finite = pack_v(p, tk, t, b, hk, j0, cols, vt);
     }
@@ -209,7 +219,8 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, tj, tc);
       // pass 4: online softmax and P·V.
       phase.next(support::Phase::kSoftmaxPV);
-      tk.softmax_pv(s, t.ldk, tr, tc, vb + c0 * dvp, dvp, v_all_finite, m + r0, l + r0 * kTilePad, acc + r0 * dvp);
+      tk.softmax_pv(s, t.ldk, tr, tc, vb + c0 * t.ldv, t.ldv, dvp, v_all_finite, m + r0, l + r0 * kTilePad,
+                    acc + r0 * dvp);
     }
   }
 

@@ -37,8 +37,9 @@ struct TileKernels {
   // row is never multiplied in (v_all_finite == false means V may hold NaN/Inf,
   // so masked keys must be skipped rather than multiplied by 0).
   // A NaN score poisons its row. s is overwritten (with probabilities).
-  void (*softmax_pv)(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, bool v_all_finite,
-                     float* m, float* l, float* acc);
+  //   v is (cols, dv) with leading dimension ldv.
+  void (*softmax_pv)(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
+                     bool v_all_finite, float* m, float* l, float* acc);
 
   // Packs a Kᵀ tile: kt[d·ldk + c] = k[c·stride_n + d·stride_d] for c < cols,
   // d < dk, and zeros in the padding columns cols <= c < ldk.

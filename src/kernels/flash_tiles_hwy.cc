@@ -165,10 +165,10 @@ void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t l
 // ---------------------------------------------------------------------------
 // acc += P·V: MulBlock over the keys, for each strip of V head-dim vectors.
 template <int V>
-HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
+HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
                         float* acc) {
   ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
-    MulBlock<decltype(R)::value, V, true>(p + r * lds, lds, v, dv, cols, hn::Zero(DF()), acc + r * dv, dv);
+    MulBlock<decltype(R)::value, V, true>(p + r * lds, lds, v, ldv, cols, hn::Zero(DF()), acc + r * dv, dv);
   });
 }
 
@@ -256,19 +256,19 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
 // The same FMA per element in the same key order as MulBlock, so the bits match
 // the fast path whenever the skipped terms would have added ±0.
 HWY_INLINE void PVRowSkippingMasked(const float* HWY_RESTRICT pr, int64_t cols, const float* HWY_RESTRICT v,
-                                    int64_t dv, float* HWY_RESTRICT ar) {
+                                    int64_t ldv, int64_t dv, float* HWY_RESTRICT ar) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   for (int64_t c = 0; c < cols; ++c) {
     if (pr[c] == 0.0f && std::signbit(pr[c])) continue;
     const VF pc = hn::Set(d, pr[c]);
     for (int64_t e = 0; e < dv; e += N)
-      hn::StoreU(hn::MulAdd(pc, hn::LoadU(d, v + c * dv + e), hn::LoadU(d, ar + e)), d, ar + e);
+      hn::StoreU(hn::MulAdd(pc, hn::LoadU(d, v + c * ldv + e), hn::LoadU(d, ar + e)), d, ar + e);
   }
 }
 
 template <bool kMarkMasked>
-HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, float* m,
+HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv, float* m,
                             float* l, float* acc) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -280,27 +280,27 @@ HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, c
     // way its probabilities are then cleared so P·V leaves it alone.
     float* lr = l + r * kTilePad;
     if (std::isnan(m[r]) || !SoftmaxRow<kMarkMasked>(sr, cols, dv, m + r, lr, acc + r * dv)) {
-      if (!std::isnan(m[r])) portable_tile_kernels().softmax_pv(sr, lds, 1, cols, v, dv, false, m + r, lr, acc + r * dv);
+      if (!std::isnan(m[r])) portable_tile_kernels().softmax_pv(sr, lds, 1, cols, v, ldv, dv, false, m + r, lr, acc + r * dv);
       for (int64_t c = 0; c < cols; c += N) hn::StoreU(done, d, sr + c);
     }
   }
 }
 
-void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv, bool v_all_finite,
+void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv, bool v_all_finite,
                float* m, float* l, float* acc) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   if (!v_all_finite) {
     // Rare: V holds NaN/Inf, so masked keys must be skipped, not multiplied by 0.
-    SoftmaxRows<true>(s, lds, rows, cols, v, dv, m, l, acc);
-    for (int64_t r = 0; r < rows; ++r) PVRowSkippingMasked(s + r * lds, cols, v, dv, acc + r * dv);
+    SoftmaxRows<true>(s, lds, rows, cols, v, ldv, dv, m, l, acc);
+    for (int64_t r = 0; r < rows; ++r) PVRowSkippingMasked(s + r * lds, cols, v, ldv, dv, acc + r * dv);
     return;
   }
   // pass 1: per-row online softmax.
-  SoftmaxRows<false>(s, lds, rows, cols, v, dv, m, l, acc);
+  SoftmaxRows<false>(s, lds, rows, cols, v, ldv, dv, m, l, acc);
   // pass 2: acc += P·V, head dim in strips of kVecs vectors (dv is padded to whole vectors).
   ForVecStrips(dv / N, [&](auto V, int64_t j) HWY_ATTR {
-    PVStrip<decltype(V)::value>(s, lds, rows, cols, v + j * N, dv, acc + j * N);
+    PVStrip<decltype(V)::value>(s, lds, rows, cols, v + j * N, ldv, dv, acc + j * N);
   });
 }
 
@@ -358,9 +358,9 @@ void scores_simd(const float* q, int64_t rows, int64_t dk, const float* kt, int6
                  float* s, int64_t lds) {
   HWY_DYNAMIC_DISPATCH(Scores)(q, rows, dk, kt, ldk, cols, scale, s, lds);
 }
-void softmax_pv_simd(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
+void softmax_pv_simd(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
                      bool v_all_finite, float* m, float* l, float* acc) {
-  HWY_DYNAMIC_DISPATCH(SoftmaxPV)(s, lds, rows, cols, v, dv, v_all_finite, m, l, acc);
+  HWY_DYNAMIC_DISPATCH(SoftmaxPV)(s, lds, rows, cols, v, ldv, dv, v_all_finite, m, l, acc);
 }
 void pack_kt_simd(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
                   int64_t ldk) {

@@ -26,7 +26,7 @@ void scores_portable(const float* q, int64_t rows, int64_t dk, const float* kt, 
   }
 }
 
-void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t dv,
+void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
                          bool /*v_all_finite*/, float* m, float* l, float* acc) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * lds;
@@ -54,7 +54,7 @@ void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, cons
       if (sr[c] == kNegInf) continue;
       const float pc = std::exp(sr[c] - m_new);
       lr[0] += pc;
-      const float* vc = v + c * dv;
+      const float* vc = v + c * ldv;
       for (int64_t e = 0; e < dv; ++e) ar[e] += pc * vc[e];
     }
   }

@@ -183,32 +183,23 @@ HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols,
 // row's result is NaN, as in the portable kernel.
 // kMarkMasked writes -0 (not +0) for masked keys, so P·V can skip them.
 template <bool kMarkMasked>
-HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, float* m, float* HWY_RESTRICT l,
-                           float* HWY_RESTRICT ar) {
+HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, float block_max, float* m,
+                           float* HWY_RESTRICT l, float* HWY_RESTRICT ar) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const VF neg_inf = hn::Set(d, kNegInf);
-  // pass a: block max. Off x86, Max may drop a NaN, so the plain sum of the
-  // scores (NaN iff a score is NaN, or +inf meets -inf) sends such rows to the
-  // portable kernel; on x86 a NaN reaches the probabilities (see above).
-  VF vmax = neg_inf;
-  [[maybe_unused]] VF vsum = hn::Zero(d);
+  // Off x86, Max may drop a NaN, so the plain sum of the scores (NaN iff a
+  // score is NaN, or +inf meets -inf) sends such rows to the portable kernel;
+  // on x86 a NaN reaches the probabilities (see above).
   constexpr bool kSumCheck = !HWY_ARCH_X86;
   int64_t c = 0;
-  for (; c + N <= cols; c += N) {
-    const VF x = hn::LoadU(d, sr + c);
-    vmax = hn::Max(vmax, x);
-    if constexpr (kSumCheck) vsum = hn::Add(vsum, x);
-  }
-  if (c < cols) {
-    const VF x = hn::IfThenElse(hn::FirstN(d, static_cast<size_t>(cols - c)), hn::LoadU(d, sr + c), neg_inf);
-    vmax = hn::Max(vmax, x);
-    if constexpr (kSumCheck) vsum = hn::Add(vsum, x);
-  }
   if constexpr (kSumCheck) {
+    VF vsum = hn::Zero(d);
+    for (; c + N <= cols; c += N) vsum = hn::Add(vsum, hn::LoadU(d, sr + c));
+    if (c < cols) vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(cols - c)), hn::LoadU(d, sr + c)));
     if (std::isnan(hn::GetLane(hn::SumOfLanes(d, vsum)))) return false;
   }
-  const float m_new = std::max(*m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
+  const float m_new = std::max(*m, block_max);
   if (m_new == kNegInf) {  // nothing visible yet (or only NaN, which Max may have dropped)
     if constexpr (!kSumCheck) {
       for (c = 0; c < cols; ++c)
@@ -267,19 +258,56 @@ HWY_INLINE void PVRowSkippingMasked(const float* HWY_RESTRICT pr, int64_t cols, 
   }
 }
 
+// pass a of the online softmax for all rows: out[r] = max of s[r][0, cols).
+// Lanes are reduced for N rows together by a transpose tree (each level halves
+// the vectors: ConcatEven/ConcatOdd and Max per pair), about 3 instructions per
+// row, where a horizontal reduction per row took ~8 and stalled the row's
+// scalar bookkeeping on its latency (~4% of the call at D=64).
+HWY_INLINE void RowMaxima(const float* s, int64_t lds, int64_t rows, int64_t cols, float* out) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF neg_inf = hn::Set(d, kNegInf);
+  HWY_ALIGN float lanes[hn::MaxLanes(DF())];
+  for (int64_t r0 = 0; r0 < rows; r0 += N) {
+    const int64_t count = std::min(N, rows - r0);
+    VF w[hn::MaxLanes(DF())];
+    for (int64_t i = 0; i < N; ++i) {
+      VF vmax = neg_inf;
+      if (i < count) {
+        const float* sr = s + (r0 + i) * lds;
+        int64_t c = 0;
+        for (; c + N <= cols; c += N) vmax = hn::Max(vmax, hn::LoadU(d, sr + c));
+        if (c < cols)
+          vmax = hn::Max(vmax, hn::IfThenElse(hn::FirstN(d, static_cast<size_t>(cols - c)), hn::LoadU(d, sr + c), neg_inf));
+      }
+      w[i] = vmax;
+    }
+#if HWY_TARGET != HWY_SCALAR
+    for (int64_t width = N; width > 1; width /= 2)
+      for (int64_t j = 0; j < width / 2; ++j)
+        w[j] = hn::Max(hn::ConcatEven(d, w[2 * j + 1], w[2 * j]), hn::ConcatOdd(d, w[2 * j + 1], w[2 * j]));
+#endif
+    hn::Store(w[0], d, lanes);
+    std::copy(lanes, lanes + count, out + r0);
+  }
+}
+
 template <bool kMarkMasked>
-HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv, float* m,
-                            float* l, float* acc) {
+HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
+                            float* m, float* l, float* acc) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const VF done = hn::Set(d, kMarkMasked ? -0.0f : 0.0f);
+  constexpr int64_t kGroup = 64;  // rows whose maxima are reduced together (block_q is not bounded)
+  float block_max[kGroup];
   for (int64_t r = 0; r < rows; ++r) {
+    if (r % kGroup == 0) RowMaxima(s + r * lds, lds, std::min(kGroup, rows - r), cols, block_max);
     float* sr = s + r * lds;
     // A row whose state is already NaN stays NaN; a row that must be handled
     // exactly (NaN or +inf score) takes the portable kernel, one row. Either
     // way its probabilities are then cleared so P·V leaves it alone.
     float* lr = l + r * kTilePad;
-    if (std::isnan(m[r]) || !SoftmaxRow<kMarkMasked>(sr, cols, dv, m + r, lr, acc + r * dv)) {
+    if (std::isnan(m[r]) || !SoftmaxRow<kMarkMasked>(sr, cols, dv, block_max[r % kGroup], m + r, lr, acc + r * dv)) {
       if (!std::isnan(m[r])) portable_tile_kernels().softmax_pv(sr, lds, 1, cols, v, ldv, dv, false, m + r, lr, acc + r * dv);
       for (int64_t c = 0; c < cols; c += N) hn::StoreU(done, d, sr + c);
     }

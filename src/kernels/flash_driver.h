@@ -42,11 +42,14 @@ enum class BlockKind : uint8_t { kEmpty, kFull, kPartial };
 
 inline constexpr int64_t kDefaultBlockQ = 64;
 inline constexpr int64_t kDefaultBlockK = 128;
-// Under a causal mask the diagonal tiles are computed whole and then masked:
-// narrower key blocks halve that waste, worth more than longer P·V loops. The
-// same holds for FlexAttention masks (window edges, document boundaries), and
-// 64 divides the usual block-mask blocks (64, 128), so tiles do not straddle them.
-inline constexpr int64_t kDefaultBlockKCausal = 64;
+// FlexAttention masks that cut tiles (window edges, document boundaries) get
+// narrower key blocks: tiles straddling an edge are computed whole and then
+// masked, and 64 divides the usual block-mask blocks (64, 128), so tiles do not
+// straddle them. The built-in causal mask keeps 128: partial tiles are trimmed
+// to the 16-key segments some row sees, so a diagonal tile costs 64 keys either
+// way, and the wider blocks halve the per-row softmax work elsewhere (1-thread
+// A/B at H16 N2048 D64: +4-6% over 64-key blocks; 32 or 48 query rows: slower).
+inline constexpr int64_t kDefaultBlockKFlexMask = 64;
 // Query rows per work item: packing Kᵀ and checking V (each a first touch of
 // K and V, from L3 or memory) cost O(bk·D) per key block, shared by the item's
 // rows; they were 5.5% of the call at 512 rows (D=64), and 1024 rows gave +4%.
@@ -66,11 +69,10 @@ struct FlashTiles {
 
 inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-// Whether a mask will cut through tiles: causal, or flex mods that do not
-// declare the whole problem full (a window wider than the sequence does; such
-// a mask keeps the wider tiles: 64-key tiles cost it ~30%).
-inline bool mask_cuts_tiles(const Problem& p) {
-  if (p.causal != CausalAlign::kNone) return true;
+// Whether a flex mask will cut through tiles: mods that do not declare the
+// whole problem full (a window wider than the sequence does; such a mask keeps
+// the wider tiles: 64-key tiles cost it ~30%).
+inline bool flex_mask_cuts_tiles(const Problem& p) {
   // No keys, no tiles to cut (and no ids for a document mask to read).
   if (p.flex == nullptr || !p.flex->has_mask() || p.Nq == 0 || p.Nk == 0) return false;
   const FlexFns& fns = p.flex->fns();
@@ -84,7 +86,7 @@ inline bool mask_cuts_tiles(const Problem& p) {
 inline FlashTiles plan_flash_tiles(const Problem& p) {
   FlashTiles t;
   t.bq = p.block_q > 0 ? p.block_q : kDefaultBlockQ;
-  t.bk = p.block_k > 0 ? p.block_k : (mask_cuts_tiles(p) ? kDefaultBlockKCausal : kDefaultBlockK);
+  t.bk = p.block_k > 0 ? p.block_k : (flex_mask_cuts_tiles(p) ? kDefaultBlockKFlexMask : kDefaultBlockK);
   // Never larger than the problem: a 1-row decode should not pay for 64.
   t.bq = std::max<int64_t>(1, std::min(t.bq, p.Nq));
   t.bk = std::max<int64_t>(1, std::min(t.bk, p.Nk));

@@ -33,23 +33,46 @@ struct Outcome {
 
 using Clock = std::chrono::steady_clock;
 
+// Wall time and the library's tracked peak allocation over one way of running
+// the experiment (peak beyond what was live when it started).
+class Bracket {
+ public:
+  Bracket() : base_(gl::support::tracked_bytes_in_use()) { gl::support::reset_tracked_peak(); }
+  void finish(Outcome* o) const {
+    o->seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    o->peak_bytes = gl::support::tracked_peak_bytes() - base_;
+  }
+
+ private:
+  int64_t base_;
+  Clock::time_point start_ = Clock::now();
+};
+
+// One decode step: the newest query of every head against p's keys and values
+// (tensors or a cache), bottom-right aligned.
+gl::Status attend_newest(gl::AttentionParams p, const float* q, float* out, int64_t H, int64_t D, int threads) {
+  p.q = gl::make_view(q, {1, H, 1, D});
+  p.out = gl::make_mutable_view(out, {1, H, 1, D});
+  p.causal = gl::CausalAlign::kBottomRight;
+  p.num_threads = threads;
+  return gl::attention(p);
+}
+
 // The case study's way: cat([cache, new]) every step, then SDPA over the whole.
-Outcome run_concat(int64_t H, int64_t D, int64_t prompt, int64_t steps, const std::vector<float>& k,
-                   const std::vector<float>& v, const std::vector<float>& q, int threads) {
-  Outcome o;
-  gl::support::reset_tracked_peak();
-  const int64_t base = gl::support::tracked_bytes_in_use();
+gl::Status run_concat(int64_t H, int64_t D, int64_t prompt, int64_t steps, const std::vector<float>& k,
+                      const std::vector<float>& v, const std::vector<float>& q, int threads, Outcome* o) {
+  const Bracket bracket;
   gl::support::TrackedBuffer<float> ck, cv;
   std::vector<float> out(H * D);
-  const auto start = Clock::now();
   for (int64_t t = 0; t < prompt + steps; ++t) {
     // New [H, t+1, D] tensors; copy the old rows and the new token.
     gl::support::TrackedBuffer<float> nk(H * (t + 1) * D), nv(H * (t + 1) * D);
+    if (!nk.ok() || !nv.ok()) return gl::ResourceExhausted("kv-incremental: out of memory for the concatenated cache");
     for (int64_t h = 0; h < H; ++h) {
       if (t > 0) {
         std::memcpy(nk.data() + h * (t + 1) * D, ck.data() + h * t * D, t * D * 4);
         std::memcpy(nv.data() + h * (t + 1) * D, cv.data() + h * t * D, t * D * 4);
-        o.copied_bytes += 2.0 * t * D * 4;
+        o->copied_bytes += 2.0 * t * D * 4;
       }
       std::memcpy(nk.data() + (h * (t + 1) + t) * D, &k[(h * (prompt + steps) + t) * D], D * 4);
       std::memcpy(nv.data() + (h * (t + 1) + t) * D, &v[(h * (prompt + steps) + t) * D], D * 4);
@@ -58,50 +81,38 @@ Outcome run_concat(int64_t H, int64_t D, int64_t prompt, int64_t steps, const st
     cv = std::move(nv);
     if (t < prompt - 1) continue;  // the prompt is cached before decoding starts
     gl::AttentionParams p;
-    p.q = gl::make_view(&q[t * H * D], {1, H, 1, D});
     p.k = gl::make_view(ck.data(), {1, H, t + 1, D});
     p.v = gl::make_view(cv.data(), {1, H, t + 1, D});
-    p.out = gl::make_mutable_view(out.data(), {1, H, 1, D});
-    p.causal = gl::CausalAlign::kBottomRight;
-    p.num_threads = threads;
-    if (!gl::attention(p).ok()) std::abort();
+    if (gl::Status st = attend_newest(p, &q[t * H * D], out.data(), H, D, threads); !st.ok()) return st;
   }
-  o.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  o.peak_bytes = gl::support::tracked_peak_bytes() - base;
-  o.last_out = out;
-  return o;
+  bracket.finish(o);
+  o->last_out = out;
+  return gl::Status::Ok();
 }
 
-Outcome run_cache(gl::KvStorage st, int64_t H, int64_t D, int64_t prompt, int64_t steps, const std::vector<float>& k,
-                  const std::vector<float>& v, const std::vector<float>& q, int threads) {
-  Outcome o;
-  gl::support::reset_tracked_peak();
-  const int64_t base = gl::support::tracked_bytes_in_use();
+gl::Status run_cache(gl::KvStorage storage, int64_t H, int64_t D, int64_t prompt, int64_t steps,
+                     const std::vector<float>& k, const std::vector<float>& v, const std::vector<float>& q,
+                     int threads, Outcome* o) {
+  const Bracket bracket;
   gl::KvCacheConfig c;
-  c.kv_heads = H, c.head_dim_k = D, c.max_tokens = prompt + steps, c.k_storage = c.v_storage = st;
+  c.kv_heads = H, c.head_dim_k = D, c.max_tokens = prompt + steps, c.k_storage = c.v_storage = storage;
   std::vector<float> out(H * D);
-  const auto start = Clock::now();
   std::unique_ptr<gl::KvCache> cache;
-  if (!gl::KvCache::create(c, &cache).ok()) std::abort();
+  if (gl::Status st = gl::KvCache::create(c, &cache); !st.ok()) return st;
   const int64_t n = prompt + steps;
   for (int64_t t = 0; t < n; ++t) {
     // One token of every head: a strided view into the [H, n, D] inputs.
     const gl::TensorView kt = gl::make_strided_view(&k[t * D], gl::DType::kFloat32, {H, 1, D}, {n * D, D, 1});
     const gl::TensorView vt = gl::make_strided_view(&v[t * D], gl::DType::kFloat32, {H, 1, D}, {n * D, D, 1});
-    if (!cache->append(0, kt, vt).ok()) std::abort();
+    if (gl::Status st = cache->append(0, kt, vt); !st.ok()) return st;
     if (t < prompt - 1) continue;
     gl::AttentionParams p;
-    p.q = gl::make_view(&q[t * H * D], {1, H, 1, D});
-    p.out = gl::make_mutable_view(out.data(), {1, H, 1, D});
     p.kv_cache = cache.get();
-    p.causal = gl::CausalAlign::kBottomRight;
-    p.num_threads = threads;
-    if (!gl::attention(p).ok()) std::abort();
+    if (gl::Status st = attend_newest(p, &q[t * H * D], out.data(), H, D, threads); !st.ok()) return st;
   }
-  o.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  o.peak_bytes = gl::support::tracked_peak_bytes() - base;
-  o.last_out = out;
-  return o;
+  bracket.finish(o);
+  o->last_out = out;
+  return gl::Status::Ok();
 }
 
 int run(const Options& opt, int threads) {
@@ -122,7 +133,11 @@ int run(const Options& opt, int threads) {
       for (float& x : *vec) x = normal(rng);
     char label[64];
     std::snprintf(label, sizeof label, "%lld,%lld,%lld", (long long)H, (long long)D, (long long)prompt);
-    const Outcome concat = run_concat(H, D, prompt, opt.steps, k, v, q, threads);
+    Outcome concat;
+    if (gl::Status st = run_concat(H, D, prompt, opt.steps, k, v, q, threads, &concat); !st.ok()) {
+      std::fprintf(stderr, "error: kv-incremental (concat, %s): %s\n", label, st.to_string().c_str());
+      return 1;
+    }
     const double steps = static_cast<double>(opt.steps + 1);
     std::printf("%-22s %-12s %12.2f %12.2f %14.2f %14.3f %12s\n", label, "concat", concat.seconds * 1e3,
                 concat.seconds / steps * 1e6, concat.copied_bytes / (1 << 20), concat.peak_bytes / double(1 << 20), "-");
@@ -133,7 +148,11 @@ int run(const Options& opt, int threads) {
         std::fprintf(stderr, "error: --storage %s is not one of f32, f16, bf16, int8, int4\n", name.c_str());
         return 2;
       }
-      const Outcome cached = run_cache(st, H, D, prompt, opt.steps, k, v, q, threads);
+      Outcome cached;
+      if (gl::Status status = run_cache(st, H, D, prompt, opt.steps, k, v, q, threads, &cached); !status.ok()) {
+        std::fprintf(stderr, "error: kv-incremental (cache %s, %s): %s\n", name.c_str(), label, status.to_string().c_str());
+        return 1;
+      }
       double diff = 0;
       for (size_t i = 0; i < cached.last_out.size(); ++i) diff = std::max<double>(diff, std::abs(cached.last_out[i] - concat.last_out[i]));
       std::printf("%-22s %-12s %12.2f %12.2f %14.2f %14.3f %12.2e\n", label, ("cache " + name).c_str(), cached.seconds * 1e3,

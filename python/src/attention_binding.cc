@@ -26,9 +26,8 @@ namespace {
 using namespace nb::literals;
 
 CausalAlign parse_causal(const std::string& s) {
-  if (s == "none") return CausalAlign::kNone;
-  if (s == "top_left") return CausalAlign::kTopLeft;
-  if (s == "bottom_right") return CausalAlign::kBottomRight;
+  CausalAlign align;
+  if (parse_causal_align(s, &align)) return align;
   throw nb::value_error(("causal: '" + s + "' is not one of 'none', 'top_left', 'bottom_right'").c_str());
 }
 

@@ -50,6 +50,13 @@ void check(const Status& s) {
   if (!s.ok()) raise_status(s);
 }
 
+// The library names the query tensor q ("q.shape[1] = ..."); attend()'s
+// parameter is query, and an error should name what the caller passed.
+Status naming_query(const Status& s) {
+  if (s.ok() || s.message().rfind("q.", 0) != 0) return s;
+  return Status(s.code(), "query" + s.message().substr(1));
+}
+
 // Python threads may share one cache, and attend() and read() run with the GIL
 // released. A cache is not reentrant even for attention (the decode scratch
 // lives in the cache), so every operation holds the cache's mutex; the GIL is
@@ -131,7 +138,7 @@ class PyKvCache {
       call.num_threads = grant.threads();
       return attention(call);
     });
-    check(s);
+    check(naming_query(s));
     if (want_lse) return nb::make_tuple(out, lse);
     return out;
   }

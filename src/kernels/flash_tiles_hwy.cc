@@ -332,8 +332,40 @@ void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v
   });
 }
 
-// Kᵀ tile by gathers: one vector of N keys per head-dim index, key groups
-// outermost so the N key rows being read stay in L1.
+#if HWY_TARGET <= HWY_AVX3
+// In-register transpose of 16 rows of 16 floats: on return r[i] holds column i.
+// Four stages of in-lane and 128-bit-lane shuffles, 64 in all (one port).
+HWY_INLINE void Transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  for (int h = 0; h < 16; h += 8) {
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+#endif
+
+// Kᵀ tile: one vector of N keys per head-dim index, key groups outermost so
+// the N key rows being read stay in L1. With AVX-512 and contiguous key rows,
+// 16×16 blocks go through a register transpose (16 row loads and 64 shuffles
+// per 256 floats; a gather costs 16 element loads each); the rest by gathers.
 void PackKt(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt, int64_t ldk) {
   const DF d;
   const hn::RebindToSigned<DF> di;
@@ -343,8 +375,20 @@ void PackKt(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, in
   int64_t c = 0;
   if (gather) {
     const auto offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(stride_n)));
-    for (; c + N <= cols; c += N)
-      for (int64_t x = 0; x < dk; ++x) hn::StoreU(hn::GatherIndex(d, k + c * stride_n + x * stride_d, offsets), d, kt + x * ldk + c);
+    for (; c + N <= cols; c += N) {
+      int64_t x = 0;
+#if HWY_TARGET <= HWY_AVX3
+      if (stride_d == 1) {
+        for (; x + 16 <= dk; x += 16) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(k + (c + i) * stride_n + x);
+          Transpose16x16(r);
+          for (int i = 0; i < 16; ++i) _mm512_storeu_ps(kt + (x + i) * ldk + c, r[i]);
+        }
+      }
+#endif
+      for (; x < dk; ++x) hn::StoreU(hn::GatherIndex(d, k + c * stride_n + x * stride_d, offsets), d, kt + x * ldk + c);
+    }
   }
   for (int64_t x = 0; x < dk; ++x) {
     float* row = kt + x * ldk;

@@ -70,8 +70,8 @@ inline DecodePlan plan_decode(const DecodeProblem& p) {
   t.s_off = take(t.rows * kTile);
   t.tk_off = take(t.dkp);
   t.tv_off = take(t.dvp);
-  // pass 4's per-key weights and Σ p·min of quantized V: [groups][4 rows][kTile + 1].
-  t.w_off = take(p.kv.vf.groups() * 4 * (kTile + 1));
+  // pass 4's per-key weights and Σ p·min of quantized V: [kTile + 1][4 rows][2 · groups, padded].
+  t.w_off = take((kTile + 1) * 4 * round_up(2 * p.kv.vf.groups(), kPad));
   t.total = off;
   t.items = p.B * p.Hkv * t.q_blocks * p.splits;
   return t;
@@ -495,11 +495,12 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
 
 // pass 4, blocked: UB units of R rows' accumulators (up to 16 vectors) stay
 // in registers while the tile's keys stream through: UB·V·R independent fma
-// chains, acc loaded and stored once per tile. w is [group][R][kTile] of
-// per-key weights, min_sum [group][R] (quantized formats only).
+// chains, acc loaded and stored once per tile. Float formats: w is p itself
+// ([R][kTile]). Quantized: w is [key][R][slot] with p·(scale_g, min_g) at
+// [2g, 2g+1], min_sum [R][slot] with Σ p·min_g at [2g + 1] (see PvRowsByVector).
 template <KvStorage S, int R, int UB>
 HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, int64_t u0,
-                        const float* w, const float* min_sum, float* const* acc) {
+                        const float* w, int64_t slot, const float* min_sum, float* const* acc) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
   constexpr int V = kVecs<S>;
@@ -516,9 +517,8 @@ HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* 
     for (int k = 0; k < UB; ++k) {
       VF x[V];
       LoadUnit<S>(df, f, vrows[c], u0 + k, x);
-      const float* wk = w + g[k] * R * kTile + c;
       for (int r = 0; r < R; ++r) {
-        const VF wr = hn::Set(df, wk[r * kTile]);
+        const VF wr = hn::Set(df, kQuant ? w[(c * R + r) * slot + 2 * g[k]] : w[r * kTile + c]);
         for (int i = 0; i < V; ++i) a[r][k * V + i] = hn::MulAdd(wr, x[i], a[r][k * V + i]);
       }
     }
@@ -527,7 +527,7 @@ HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* 
     for (int i = 0; i < V; ++i) {
       for (int r = 0; r < R; ++r) {
         VF out = a[r][k * V + i];
-        if constexpr (kQuant) out = hn::Add(out, hn::Set(df, min_sum[g[k] * R + r]));
+        if constexpr (kQuant) out = hn::Add(out, hn::Set(df, min_sum[r * slot + 2 * g[k] + 1]));
         hn::StoreU(out, df, acc[r] + e[k * V + i]);
       }
     }
@@ -545,22 +545,33 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
                                const float* p, float* const* acc, float* tmp, float* weights) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
-  const float* w = p;  // float formats: the probabilities themselves ([1][R][kTile])
-  float* min_sum = weights + f.groups() * R * kTile;
+  const float* w = p;  // float formats: the probabilities themselves ([R][kTile])
+  // Quantized: one vector product p·(scale, min, scale, min, ...) per key and
+  // row, the key's params loaded once for all rows; Σ p·min accumulates in
+  // key order per lane (independent chains, no scalar loop per group).
+  const int64_t slot = round_up(2 * f.groups(), kPad);
+  float* min_sum = weights + kTile * R * slot;
   if constexpr (kQuant) {
-    for (int64_t g = 0; g < f.groups(); ++g) {
-      for (int r = 0; r < R; ++r) {
-        float* wr = weights + (g * R + r) * kTile;
-        float ms = 0.0f;
-        for (int64_t c = 0; c < cols; ++c) {
+    const int64_t n_params = 2 * f.groups();
+    for (int64_t k0 = 0; k0 < n_params; k0 += N) {
+      const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));
+      VF ms[R];
+      for (int r = 0; r < R; ++r) ms[r] = hn::Zero(df);
+      for (int64_t c = 0; c < cols; ++c) {
+        const VF params = hn::MaskedLoad(in_row, df, reinterpret_cast<const float*>(vrows[c]) + k0);
+        for (int r = 0; r < R; ++r) {
           const float pr = p[r * kTile + c];
-          const float* params = reinterpret_cast<const float*>(vrows[c]) + 2 * g;
-          const bool live = pr != kMaskedP;
-          wr[c] = live ? pr * params[0] : 0.0f;
-          ms += live ? pr * params[1] : 0.0f;
+          float* wr = weights + (c * R + r) * slot + k0;
+          if (pr == kMaskedP) {  // weight 0: a masked key's NaN scale must not reach acc
+            hn::StoreU(hn::Zero(df), df, wr);
+            continue;
+          }
+          const VF pv = hn::Set(df, pr);
+          hn::StoreU(hn::Mul(pv, params), df, wr);
+          ms[r] = hn::MulAdd(pv, params, ms[r]);
         }
-        min_sum[g * R + r] = ms;
       }
+      for (int r = 0; r < R; ++r) hn::StoreU(ms[r], df, min_sum + r * slot + k0);
     }
     w = weights;
   }
@@ -568,8 +579,8 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
   constexpr int kUnits = (R == 1 ? 8 : 4) / kVecs<S>;
   const int64_t units = UnitCount<S>(f, N);
   int64_t u = 0;
-  for (; u + kUnits <= units; u += kUnits) PvUnits<S, R, kUnits>(df, f, vrows, cols, u, w, min_sum, acc);
-  for (; u < units; ++u) PvUnits<S, R, 1>(df, f, vrows, cols, u, w, min_sum, acc);
+  for (; u + kUnits <= units; u += kUnits) PvUnits<S, R, kUnits>(df, f, vrows, cols, u, w, slot, min_sum, acc);
+  for (; u < units; ++u) PvUnits<S, R, 1>(df, f, vrows, cols, u, w, slot, min_sum, acc);
   if constexpr (!kQuant) {
     // Float formats whose dim is not a multiple of N: the tail, key by key, same fma.
     const int64_t span = units * N;

@@ -300,31 +300,34 @@ HWY_INLINE void ScoreBlock(DF df, const quant::RowFormat& f, const uint8_t* cons
 // vectors): the dequantization leaves the inner loop,
 //   q·k = Σ_g scale_g · (Σ_{d∈g} code_d · q_d) + min_g · (Σ_{d∈g} q_d),
 // so a code costs a widen, a convert and one fma per row. The q sums are
-// vectors, formed once per group for all KB keys. Used for every row count
-// of such a format, so decode rows keep the bits of prefill rows.
-template <KvStorage S, int R, int KB>
+// vectors [R][group][N] formed once per tile (QSums). With one group (int8
+// per token) the dot sums are finished in place, so R × KB registers suffice
+// and 4 rows take 4 keys per block. Used for every row count of such a
+// format, so decode rows keep the bits of prefill rows.
+template <KvStorage S, int R, int KB, bool kOneGroup>
 HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q,
-                                 int64_t dqp, float scale, float* s) {
+                                 int64_t dqp, const float* q_sums, float scale, float* s) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr int V = kVecs<S>;
-  VF acc[R][KB];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
+  VF acc[kOneGroup ? 1 : R][KB];
+  if constexpr (!kOneGroup) {
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
+  }
+  const int64_t groups = f.groups();
   const int64_t units_per_group = (S == KvStorage::kInt4 ? f.group / 2 : f.group) / N;
-  for (int64_t g = 0; g < f.groups(); ++g) {
-    VF dots[R][KB], q_sum[R];
-    for (int r = 0; r < R; ++r) {
-      q_sum[r] = hn::Zero(df);
+  VF dots[R][KB];  // zeroed here too: the compiler cannot see groups >= 1
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int r = 0; r < R; ++r)
       for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
-    }
-    for (int64_t u = g * units_per_group; u < (g + 1) * units_per_group; ++u) {
+    for (int64_t k = 0; k < units_per_group; ++k) {
+      const int64_t u = g * units_per_group + k;
       VF qv[R][V];
       for (int i = 0; i < V; ++i) {
         const int64_t e = UnitElement<S>(f, u, i, N);
-        for (int r = 0; r < R; ++r) {
-          qv[r][i] = hn::LoadU(df, q + r * dqp + e);
-          q_sum[r] = hn::Add(q_sum[r], qv[r][i]);
-        }
+        for (int r = 0; r < R; ++r) qv[r][i] = hn::LoadU(df, q + r * dqp + e);
       }
       for (int c = 0; c < KB; ++c) {
         VF x[V];
@@ -337,25 +340,46 @@ HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t
       const float* params = reinterpret_cast<const float*>(krows[c]) + 2 * g;
       const VF k_scale = hn::Set(df, params[0]), k_min = hn::Set(df, params[1]);
       for (int r = 0; r < R; ++r) {
-        acc[r][c] = hn::MulAdd(dots[r][c], k_scale, acc[r][c]);
-        acc[r][c] = hn::MulAdd(q_sum[r], k_min, acc[r][c]);
+        const VF q_sum = hn::LoadU(df, q_sums + (r * groups + g) * N);
+        VF& out = kOneGroup ? dots[r][c] : acc[r][c];
+        out = hn::MulAdd(dots[r][c], k_scale, kOneGroup ? hn::Zero(df) : out);
+        out = hn::MulAdd(q_sum, k_min, out);
       }
     }
   }
   float sums[R * KB];
-  SumEachVector<R * KB>(df, &acc[0][0], sums);
+  SumEachVector<R * KB>(df, kOneGroup ? &dots[0][0] : &acc[0][0], sums);
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < KB; ++c) s[r * kTile + c] = scale * sums[r * KB + c];
 }
 
+// q_sums[r][g] = Σ of row r's q vectors over group g's units, as a vector
+// (vector adds in unit order: the same bits for every tile and blocking).
+template <KvStorage S, int R>
+HWY_INLINE void QSums(DF df, const quant::RowFormat& f, const float* q, int64_t dqp, float* q_sums) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t units_per_group = (S == KvStorage::kInt4 ? f.group / 2 : f.group) / N;
+  for (int64_t g = 0; g < f.groups(); ++g) {
+    VF q_sum[R];
+    for (int r = 0; r < R; ++r) q_sum[r] = hn::Zero(df);
+    for (int64_t k = 0; k < units_per_group; ++k)
+      for (int i = 0; i < kVecs<S>; ++i)
+        for (int r = 0; r < R; ++r) q_sum[r] = hn::Add(q_sum[r], hn::LoadU(df, q + r * dqp + UnitElement<S>(f, g * units_per_group + k, i, N)));
+    for (int r = 0; r < R; ++r) hn::StoreU(q_sum[r], df, q_sums + (r * f.groups() + g) * N);
+  }
+}
+
 // pass 1 for R rows over the tile's keys: blocks of KB keys, then single keys.
-template <KvStorage S, int R, int KB, bool kFolded = false>
+// The folded form keeps its q sums in tmp (R · groups · N <= dim floats for
+// groups of >= 4 vectors).
+template <KvStorage S, int R, int KB, bool kFolded = false, bool kOneGroup = false>
 HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
                           int64_t dqp, float scale, float* s, float* tmp) {
   int64_t c = 0;
   if constexpr (kFolded) {
-    for (; c + KB <= cols; c += KB) ScoreBlockFolded<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c);
-    for (; c < cols; ++c) ScoreBlockFolded<S, R, 1>(df, f, krows + c, q, dqp, scale, s + c);
+    QSums<S, R>(df, f, q, dqp, tmp);
+    for (; c + KB <= cols; c += KB) ScoreBlockFolded<S, R, KB, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
+    for (; c < cols; ++c) ScoreBlockFolded<S, R, 1, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
   } else {
     for (; c + KB <= cols; c += KB) ScoreBlock<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c, tmp);
     for (; c < cols; ++c) ScoreBlock<S, R, 1>(df, f, krows + c, q, dqp, scale, s + c, tmp);
@@ -363,7 +387,8 @@ HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const
 }
 
 // pass 1 in blocks of up to 4 rows: ≤ 16 accumulators (one row × 8 keys or
-// 2–4 rows × 4 keys; folded: half the keys, for the per-group dot sums).
+// 2–4 rows × 4 keys; folded over several groups: half the keys, for the
+// per-group dot sums).
 template <KvStorage S, bool kFolded>
 void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
                     int64_t rows, int64_t dqp, float scale, float* s, float* tmp) {
@@ -371,6 +396,17 @@ void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krow
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const float* qr = q + r0 * dqp;
     float* sr = s + r0 * kTile;
+    if constexpr (kFolded) {
+      if (f.groups() == 1) {  // no per-group sums to keep: the unfolded block sizes
+        switch (std::min<int64_t>(4, rows - r0)) {
+          case 4: ScoreRows<S, 4, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+          case 3: ScoreRows<S, 3, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+          case 2: ScoreRows<S, 2, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+          default: ScoreRows<S, 1, 8, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+        }
+        continue;
+      }
+    }
     switch (std::min<int64_t>(4, rows - r0)) {
       case 4: ScoreRows<S, 4, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
       case 3: ScoreRows<S, 3, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;

@@ -739,11 +739,16 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     }
     // Memory-level parallelism: request this tile's V rows (read after the
     // scores) and, within the page, the next tile's K rows, while pass 1 runs.
-    for (int64_t c = 0; c < cols; ++c) {
-      for (int64_t off = 0; off < kv.v_row_bytes; off += 64) hwy::Prefetch(vrows[c] + off);
-      if (slot + kTile < kv.page_size) {
-        for (int64_t off = 0; off < kv.k_row_bytes; off += 64) hwy::Prefetch(krows[c] + kTile * kv.k_row_bytes + off);
-      }
+    // Rows of one page are contiguous, so each page's part is one byte range.
+    for (int64_t c = 0; c < cols;) {
+      int64_t end = c + 1;
+      while (end < cols && vrows[end] == vrows[end - 1] + kv.v_row_bytes) ++end;
+      for (int64_t off = 0; off < (end - c) * kv.v_row_bytes; off += 64) hwy::Prefetch(vrows[c] + off);
+      c = end;
+    }
+    if (slot + kTile < kv.page_size) {
+      const uint8_t* k_next = krows[cols - 1] + kv.k_row_bytes;
+      for (int64_t off = 0; off < kTile * kv.k_row_bytes; off += 64) hwy::Prefetch(k_next + off);
     }
     // pass 1
     score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, p.scale, s, tk);

@@ -85,16 +85,45 @@ TEST_P(Decode, MatchesOracleOnDequantizedCache) {
 TEST_P(Decode, KeyBlockTailsAndPageBoundariesMatchOracle) {
   const KvStorage st = GetParam().storage;
   std::vector<int64_t> groups = {0};
-  if (st == KvStorage::kInt8) groups = {0, 32, 16};
+  if (st == KvStorage::kInt8) groups = {0, 64, 32, 16};  // 64: two long groups (folded, sums per group)
   if (st == KvStorage::kInt4) groups = {0, 128};
   const int64_t lengths[] = {1, 7, 15, 16, 17, 33, 40};
   const int64_t B = 7, Hkv = 2, D = 128;
   for (int64_t group : groups) {
-    for (int64_t Hq : {2, 8}) {
+    for (int64_t Hq : {2, 4, 6, 8}) {  // 1, 2, 3 and 4 query rows per KV head
       const uint64_t seed = 500 + group * 3 + Hq;
       std::mt19937_64 rng(seed);
       KvCacheConfig c = config(B, Hkv, D, D, 40);
       c.page_size = 5;
+      c.k_group_size = c.v_group_size = group;
+      auto cache = make_cache(c);
+      for (int64_t b = 0; b < B; ++b) {
+        Tokens t = random_tokens(cache->config(), lengths[b], rng);
+        ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
+      }
+      Tensor<float> q = make_tensor<float>({B, Hq, 1, D}, Layout::kContiguous);
+      fill_normal(q, rng);
+      SCOPED_TRACE("group " + std::to_string(group) + " Hq " + std::to_string(Hq));
+      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, GetParam().isa),
+                                 CausalAlign::kBottomRight, seed);
+    }
+  }
+}
+
+// Rows with many groups (D = 256): pass 4's per-key params span more than
+// one vector (int8 groups of 16: 32 floats), and pass 1 folds several long
+// groups (int8 64, int4 128), for one and four query rows per KV head.
+TEST_P(Decode, ManyGroupsPerRowMatchOracle) {
+  const KvStorage st = GetParam().storage;
+  if (st != KvStorage::kInt8 && st != KvStorage::kInt4) GTEST_SKIP() << "quantized formats only";
+  const std::vector<int64_t> groups = st == KvStorage::kInt8 ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{32, 128};
+  const int64_t lengths[] = {1, 33, 70};
+  const int64_t B = 3, Hkv = 2, D = 256;
+  for (int64_t group : groups) {
+    for (int64_t Hq : {2, 8}) {
+      const uint64_t seed = 900 + group + Hq;
+      std::mt19937_64 rng(seed);
+      KvCacheConfig c = config(B, Hkv, D, D, 70);
       c.k_group_size = c.v_group_size = group;
       auto cache = make_cache(c);
       for (int64_t b = 0; b < B; ++b) {

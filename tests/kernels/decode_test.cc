@@ -51,6 +51,22 @@ class Decode : public ::testing::TestWithParam<DecodeCase> {
     if (s == KvStorage::kInt8) return {{64, 64}, {33, 17}};
     return {{33, 17}, {64, 64}};
   }
+  // A cache of configuration c holding lengths[b] random tokens in sequence b,
+  // then one decode step (Hq query heads, one token each, bottom-right)
+  // checked against the oracle.
+  void check_decode_step(const KvCacheConfig& c, const std::vector<int64_t>& lengths, int64_t Hq,
+                         uint64_t seed) const {
+    std::mt19937_64 rng(seed);
+    auto cache = make_cache(c);
+    for (int64_t b = 0; b < c.batch; ++b) {
+      Tokens t = random_tokens(cache->config(), lengths[b], rng);
+      ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
+    }
+    Tensor<float> q = make_tensor<float>({c.batch, Hq, 1, c.head_dim_k}, Layout::kContiguous);
+    fill_normal(q, rng);
+    check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, GetParam().isa),
+                               CausalAlign::kBottomRight, seed);
+  }
 };
 
 // Uneven lengths (0, 1, a prime across tiles and pages), every query count
@@ -87,25 +103,15 @@ TEST_P(Decode, KeyBlockTailsAndPageBoundariesMatchOracle) {
   std::vector<int64_t> groups = {0};
   if (st == KvStorage::kInt8) groups = {0, 64, 32, 16};  // 64: two long groups (folded, sums per group)
   if (st == KvStorage::kInt4) groups = {0, 128};
-  const int64_t lengths[] = {1, 7, 15, 16, 17, 33, 40};
-  const int64_t B = 7, Hkv = 2, D = 128;
+  const std::vector<int64_t> lengths = {1, 7, 15, 16, 17, 33, 40};
+  const int64_t Hkv = 2, D = 128;
   for (int64_t group : groups) {
     for (int64_t Hq : {2, 4, 6, 8}) {  // 1, 2, 3 and 4 query rows per KV head
-      const uint64_t seed = 500 + group * 3 + Hq;
-      std::mt19937_64 rng(seed);
-      KvCacheConfig c = config(B, Hkv, D, D, 40);
+      KvCacheConfig c = config(static_cast<int64_t>(lengths.size()), Hkv, D, D, 40);
       c.page_size = 5;
       c.k_group_size = c.v_group_size = group;
-      auto cache = make_cache(c);
-      for (int64_t b = 0; b < B; ++b) {
-        Tokens t = random_tokens(cache->config(), lengths[b], rng);
-        ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
-      }
-      Tensor<float> q = make_tensor<float>({B, Hq, 1, D}, Layout::kContiguous);
-      fill_normal(q, rng);
       SCOPED_TRACE("group " + std::to_string(group) + " Hq " + std::to_string(Hq));
-      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, GetParam().isa),
-                                 CausalAlign::kBottomRight, seed);
+      check_decode_step(c, lengths, Hq, 500 + group * 3 + Hq);
     }
   }
 }
@@ -117,24 +123,14 @@ TEST_P(Decode, ManyGroupsPerRowMatchOracle) {
   const KvStorage st = GetParam().storage;
   if (st != KvStorage::kInt8 && st != KvStorage::kInt4) GTEST_SKIP() << "quantized formats only";
   const std::vector<int64_t> groups = st == KvStorage::kInt8 ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{32, 128};
-  const int64_t lengths[] = {1, 33, 70};
-  const int64_t B = 3, Hkv = 2, D = 256;
+  const std::vector<int64_t> lengths = {1, 33, 70};
+  const int64_t Hkv = 2, D = 256;
   for (int64_t group : groups) {
     for (int64_t Hq : {2, 8}) {
-      const uint64_t seed = 900 + group + Hq;
-      std::mt19937_64 rng(seed);
-      KvCacheConfig c = config(B, Hkv, D, D, 70);
+      KvCacheConfig c = config(static_cast<int64_t>(lengths.size()), Hkv, D, D, 70);
       c.k_group_size = c.v_group_size = group;
-      auto cache = make_cache(c);
-      for (int64_t b = 0; b < B; ++b) {
-        Tokens t = random_tokens(cache->config(), lengths[b], rng);
-        ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
-      }
-      Tensor<float> q = make_tensor<float>({B, Hq, 1, D}, Layout::kContiguous);
-      fill_normal(q, rng);
       SCOPED_TRACE("group " + std::to_string(group) + " Hq " + std::to_string(Hq));
-      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, GetParam().isa),
-                                 CausalAlign::kBottomRight, seed);
+      check_decode_step(c, lengths, Hq, 900 + group + Hq);
     }
   }
 }

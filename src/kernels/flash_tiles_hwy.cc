@@ -111,41 +111,31 @@ HWY_INLINE void MulBlock(const float* HWY_RESTRICT a, int64_t lda, const float* 
     for (int j = 0; j < V; ++j) hn::StoreU(kAccumulate ? acc[r][j] : hn::Mul(acc[r][j], vscale), d, c + r * ldc + j * N);
 }
 
-// Calls block(std::integral_constant<int, R>, r) over rows: full kRows blocks,
-// then one block of the remaining R < kRows rows, so R is a compile-time count.
-template <class Block>
-HWY_INLINE void ForRowBlocks(int64_t rows, const Block& block) {
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) block(std::integral_constant<int, kRows>(), r);
-  switch (rows - r) {
-    case 5: block(std::integral_constant<int, 5>(), r); break;
-    case 4: block(std::integral_constant<int, 4>(), r); break;
-    case 3: block(std::integral_constant<int, 3>(), r); break;
-    case 2: block(std::integral_constant<int, 2>(), r); break;
-    case 1: block(std::integral_constant<int, 1>(), r); break;
-    default: break;
+// The one block of K < kMax items left after the full blocks, K a
+// compile-time count: f(std::integral_constant<int, K>, at) for K == rest.
+template <int K, class F>
+HWY_INLINE void RemainderBlock(int64_t rest, int64_t at, const F& f) {
+  if constexpr (K > 0) {
+    if (rest == K) return f(std::integral_constant<int, K>(), at);
+    RemainderBlock<K - 1>(rest, at, f);
   }
 }
 
-// Calls strip(std::integral_constant<int, V>, j) over vecs vectors of columns:
-// strips of kVecs, then one strip of the remaining V < kVecs vectors.
-template <class Strip>
-HWY_INLINE void ForVecStrips(int64_t vecs, const Strip& strip) {
-  int64_t j = 0;
-  for (; j + kVecs <= vecs; j += kVecs) strip(std::integral_constant<int, kVecs>(), j);
-  switch (vecs - j) {
-    case 3: strip(std::integral_constant<int, 3>(), j); break;
-    case 2: strip(std::integral_constant<int, 2>(), j); break;
-    case 1: strip(std::integral_constant<int, 1>(), j); break;
-    default: break;
-  }
+// Calls f(std::integral_constant<int, K>, i) over n items: blocks of kMax,
+// then one block of the remaining K < kMax, so every block size is a
+// compile-time count (rows of MulBlock: kRows; column strips: kVecs).
+template <int kMax, class F>
+HWY_INLINE void ForBlocks(int64_t n, const F& f) {
+  int64_t i = 0;
+  for (; i + kMax <= n; i += kMax) f(std::integral_constant<int, kMax>(), i);
+  RemainderBlock<kMax - 1>(n - i, i, f);
 }
 
 // S = scale · Q·Kᵀ: MulBlock over the head dim, for all rows of one strip of V key vectors.
 template <int V>
 HWY_INLINE void ScoresStrip(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, VF vscale,
                             float* s, int64_t lds) {
-  ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
+  ForBlocks<kRows>(rows, [&](auto R, int64_t r) HWY_ATTR {
     MulBlock<decltype(R)::value, V, false>(q + r * dk, dk, kt, ldk, dk, vscale, s + r * lds, lds);
   });
 }
@@ -157,7 +147,7 @@ void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t l
   const VF vscale = hn::Set(d, scale);
   const int64_t vecs = (cols + N - 1) / N;  // the padded tail is computed, never read
   // Key strips outermost: one Kᵀ strip (dk × kVecs·N floats) stays in L1 for all rows.
-  ForVecStrips(vecs, [&](auto V, int64_t j) HWY_ATTR {
+  ForBlocks<kVecs>(vecs, [&](auto V, int64_t j) HWY_ATTR {
     ScoresStrip<decltype(V)::value>(q, rows, dk, kt + j * N, ldk, vscale, s + j * N, lds);
   });
 }
@@ -167,7 +157,7 @@ void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t l
 template <int V>
 HWY_INLINE void PVStrip(const float* p, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
                         float* acc) {
-  ForRowBlocks(rows, [&](auto R, int64_t r) HWY_ATTR {
+  ForBlocks<kRows>(rows, [&](auto R, int64_t r) HWY_ATTR {
     MulBlock<decltype(R)::value, V, true>(p + r * lds, lds, v, ldv, cols, hn::Zero(DF()), acc + r * dv, dv);
   });
 }
@@ -327,7 +317,7 @@ void SoftmaxPV(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v
   // pass 1: per-row online softmax.
   SoftmaxRows<false>(s, lds, rows, cols, v, ldv, dv, m, l, acc);
   // pass 2: acc += P·V, head dim in strips of kVecs vectors (dv is padded to whole vectors).
-  ForVecStrips(dv / N, [&](auto V, int64_t j) HWY_ATTR {
+  ForBlocks<kVecs>(dv / N, [&](auto V, int64_t j) HWY_ATTR {
     PVStrip<decltype(V)::value>(s, lds, rows, cols, v + j * N, ldv, dv, acc + j * N);
   });
 }

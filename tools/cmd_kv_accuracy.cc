@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
@@ -16,6 +18,7 @@ struct Options {
   gl::KvAccuracyRequest request;
   std::string storage = "f16,bf16,int8,int4";  // applied to K and V alike unless --k/--v are given
   std::string k, v;
+  std::string k_scales = "token";  // token, channel, or both (one row each)
   uint64_t seeds = 3;
 };
 
@@ -28,11 +31,12 @@ bool parse(const std::string& name, gl::KvStorage* s) {
 int run(const Options& o, int threads) {
   gl::KvAccuracyRequest r = o.request;
   r.num_threads = threads;
-  std::printf("goldilocks kv-accuracy: B=%lld Hq=%lld Hkv=%lld Nq=%lld Nk=%lld D=%lld, N(0,1) inputs, %llu seeds, "
-              "vs an f32 cache through the same kernel\n\n",
-              (long long)r.batch, (long long)r.q_heads, (long long)r.kv_heads, (long long)r.queries, (long long)r.keys,
-              (long long)r.head_dim, (unsigned long long)o.seeds);
-  std::printf("%-5s %-5s %6s %6s %12s %12s %12s %12s\n", "K", "V", "Kgrp", "Vgrp", "max abs", "rel L2", "KL mean", "KL max");
+  std::printf("goldilocks kv-accuracy: B=%lld Hq=%lld Hkv=%lld Nq=%lld Nk=%lld D=%lld, N(0,1) inputs", (long long)r.batch,
+              (long long)r.q_heads, (long long)r.kv_heads, (long long)r.queries, (long long)r.keys, (long long)r.head_dim);
+  if (r.outlier_channels > 0) std::printf(", K channels 0..%lld scaled x%g", (long long)r.outlier_channels - 1, r.outlier_scale);
+  std::printf(", %llu seeds, vs an f32 cache through the same kernel\n\n", (unsigned long long)o.seeds);
+  std::printf("%-5s %-5s %-8s %6s %6s %12s %12s %12s %12s\n", "K", "V", "Kscales", "Kgrp", "Vgrp", "max abs", "rel L2", "KL mean",
+              "KL max");
   std::vector<std::pair<std::string, std::string>> pairs;
   if (!o.k.empty() || !o.v.empty()) {
     pairs.push_back({o.k.empty() ? "f32" : o.k, o.v.empty() ? "f32" : o.v});
@@ -40,25 +44,44 @@ int run(const Options& o, int threads) {
     std::stringstream ss(o.storage);
     for (std::string item; std::getline(ss, item, ',');) pairs.push_back({item, item});
   }
+  std::vector<gl::KvKScales> modes;
+  if (o.k_scales == "token" || o.k_scales == "both") modes.push_back(gl::KvKScales::kPerToken);
+  if (o.k_scales == "channel" || o.k_scales == "both") modes.push_back(gl::KvKScales::kPerChannel);
+  if (modes.empty()) {
+    std::fprintf(stderr, "error: --k-scales %s is not one of token, channel, both\n", o.k_scales.c_str());
+    return 2;
+  }
   for (const auto& [ks, vs] : pairs) {
     if (!parse(ks, &r.k_storage) || !parse(vs, &r.v_storage)) return 2;
-    gl::KvAccuracy worst;
-    for (uint64_t seed = 1; seed <= o.seeds; ++seed) {  // the worst over seeds, not a lucky one
-      r.seed = seed;
-      gl::KvAccuracy a;
-      if (gl::Status s = gl::measure_kv_accuracy(r, &a); !s.ok()) {
-        std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
-        return 1;
+    for (gl::KvKScales mode : modes) {
+      const bool channel = mode == gl::KvKScales::kPerChannel;
+      const bool quantized_k = r.k_storage == gl::KvStorage::kInt8 || r.k_storage == gl::KvStorage::kInt4;
+      if (channel && !quantized_k) continue;  // per-channel scales exist for int8/int4 K only
+      r.k_scales = mode;
+      const int64_t k_channel_tokens = r.k_channel_tokens;
+      if (!channel) r.k_channel_tokens = 0;
+      gl::KvAccuracy worst;
+      for (uint64_t seed = 1; seed <= o.seeds; ++seed) {  // the worst over seeds, not a lucky one
+        r.seed = seed;
+        gl::KvAccuracy a;
+        if (gl::Status s = gl::measure_kv_accuracy(r, &a); !s.ok()) {
+          std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+          return 1;
+        }
+        worst.max_abs = std::max(worst.max_abs, a.max_abs);
+        worst.rel_l2 = std::max(worst.rel_l2, a.rel_l2);
+        worst.kl_mean = std::max(worst.kl_mean, a.kl_mean);
+        worst.kl_max = std::max(worst.kl_max, a.kl_max);
       }
-      worst.max_abs = std::max(worst.max_abs, a.max_abs);
-      worst.rel_l2 = std::max(worst.rel_l2, a.rel_l2);
-      worst.kl_mean = std::max(worst.kl_mean, a.kl_mean);
-      worst.kl_max = std::max(worst.kl_max, a.kl_max);
+      r.k_channel_tokens = k_channel_tokens;
+      const std::string scales = channel ? "ch/" + std::to_string(k_channel_tokens ? k_channel_tokens : 32) : "token";
+      std::printf("%-5s %-5s %-8s %6lld %6lld %12.3e %12.3e %12.3e %12.3e\n", ks.c_str(), vs.c_str(), scales.c_str(),
+                  (long long)(channel ? 0 : r.k_group_size), (long long)r.v_group_size, worst.max_abs, worst.rel_l2,
+                  worst.kl_mean, worst.kl_max);
     }
-    std::printf("%-5s %-5s %6lld %6lld %12.3e %12.3e %12.3e %12.3e\n", ks.c_str(), vs.c_str(), (long long)r.k_group_size,
-                (long long)r.v_group_size, worst.max_abs, worst.rel_l2, worst.kl_mean, worst.kl_max);
   }
-  std::printf("\n(group 0 = default: int8 per token, int4 groups of 32; worst of the seeds)\n");
+  std::printf("\n(group 0 = default: int8 per token, int4 groups of 32; Kscales ch/G = per-channel K scales over\n"
+              " groups of G tokens (KIVI), the last Nk %% G keys in f32; worst of the seeds)\n");
   return 0;
 }
 
@@ -73,6 +96,12 @@ CLI::App* register_kv_accuracy(CLI::App& app, const GlobalOptions& global, int* 
   cmd->add_option("--v", o->v, "V storage");
   cmd->add_option("--k-group", o->request.k_group_size, "int8/int4 group size for K (0 = default)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--v-group", o->request.v_group_size, "int8/int4 group size for V (0 = default)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--k-scales", o->k_scales, "int8/int4 K scales: token, channel (KIVI) or both");
+  cmd->add_option("--k-channel-tokens", o->request.k_channel_tokens, "tokens per per-channel K group (0 = default 32)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--outlier-channels", o->request.outlier_channels, "K channels scaled by --outlier-scale (0 = none)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--outlier-scale", o->request.outlier_scale, "scale of the outlier K channels");
   cmd->add_option("--nk", o->request.keys, "keys")->check(CLI::PositiveNumber);
   cmd->add_option("--nq", o->request.queries, "queries (the last positions)")->check(CLI::PositiveNumber);
   cmd->add_option("--hq", o->request.q_heads, "query heads")->check(CLI::PositiveNumber);

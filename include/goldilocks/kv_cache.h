@@ -35,6 +35,14 @@ namespace goldilocks {
 
 enum class KvStorage : uint8_t { kFloat32, kFloat16, kBFloat16, kInt8, kInt4 };
 enum class KvLayout : uint8_t { kContiguous, kPaged };
+// How int8/int4 K rows get their (scale, min): per token (one pair per group
+// of k_group_size channels inside a row, the default) or per channel as KIVI
+// (Liu et al. 2024) recommends: one pair per channel over a group of
+// k_channel_tokens consecutive tokens, which absorbs outlier channels that a
+// per-token range would spread over every other channel. The newest tokens
+// that do not yet fill a group stay in f32 (the "residual") and are quantized
+// when the group completes. V is always per token.
+enum class KvKScales : uint8_t { kPerToken, kPerChannel };
 
 const char* kv_storage_name(KvStorage storage);
 // Parses "f32", "f16", "bf16", "int8", "int4"; false on anything else.
@@ -58,6 +66,19 @@ struct KvCacheConfig {
   // (per-token scales), int4 32 (or the head dim when it is not a multiple of 32).
   int64_t k_group_size = 0;
   int64_t v_group_size = 0;
+  // Per-channel K scales (int8/int4 K only; k_group_size must stay 0).
+  // k_channel_tokens = G, tokens sharing one (scale, min) per channel; 0 =
+  // default: 32 (contiguous), the largest divisor of page_size <= 32 (paged).
+  // Paged: G must divide page_size so a token group never straddles pages.
+  // Semantics beyond the per-token cache (see docs/performance.md, KIVI):
+  //   truncate into a completed group reopens it into the f32 residual; that is
+  //   exact when the group is the last completed one (its f32 rows are kept, so
+  //   rolling back an append of <= G tokens restores the exact state), and
+  //   otherwise uses the group's dequantized values;
+  //   evict needs sink_tokens and the evicted count to be multiples of G
+  //   (whole groups move), else it returns an error and changes nothing.
+  KvKScales k_scales = KvKScales::kPerToken;
+  int64_t k_channel_tokens = 0;
 };
 
 // Bytes a cache with this configuration allocates (pool + block tables +
@@ -66,7 +87,9 @@ int64_t kv_cache_bytes(const KvCacheConfig& config);
 // The largest max_tokens (per sequence) whose kv_cache_bytes fits in
 // budget_bytes, with num_pages derived from it (num_pages = 0); 0 if none.
 int64_t kv_cache_tokens_for_budget(const KvCacheConfig& config, int64_t budget_bytes);
-// Bytes one token of one KV head occupies in the cache (K row + V row, with scales).
+// Bytes one token of one KV head occupies in the cache (K row + V row, with
+// scales). Per-channel K: the codes plus the token's share of its group's
+// per-channel params, rounded up (kv_cache_bytes is exact; this is a rate).
 int64_t kv_token_bytes(const KvCacheConfig& config);
 
 class KvCache {
@@ -126,6 +149,12 @@ struct KvAccuracyRequest {
   int64_t batch = 1, q_heads = 32, kv_heads = 8, queries = 1, keys = 4096, head_dim = 128;
   KvStorage k_storage = KvStorage::kInt8, v_storage = KvStorage::kInt8;
   int64_t k_group_size = 0, v_group_size = 0;
+  KvKScales k_scales = KvKScales::kPerToken;
+  int64_t k_channel_tokens = 0;
+  // K channels 0..outlier_channels-1 are multiplied by outlier_scale (the
+  // outlier channels of real keys that motivate KIVI's per-channel scales).
+  int64_t outlier_channels = 0;
+  float outlier_scale = 10.0f;
   uint64_t seed = 1;
   int num_threads = 0;
 };

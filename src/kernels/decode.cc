@@ -9,7 +9,8 @@
 // Per item:
 //   pack the item's query rows (G heads × query block), m = -inf, l = 0, acc = 0
 //   per tile of kTile keys of the item's split:
-//     pass 1: S = scale·q·kᵀ, each K row dequantized once for all rows   (ScoreTile<K storage>)
+//     pass 1: S = scale·q·kᵀ, each K row dequantized once for all rows   (ScoreTile<K storage>;
+//             per-channel K: ScoreTileChannel, q∘scale formed once per token group)
 //     pass 2: causal mask on tiles that cross the diagonal
 //     pass 3: online softmax (vector exp)                                 (SoftmaxTile)
 //     pass 4: acc += P·V, each V row dequantized once for all live rows   (PvTile<V storage>)
@@ -47,6 +48,7 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 struct DecodePlan {
   int64_t qb = 1, q_blocks = 1, rows = 1, dkp = 0, dvp = 0;
   int64_t q_off = 0, acc_off = 0, m_off = 0, l_off = 0, s_off = 0, tk_off = 0, tv_off = 0, w_off = 0, total = 0;  // floats
+  int64_t qs_off = 0;  // per-channel K: q∘scale rows [rows][dkp], then q·min [rows]
   int64_t items = 0;
 };
 
@@ -72,6 +74,7 @@ inline DecodePlan plan_decode(const DecodeProblem& p) {
   t.tv_off = take(t.dvp);
   // pass 4's per-key weights and Σ p·min of quantized V: [kTile + 1][4 rows][2 · groups, padded].
   t.w_off = take((kTile + 1) * 4 * round_up(2 * p.kv.vf.groups(), kPad));
+  t.qs_off = take(p.kv.k_per_channel ? t.rows * (t.dkp + 1) : 0);
   t.total = off;
   t.items = p.B * p.Hkv * t.q_blocks * p.splits;
   return t;
@@ -445,6 +448,114 @@ void ScoreTile(const quant::RowFormat& f, const uint8_t* const* krows, int64_t c
   }
 }
 
+// Per-channel K (KIVI), pass 1. For a key j of a complete token group with
+// per-channel (scale_c, min_c):
+//   q·k_j = Σ_c (q_c·scale_c)·code_jc + Σ_c q_c·min_c,
+// so q∘scale and q·min are formed once per group (FormScaledQ) and each code
+// then costs one fma per row; keys of the open group (residual) are f32 rows
+// dotted with q directly. Every key's arithmetic depends only on q, its
+// group's params and its codes (never on the tile), so paged, contiguous,
+// split and unsplit runs give the same bits.
+
+// sums[r] = Σ_e w_r[e] · x[e] for R rows of w (stride wstride) and one row x
+// of D elements: f32 (residual), int8 codes, or int4 nibble-planar codes (byte
+// i: element i low, D/2 + i high). Whole vectors, then a scalar tail added last.
+template <KvStorage S, int R>
+HWY_INLINE void ChannelDots(DF df, int64_t D, const uint8_t* x, const float* w, int64_t wstride, float* sums) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
+  VF acc[R];
+  float tail[R];
+  for (int r = 0; r < R; ++r) acc[r] = hn::Zero(df), tail[r] = 0.0f;
+  if constexpr (S == KvStorage::kInt4) {
+    const int64_t half = D / 2, full = half / N * N;
+    for (int64_t i = 0; i < full; i += N) {
+      const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, x + i));
+      const VF lo = hn::ConvertTo(df, hn::And(bytes, hn::Set(di32, 0xF))), hi = hn::ConvertTo(df, hn::ShiftRight<4>(bytes));
+      for (int r = 0; r < R; ++r) {
+        acc[r] = hn::MulAdd(lo, hn::LoadU(df, w + r * wstride + i), acc[r]);
+        acc[r] = hn::MulAdd(hi, hn::LoadU(df, w + r * wstride + half + i), acc[r]);
+      }
+    }
+    for (int64_t i = full; i < half; ++i) {
+      for (int r = 0; r < R; ++r) {
+        tail[r] = std::fma(static_cast<float>(x[i] & 0xF), w[r * wstride + i], tail[r]);
+        tail[r] = std::fma(static_cast<float>(x[i] >> 4), w[r * wstride + half + i], tail[r]);
+      }
+    }
+  } else {
+    const auto* xf = reinterpret_cast<const float*>(x);
+    const int64_t full = D / N * N;
+    for (int64_t e = 0; e < full; e += N) {
+      VF v;
+      if constexpr (S == KvStorage::kFloat32) {
+        v = hn::LoadU(df, xf + e);
+      } else {
+        v = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, x + e)));
+      }
+      for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(v, hn::LoadU(df, w + r * wstride + e), acc[r]);
+    }
+    for (int64_t e = full; e < D; ++e) {
+      const float v = S == KvStorage::kFloat32 ? xf[e] : static_cast<float>(x[e]);
+      for (int r = 0; r < R; ++r) tail[r] = std::fma(v, w[r * wstride + e], tail[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) sums[r] = hn::GetLane(hn::SumOfLanes(df, acc[r])) + tail[r];
+}
+
+// qs_r = q_r ∘ scale and qm_r = q_r · min for one token group's params
+// ([D] pairs (scale, min)), every row (scalar: once per group, not per key).
+inline void FormScaledQ(const float* params, int64_t D, const float* q, int64_t rows, int64_t dqp, float* qs, float* qm) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float sum = 0.0f;
+    for (int64_t e = 0; e < D; ++e) {
+      qs[r * dqp + e] = q[r * dqp + e] * params[2 * e];
+      sum = std::fma(q[r * dqp + e], params[2 * e + 1], sum);
+    }
+    qm[r] = sum;
+  }
+}
+
+// s[r, c] = scale · ChannelDots over rows in blocks of 4 (w = q or q∘scale), plus add[r].
+template <KvStorage S>
+HWY_INLINE void ChannelKey(DF df, int64_t D, const uint8_t* x, const float* w, int64_t rows, int64_t dqp, const float* add,
+                           float scale, float* s) {
+  float sums[4];
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const int64_t nr = std::min<int64_t>(4, rows - r0);
+    const float* wr = w + r0 * dqp;
+    switch (nr) {
+      case 4: ChannelDots<S, 4>(df, D, x, wr, dqp, sums); break;
+      case 3: ChannelDots<S, 3>(df, D, x, wr, dqp, sums); break;
+      case 2: ChannelDots<S, 2>(df, D, x, wr, dqp, sums); break;
+      default: ChannelDots<S, 1>(df, D, x, wr, dqp, sums); break;
+    }
+    for (int64_t r = 0; r < nr; ++r) s[(r0 + r) * kTile] = scale * (add ? sums[r] + add[r0 + r] : sums[r]);
+  }
+}
+
+// pass 1, per-channel K: krows[c] is key c's code row, kparams[c] its group's
+// params, or nullptr when krows[c] is an f32 residual row. qs: [rows][dqp] + [rows].
+template <KvStorage S>
+void ScoreTileChannel(int64_t D, const uint8_t* const* krows, const uint8_t* const* kparams, int64_t cols, const float* q,
+                      int64_t rows, int64_t dqp, float scale, float* s, float* qs) {
+  const DF df;
+  float* qm = qs + rows * dqp;
+  const uint8_t* formed = nullptr;  // the group whose q∘scale is in qs
+  for (int64_t c = 0; c < cols; ++c) {
+    if (kparams[c] == nullptr) {
+      ChannelKey<KvStorage::kFloat32>(df, D, krows[c], q, rows, dqp, nullptr, scale, s + c);
+      continue;
+    }
+    if (kparams[c] != formed) {
+      FormScaledQ(reinterpret_cast<const float*>(kparams[c]), D, q, rows, dqp, qs, qm);
+      formed = kparams[c];
+    }
+    ChannelKey<S>(df, D, krows[c], qs, rows, dqp, qm, scale, s + c);
+  }
+}
+
 // acc_r += p_r · v for R live rows, one pass over the V row.
 template <KvStorage S, int R>
 HWY_INLINE void AxpyRows(DF df, const quant::RowFormat& f, const uint8_t* vrow, float* const* acc, const float* p,
@@ -724,13 +835,27 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
   const int64_t k_head = hk * kv.k_head_bytes, v_head = kv.v_offset + hk * kv.v_head_bytes;
   const uint8_t* krows[kTile];
   const uint8_t* vrows[kTile];
+  // Per-channel K: each key's group params (nullptr = f32 row of the ring).
+  const uint8_t* kparams[kTile];
+  const bool k_channel = kv.k_per_channel;
+  const int64_t G = k_channel ? kv.k_channel_tokens : 1, quantized = k_channel ? kv.quantized(b) : 0;
+  const int64_t k_params_bytes = 2 * p.Dk * static_cast<int64_t>(sizeof(float)), k_codes_bytes = kv.kf.code_bytes();
+  const float* k_ring = k_channel ? kv.k_ring + (b * p.Hkv + hk) * 2 * G * p.Dk : nullptr;
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t cols = std::min(kTile, j_end - j0);
     // Row addresses of the tile, walking pages (no division per key).
     int64_t page_index = j0 / kv.page_size, slot = j0 % kv.page_size;
     const uint8_t* page = kv.pool + static_cast<int64_t>(table[page_index]) * kv.page_bytes;
     for (int64_t c = 0; c < cols; ++c) {
-      krows[c] = page + k_head + slot * kv.k_row_bytes;
+      if (!k_channel) {
+        krows[c] = page + k_head + slot * kv.k_row_bytes;
+      } else if (j0 + c < quantized) {
+        kparams[c] = page + k_head + slot / G * kv.k_group_bytes;
+        krows[c] = kparams[c] + k_params_bytes + slot % G * k_codes_bytes;
+      } else {
+        kparams[c] = nullptr;
+        krows[c] = reinterpret_cast<const uint8_t*>(k_ring + (j0 + c) % (2 * G) * p.Dk);
+      }
       vrows[c] = page + v_head + slot * kv.v_row_bytes;
       if (++slot == kv.page_size && c + 1 < cols) {
         slot = 0;
@@ -746,12 +871,18 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
       for (int64_t off = 0; off < (end - c) * kv.v_row_bytes; off += 64) hwy::Prefetch(vrows[c] + off);
       c = end;
     }
-    if (slot + kTile < kv.page_size) {
+    if (!k_channel && slot + kTile < kv.page_size) {
       const uint8_t* k_next = krows[cols - 1] + kv.k_row_bytes;
       for (int64_t off = 0; off < kTile * kv.k_row_bytes; off += 64) hwy::Prefetch(k_next + off);
     }
     // pass 1
-    score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, p.scale, s, tk);
+    if (!k_channel) {
+      score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, p.scale, s, tk);
+    } else if (kv.kf.storage == KvStorage::kInt4) {
+      ScoreTileChannel<KvStorage::kInt4>(p.Dk, krows, kparams, cols, q, rows, t.dkp, p.scale, s, scratch + t.qs_off);
+    } else {
+      ScoreTileChannel<KvStorage::kInt8>(p.Dk, krows, kparams, cols, q, rows, t.dkp, p.scale, s, scratch + t.qs_off);
+    }
     for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kTile + cols, s + (r + 1) * kTile, -inf);
     // pass 2: only tiles crossing the first row's diagonal need masking.
     if (causal && j0 + cols - 1 > q0 + offset) {

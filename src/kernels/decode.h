@@ -29,6 +29,16 @@ struct PagedKv {
   int64_t k_head_bytes = 0;  // page_size * kf.row_bytes()
   int64_t v_offset = 0;      // V region's offset inside a page
   int64_t v_head_bytes = 0;
+  // Per-channel K (KvKScales::kPerChannel): a page's K region holds, per head,
+  // page_size / G token groups of k_group_bytes = [Dk (scale, min) pairs][G
+  // code rows of kf.code_bytes()]; k_head_bytes = groups per page · k_group_bytes.
+  // Keys j past quantized(b) = floor(len/G)·G are f32 rows of the ring
+  // [B][Hkv][2G][Dk], slot j % 2G. kf then has group = Dk: the code rows only.
+  bool k_per_channel = false;
+  int64_t k_channel_tokens = 0, k_group_bytes = 0;
+  const float* k_ring = nullptr;
+
+  int64_t quantized(int64_t b) const { return lengths[b] / k_channel_tokens * k_channel_tokens; }
 
   const uint8_t* page(int64_t b, int64_t j) const {
     return pool + static_cast<int64_t>(block_table[b * table_stride + j / page_size]) * page_bytes;

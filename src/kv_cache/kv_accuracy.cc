@@ -1,5 +1,5 @@
 // Accuracy of quantized K/V storage against an f32 cache on the same Gaussian
-// inputs: output error through the same decode kernel, and the KL divergence
+// inputs (optionally with outlier K channels): output error through the same decode kernel, and the KL divergence
 // of the attention weights (computed in double from the dequantized keys).
 #include <algorithm>
 #include <cmath>
@@ -51,6 +51,9 @@ Status measure_kv_accuracy(const KvAccuracyRequest& r, KvAccuracy* result) {
   }
   if (r.queries > r.keys) return InvalidArgument("queries: must be <= keys (the queries are the last positions)");
   if (r.q_heads % r.kv_heads != 0) return InvalidArgument("q_heads: must be a multiple of kv_heads");
+  if (r.outlier_channels < 0 || r.outlier_channels > r.head_dim) {
+    return InvalidArgument("outlier_channels: " + std::to_string(r.outlier_channels) + " must be in [0, head_dim]");
+  }
   const int64_t B = r.batch, Hq = r.q_heads, Hkv = r.kv_heads, Nq = r.queries, Nk = r.keys, D = r.head_dim;
   TrackedBuffer<float> q(B * Hq * Nq * D), k(B * Hkv * Nk * D), v(B * Hkv * Nk * D), out_f(B * Hq * Nq * D),
       out_q(B * Hq * Nq * D), kq(Hkv * Nk * D), vq(Hkv * Nk * D);
@@ -63,6 +66,9 @@ Status measure_kv_accuracy(const KvAccuracyRequest& r, KvAccuracy* result) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto* buf : {&q, &k, &v})
     for (int64_t i = 0; i < buf->size(); ++i) (*buf)[i] = normal(rng);
+  // Outlier K channels (the same channels in every head and token, as in real keys).
+  for (int64_t i = 0; i < k.size(); ++i)
+    if (i % r.head_dim < r.outlier_channels) k[i] *= r.outlier_scale;
 
   KvCacheConfig cfg;
   cfg.batch = B, cfg.kv_heads = Hkv, cfg.head_dim_k = D, cfg.max_tokens = Nk;
@@ -70,6 +76,7 @@ Status measure_kv_accuracy(const KvAccuracyRequest& r, KvAccuracy* result) {
   GOLDILOCKS_RETURN_IF_ERROR(fill_cache(cfg, k.data(), v.data(), Nk, &exact));
   cfg.k_storage = r.k_storage, cfg.v_storage = r.v_storage;
   cfg.k_group_size = r.k_group_size, cfg.v_group_size = r.v_group_size;
+  cfg.k_scales = r.k_scales, cfg.k_channel_tokens = r.k_channel_tokens;
   GOLDILOCKS_RETURN_IF_ERROR(fill_cache(cfg, k.data(), v.data(), Nk, &quantized));
   GOLDILOCKS_RETURN_IF_ERROR(attend(*exact, q.data(), out_f.data(), r));
   GOLDILOCKS_RETURN_IF_ERROR(attend(*quantized, q.data(), out_q.data(), r));

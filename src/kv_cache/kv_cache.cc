@@ -9,6 +9,7 @@
 #include "dispatch/validate.h"
 #include "kv_cache/kv_attention.h"
 #include "kv_cache/kv_cache_state.h"
+#include "quant/channel_group.h"
 
 namespace goldilocks {
 namespace {
@@ -24,7 +25,49 @@ struct Plan {
   quant::RowFormat kf, vf;
   int64_t page_size = 0, num_pages = 0, table_stride = 0, k_region_bytes = 0, page_bytes = 0;
   int64_t pool_bytes = 0, table_bytes = 0, bookkeeping_bytes = 0, total_bytes = 0;
+  // Per-channel K: token groups per page and the per-sequence f32 ring ([batch][Hkv][2G][Dk]).
+  quant::ChannelGroupFormat kg;
+  int64_t k_groups_per_page = 0, residual_floats = 0;
 };
+
+// The default k_channel_tokens: 32, or (paged) the largest divisor of the page size <= 32.
+int64_t default_channel_tokens(const KvCacheConfig& c) {
+  if (c.layout == KvLayout::kContiguous) return 32;
+  int64_t g = std::min<int64_t>(32, c.page_size);
+  while (c.page_size % g != 0) --g;
+  return g;
+}
+
+Status check_channel_scales(KvCacheConfig& c) {
+  if (c.k_scales == KvKScales::kPerToken) {
+    if (c.k_channel_tokens != 0) {
+      return InvalidArgument("k_channel_tokens: " + num(c.k_channel_tokens) + " is set but k_scales is per token; set k_scales = kPerChannel or leave it 0");
+    }
+    return Status::Ok();
+  }
+  if (c.k_scales != KvKScales::kPerChannel) return InvalidArgument("k_scales: not a KvKScales value");
+  if (c.k_storage != KvStorage::kInt8 && c.k_storage != KvStorage::kInt4) {
+    return InvalidArgument(std::string("k_scales: per-channel scales need int8 or int4 K storage, not ") + kv_storage_name(c.k_storage) +
+                           "; use k_scales = kPerToken or quantize K");
+  }
+  if (c.k_group_size != 0) {
+    return InvalidArgument("k_group_size: " + num(c.k_group_size) + " must be 0 with per-channel K scales (every channel has its own scale)");
+  }
+  if (c.k_storage == KvStorage::kInt4 && c.head_dim_k % 2 != 0) {
+    return InvalidArgument("head_dim_k: " + num(c.head_dim_k) + " is odd; int4 K packs two channels per byte, use an even head dim or int8");
+  }
+  if (c.layout == KvLayout::kPaged && c.page_size < 1) return Status::Ok();  // page_size's own error comes later
+  if (c.k_channel_tokens == 0) c.k_channel_tokens = default_channel_tokens(c);
+  if (c.k_channel_tokens < 1 || c.k_channel_tokens > 4096) {
+    return InvalidArgument("k_channel_tokens: " + num(c.k_channel_tokens) + " must be in [1, 4096] (0 = default 32)");
+  }
+  if (c.layout == KvLayout::kPaged && c.page_size % c.k_channel_tokens != 0) {
+    return InvalidArgument("k_channel_tokens: " + num(c.k_channel_tokens) + " must divide page_size = " + num(c.page_size) +
+                           " so a token group never straddles pages; use a divisor of the page size (or 0 for the default)");
+  }
+  c.k_group_size = c.head_dim_k;  // the code rows: one group spanning the row (nibble-planar for int4)
+  return Status::Ok();
+}
 
 Status check_group(const char* name, KvStorage storage, int64_t dim, int64_t group) {
   const char* why = quant::format_problem(storage, dim, group);
@@ -43,6 +86,8 @@ Status plan_cache(const KvCacheConfig& in, Plan* plan) {
   if (c.head_dim_v < 1) return InvalidArgument("head_dim_v: " + num(c.head_dim_v) + " must be >= 1 (or 0 = head_dim_k)");
   if (c.max_tokens < 1) return InvalidArgument("max_tokens: " + num(c.max_tokens) + " must be >= 1");
   if (c.max_tokens > (int64_t{1} << 40)) return InvalidArgument("max_tokens: " + num(c.max_tokens) + " is absurdly large; use <= 2^40");
+  GOLDILOCKS_RETURN_IF_ERROR(check_channel_scales(c));
+  const bool k_channel = c.k_scales == KvKScales::kPerChannel;
   if (c.k_group_size == 0) c.k_group_size = quant::default_group_size(c.k_storage, c.head_dim_k);
   if (c.v_group_size == 0) c.v_group_size = quant::default_group_size(c.v_storage, c.head_dim_v);
   GOLDILOCKS_RETURN_IF_ERROR(check_group("k_group_size", c.k_storage, c.head_dim_k, c.k_group_size));
@@ -68,10 +113,20 @@ Status plan_cache(const KvCacheConfig& in, Plan* plan) {
     p.num_pages = c.num_pages;
   }
   // Bytes: K region rounded to 64 so the V region (and every quantized row) stays aligned.
+  // Per-channel K: a page holds whole token groups (contiguous: floor(max_tokens / G);
+  // the tokens of a last partial group only ever live in the residual).
   int64_t k_bytes, v_bytes, table_entries;
-  bool ok = checked_mul(c.kv_heads * 1, p.page_size, &k_bytes) && checked_mul(k_bytes, p.kf.row_bytes(), &k_bytes) &&
-            checked_mul(c.kv_heads, p.page_size, &v_bytes) && checked_mul(v_bytes, p.vf.row_bytes(), &v_bytes) &&
-            checked_add(k_bytes, 63, &k_bytes);
+  bool ok;
+  if (k_channel) {
+    p.kg = quant::ChannelGroupFormat(c.k_storage, c.head_dim_k, c.k_channel_tokens);
+    p.k_groups_per_page = p.page_size / c.k_channel_tokens;
+    ok = checked_mul(c.kv_heads, p.k_groups_per_page, &k_bytes) && checked_mul(k_bytes, p.kg.bytes(), &k_bytes) &&
+         checked_mul(c.batch * c.kv_heads, 2 * c.k_channel_tokens * c.head_dim_k, &p.residual_floats);
+  } else {
+    ok = checked_mul(c.kv_heads * 1, p.page_size, &k_bytes) && checked_mul(k_bytes, p.kf.row_bytes(), &k_bytes);
+  }
+  ok = ok && checked_mul(c.kv_heads, p.page_size, &v_bytes) && checked_mul(v_bytes, p.vf.row_bytes(), &v_bytes) &&
+       checked_add(k_bytes, 63, &k_bytes);
   if (ok) {
     p.k_region_bytes = k_bytes / 64 * 64;
     ok = checked_add(p.k_region_bytes, v_bytes, &p.page_bytes) && checked_add(p.page_bytes, 63, &p.page_bytes);
@@ -81,6 +136,8 @@ Status plan_cache(const KvCacheConfig& in, Plan* plan) {
        checked_mul(c.batch, p.table_stride, &table_entries) && checked_mul(table_entries, 4, &p.table_bytes);
   // lengths (8 per sequence), refcount and free list (4 + 4 per page, paged only).
   p.bookkeeping_bytes = c.batch * 8 + (c.layout == KvLayout::kPaged ? p.num_pages * 8 : 0);
+  // Per-channel K: the f32 ring and its two group indices (16 per sequence).
+  if (k_channel) ok = ok && checked_add(p.bookkeeping_bytes, p.residual_floats * 4 + c.batch * 16, &p.bookkeeping_bytes);
   ok = ok && checked_add(p.pool_bytes, p.table_bytes, &p.total_bytes) &&
        checked_add(p.total_bytes, p.bookkeeping_bytes, &p.total_bytes);
   if (!ok) return InvalidArgument("max_tokens: the cache size overflows int64 bytes; use fewer tokens, heads or sequences");
@@ -151,6 +208,10 @@ int64_t kv_cache_bytes(const KvCacheConfig& config) {
 int64_t kv_token_bytes(const KvCacheConfig& config) {
   Plan p;
   if (!plan_cache(config, &p).ok()) return -1;
+  if (p.cfg.k_scales == KvKScales::kPerChannel) {
+    const int64_t G = p.cfg.k_channel_tokens;
+    return (p.kg.bytes() + G - 1) / G + p.vf.row_bytes();
+  }
   return p.kf.row_bytes() + p.vf.row_bytes();
 }
 
@@ -192,6 +253,14 @@ kernels::PagedKv KvCache::State::view() const {
   v.k_head_bytes = page_size * kf.row_bytes();
   v.v_offset = k_region_bytes;
   v.v_head_bytes = page_size * vf.row_bytes();
+  if (k_channel) {
+    v.k_per_channel = true;
+    v.k_channel_tokens = k_channel_tokens;
+    v.k_group_bytes = k_group_bytes;
+    v.k_head_bytes = k_groups_per_page * k_group_bytes;
+    v.k_row_bytes = 0;  // not row-addressed
+    v.k_ring = ring.data();
+  }
   return v;
 }
 
@@ -213,6 +282,15 @@ Status KvCache::create(const KvCacheConfig& config, std::unique_ptr<KvCache>* ca
   s->k_region_bytes = p.k_region_bytes;
   s->page_bytes = p.page_bytes;
   s->total_bytes = p.total_bytes;
+  s->k_channel = p.cfg.k_scales == KvKScales::kPerChannel;
+  if (s->k_channel) {
+    s->kg = p.kg;
+    s->k_channel_tokens = p.cfg.k_channel_tokens;
+    s->k_group_bytes = p.kg.bytes();
+    s->k_groups_per_page = p.k_groups_per_page;
+    s->ring = support::TrackedBuffer<float>(p.residual_floats);
+    s->ring_group = support::TrackedBuffer<int64_t>(2 * p.cfg.batch);
+  }
   s->pool = support::TrackedBuffer<uint8_t>(p.pool_bytes);
   s->block_table = support::TrackedBuffer<int32_t>(p.cfg.batch * p.table_stride);
   s->lengths = support::TrackedBuffer<int64_t>(p.cfg.batch);
@@ -220,13 +298,16 @@ Status KvCache::create(const KvCacheConfig& config, std::unique_ptr<KvCache>* ca
     s->refcount = support::TrackedBuffer<int32_t>(p.num_pages);
     s->free_list = support::TrackedBuffer<int32_t>(p.num_pages);
   }
-  if (!s->pool.ok() || !s->block_table.ok() || !s->lengths.ok() || !s->refcount.ok() || !s->free_list.ok()) {
+  if (!s->pool.ok() || !s->block_table.ok() || !s->lengths.ok() || !s->refcount.ok() || !s->free_list.ok() ||
+      !s->ring.ok() || !s->ring_group.ok()) {
     return ResourceExhausted("max_tokens: could not allocate " + num(p.total_bytes) +
                              " bytes for the cache; use fewer tokens or a smaller storage type (kv_cache_bytes() tells the size up front)");
   }
   // Zeroed so snapshots of a fresh cache are deterministic.
   std::memset(s->pool.data(), 0, static_cast<size_t>(p.pool_bytes));
+  if (s->k_channel) std::fill(s->ring.data(), s->ring.data() + p.residual_floats, 0.0f);
   for (int64_t b = 0; b < p.cfg.batch; ++b) {
+    if (s->k_channel) s->ring_group[2 * b] = s->ring_group[2 * b + 1] = -1;
     s->lengths[b] = 0;
     for (int64_t i = 0; i < p.table_stride; ++i) s->table(b, i) = s->paged ? -1 : static_cast<int32_t>(b);
   }
@@ -299,6 +380,32 @@ void own_pages(KvCache::State& s, int64_t seq, int64_t from, int64_t to) {
   }
 }
 
+// Per-channel K, one token j of (seq, h): its f32 row goes to its ring slot;
+// when it completes its group, the group is quantized per channel into its
+// page slot (its f32 rows stay in the ring until group j/G + 2 overwrites them).
+void append_channel_row(KvCache::State& s, int64_t seq, int64_t h, int64_t j, const float* x, int64_t stride) {
+  const int64_t G = s.k_channel_tokens;
+  float* row = s.ring_row(seq, h, j);
+  for (int64_t e = 0; e < s.cfg.head_dim_k; ++e) row[e] = x[e * stride];
+  s.ring_group[seq * 2 + (j / G) % 2] = j / G;
+  if ((j + 1) % G == 0) quant::quantize_channel_group(s.kg, s.ring_row(seq, h, j + 1 - G), s.k_group(seq, h, j / G));
+}
+
+// Per-channel K: shortening seq to new_length reopens group g = floor(new_length / G)
+// when it was complete: its first new_length % G rows become the residual,
+// exact when the ring still holds the group (always for the last completed
+// one), else the group's dequantized values. Call before pages are released.
+void reopen_channel_group(KvCache::State& s, int64_t seq, int64_t new_length) {
+  if (!s.k_channel) return;
+  const int64_t G = s.k_channel_tokens, g = new_length / G, keep = new_length % G;
+  if (keep == 0 || g >= s.lengths[seq] / G) return;  // boundary, or g is still the open group
+  int64_t& held = s.ring_group[seq * 2 + g % 2];
+  if (held == g) return;  // exact rows in place
+  for (int64_t h = 0; h < s.cfg.kv_heads; ++h)
+    for (int64_t t = 0; t < keep; ++t) quant::dequantize_channel_row(s.kg, s.k_group(seq, h, g), t, s.ring_row(seq, h, g * G + t));
+  held = g;
+}
+
 void write_tokens(KvCache::State& s, int64_t seq, const TensorView& k, const TensorView& v, int64_t bdim) {
   // k, v: [.., Hkv, n, D] with the head dim at index bdim.
   const int64_t n = k.shape[bdim + 1], start = s.lengths[seq];
@@ -307,7 +414,12 @@ void write_tokens(KvCache::State& s, int64_t seq, const TensorView& k, const Ten
   const int64_t kb = bdim == 1 ? seq * k.stride[0] : 0, vb = bdim == 1 ? seq * v.stride[0] : 0;
   for (int64_t h = 0; h < s.cfg.kv_heads; ++h) {
     for (int64_t t = 0; t < n; ++t) {
-      quant::quantize_row(s.kf, kd + kb + h * k.stride[bdim] + t * k.stride[bdim + 1], k.stride[bdim + 2], s.k_row(seq, h, start + t));
+      const float* kt = kd + kb + h * k.stride[bdim] + t * k.stride[bdim + 1];
+      if (s.k_channel) {
+        append_channel_row(s, seq, h, start + t, kt, k.stride[bdim + 2]);
+      } else {
+        quant::quantize_row(s.kf, kt, k.stride[bdim + 2], s.k_row(seq, h, start + t));
+      }
       quant::quantize_row(s.vf, vd + vb + h * v.stride[bdim] + t * v.stride[bdim + 1], v.stride[bdim + 2], s.v_row(seq, h, start + t));
     }
   }
@@ -366,6 +478,7 @@ Status KvCache::truncate(int64_t seq, int64_t new_length) {
   if (new_length < 0 || new_length > s.lengths[seq]) {
     return InvalidArgument("new_length: " + num(new_length) + " is outside [0, " + num(s.lengths[seq]) + "] (the sequence's length); truncate can only shorten");
   }
+  reopen_channel_group(s, seq, new_length);
   release_pages_from(s, seq, (new_length + s.page_size - 1) / s.page_size);
   s.lengths[seq] = new_length;
   return Status::Ok();
@@ -378,6 +491,7 @@ Status KvCache::reset(int64_t seq) {
     if (seq != -1 && b != seq) continue;
     release_pages_from(s, b, 0);
     s.lengths[b] = 0;
+    if (s.k_channel) s.ring_group[2 * b] = s.ring_group[2 * b + 1] = -1;
   }
   return Status::Ok();
 }
@@ -397,9 +511,22 @@ Status KvCache::fork(int64_t src, int64_t dst) {
     // Contiguous: each sequence owns its region, so the prefix is copied.
     for (int64_t h = 0; h < s.cfg.kv_heads; ++h) {
       if (len == 0) break;
-      std::memcpy(s.k_row(dst, h, 0), s.k_row(src, h, 0), static_cast<size_t>(len * s.kf.row_bytes()));
+      if (s.k_channel) {
+        // A contiguous sequence's groups of one head are consecutive.
+        const int64_t groups = s.quantized_tokens(src) / s.k_channel_tokens;
+        if (groups > 0) std::memcpy(s.k_group(dst, h, 0), s.k_group(src, h, 0), static_cast<size_t>(groups * s.k_group_bytes));
+      } else {
+        std::memcpy(s.k_row(dst, h, 0), s.k_row(src, h, 0), static_cast<size_t>(len * s.kf.row_bytes()));
+      }
       std::memcpy(s.v_row(dst, h, 0), s.v_row(src, h, 0), static_cast<size_t>(len * s.vf.row_bytes()));
     }
+  }
+  if (s.k_channel) {
+    // The ring is per sequence: copied (2G rows per head).
+    const size_t floats = static_cast<size_t>(s.cfg.kv_heads * 2 * s.k_channel_tokens * s.cfg.head_dim_k);
+    std::memcpy(s.ring_row(dst, 0, 0), s.ring_row(src, 0, 0), floats * sizeof(float));
+    s.ring_group[2 * dst] = s.ring_group[2 * src];
+    s.ring_group[2 * dst + 1] = s.ring_group[2 * src + 1];
   }
   s.lengths[dst] = len;
   return Status::Ok();
@@ -414,6 +541,13 @@ Status KvCache::evict(int64_t seq, int64_t sink_tokens, int64_t recent_tokens) {
   if (sink_tokens > len || recent_tokens > len - sink_tokens) return Status::Ok();  // nothing to evict
   const int64_t keep = sink_tokens + recent_tokens, shift = len - keep;
   if (shift == 0) return Status::Ok();
+  const int64_t G = s.k_channel ? s.k_channel_tokens : 1;
+  if (sink_tokens % G != 0 || shift % G != 0) {
+    // Per-channel K: whole token groups move, so scales stay those of their tokens.
+    return InvalidArgument("sink_tokens: with per-channel K scales eviction moves whole token groups: sink_tokens (" + num(sink_tokens) +
+                           ") and the evicted count (length " + num(len) + " - sink - recent_tokens = " + num(shift) +
+                           ") must be multiples of k_channel_tokens = " + num(G) + "; round sink_tokens and recent_tokens accordingly");
+  }
   if (pages_needed(s, seq, sink_tokens, keep) > s.free_count) {
     return ResourceExhausted("seq: evicting would copy shared pages but the pool has " + num(s.free_count) +
                              " free pages; free a sequence first");
@@ -423,8 +557,30 @@ Status KvCache::evict(int64_t seq, int64_t sink_tokens, int64_t recent_tokens) {
   // (the source is always ahead of the destination).
   for (int64_t h = 0; h < s.cfg.kv_heads; ++h) {
     for (int64_t j = sink_tokens; j < keep; ++j) {
-      std::memmove(s.k_row(seq, h, j), s.k_row(seq, h, j + shift), static_cast<size_t>(s.kf.row_bytes()));
+      if (!s.k_channel) std::memmove(s.k_row(seq, h, j), s.k_row(seq, h, j + shift), static_cast<size_t>(s.kf.row_bytes()));
       std::memmove(s.v_row(seq, h, j), s.v_row(seq, h, j + shift), static_cast<size_t>(s.vf.row_bytes()));
+    }
+    // Per-channel K: complete groups move down by shift / G; the residual keeps
+    // its slots (shift is a multiple of G).
+    for (int64_t g = sink_tokens / G; s.k_channel && g < keep / G; ++g) {
+      std::memmove(s.k_group(seq, h, g), s.k_group(seq, h, g + shift / G), static_cast<size_t>(s.k_group_bytes));
+    }
+  }
+  if (s.k_channel) {
+    // The ring follows its groups: an odd number of evicted groups swaps its
+    // halves (group g moves to g - shift/G); evicted groups are forgotten.
+    const int64_t moved = shift / G;
+    if (moved % 2 != 0) {
+      for (int64_t h = 0; h < s.cfg.kv_heads; ++h) std::swap_ranges(s.ring_row(seq, h, 0), s.ring_row(seq, h, G), s.ring_row(seq, h, G));
+      std::swap(s.ring_group[2 * seq], s.ring_group[2 * seq + 1]);
+    }
+    for (int64_t half = 0; half < 2; ++half) {
+      int64_t& g = s.ring_group[2 * seq + half];
+      if (g >= (sink_tokens + shift) / G) {
+        g -= moved;
+      } else if (g >= sink_tokens / G || moved % 2 != 0) {
+        g = -1;  // evicted, or a sink group whose half was swapped away
+      }
     }
   }
   release_pages_from(s, seq, (keep + s.page_size - 1) / s.page_size);
@@ -449,7 +605,14 @@ Status KvCache::read(int64_t seq, int64_t start, int64_t count, const MutableTen
   auto* vd = static_cast<float*>(v.data);
   for (int64_t h = 0; h < s.cfg.kv_heads; ++h) {
     for (int64_t t = 0; t < count; ++t) {
-      quant::dequantize_row(s.kf, s.k_row(seq, h, start + t), row.data());
+      const int64_t j = start + t;
+      if (!s.k_channel) {
+        quant::dequantize_row(s.kf, s.k_row(seq, h, j), row.data());
+      } else if (j < s.quantized_tokens(seq)) {
+        quant::dequantize_channel_row(s.kg, s.k_group(seq, h, j / s.k_channel_tokens), j % s.k_channel_tokens, row.data());
+      } else {
+        std::memcpy(row.data(), s.ring_row(seq, h, j), static_cast<size_t>(s.cfg.head_dim_k) * sizeof(float));
+      }
       for (int64_t e = 0; e < s.cfg.head_dim_k; ++e) kd[h * k.stride[0] + t * k.stride[1] + e * k.stride[2]] = row[e];
       quant::dequantize_row(s.vf, s.v_row(seq, h, start + t), row.data());
       for (int64_t e = 0; e < s.cfg.head_dim_v; ++e) vd[h * v.stride[0] + t * v.stride[1] + e * v.stride[2]] = row[e];

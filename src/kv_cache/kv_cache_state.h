@@ -12,6 +12,7 @@
 
 #include "goldilocks/kv_cache.h"
 #include "kernels/decode.h"
+#include "quant/channel_group.h"
 #include "quant/row_format.h"
 #include "support/memory.h"
 
@@ -31,12 +32,37 @@ struct KvCache::State {
   support::TrackedBuffer<int32_t> free_list;    // stack of free page ids (paged)
   int64_t free_count = 0;
 
+  // Per-channel K (cfg.k_scales == kPerChannel, else empty): G tokens per
+  // group; the K region of a page holds page_size / G groups per head (the
+  // contiguous layout floor(max_tokens / G)). The f32 rows of the newest
+  // tokens live in a ring of 2G slots per sequence and head (token j at slot
+  // j % 2G): the open group (the residual attention reads) and the group
+  // before it, so a rollback into the last completed group restores its exact
+  // rows. ring_group[seq][half] = the group whose rows half (g % 2) holds, -1 = none.
+  bool k_channel = false;
+  quant::ChannelGroupFormat kg;
+  int64_t k_channel_tokens = 0, k_group_bytes = 0, k_groups_per_page = 0;
+  support::TrackedBuffer<float> ring;          // [batch][Hkv][2G][Dk]
+  support::TrackedBuffer<int64_t> ring_group;  // [batch][2]
+
   // Decode scratch reused across calls; attention over one cache is therefore
   // not reentrant (one call at a time per cache object).
   mutable kernels::DecodeWorkspace workspace;
 
+  // Per-channel K: group g of (seq, h): [Dk (scale, min)][G code rows].
+  uint8_t* k_group(int64_t seq, int64_t h, int64_t g) const {
+    const int64_t j = g * k_channel_tokens;
+    return pool.data() + table(seq, j / page_size) * page_bytes +
+           (h * k_groups_per_page + (j % page_size) / k_channel_tokens) * k_group_bytes;
+  }
+  // The ring slot of token j (any j: slot j % 2G).
+  float* ring_row(int64_t seq, int64_t h, int64_t j) const {
+    return ring.data() + ((seq * cfg.kv_heads + h) * 2 * k_channel_tokens + j % (2 * k_channel_tokens)) * cfg.head_dim_k;
+  }
+  int64_t quantized_tokens(int64_t seq) const { return lengths[seq] / k_channel_tokens * k_channel_tokens; }
   int64_t pages_held(int64_t seq) const { return (lengths[seq] + page_size - 1) / page_size; }
   int32_t& table(int64_t seq, int64_t page_index) const { return block_table[seq * table_stride + page_index]; }
+  // Per-token K only.
   uint8_t* k_row(int64_t seq, int64_t h, int64_t j) const {
     return pool.data() + table(seq, j / page_size) * page_bytes + (h * page_size + j % page_size) * kf.row_bytes();
   }

@@ -61,9 +61,6 @@ float bfloat16_to_float(uint16_t b) {
   return x;
 }
 
-namespace {
-
-// Affine parameters of one group: value = code * scale + min.
 void affine_params(const float* x, int64_t stride, int64_t n, int levels, float* scale, float* min) {
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
   bool finite = true;
@@ -89,8 +86,6 @@ int code_of(float v, float scale, float min, int levels) {
   const float c = std::nearbyint((v - min) / scale);
   return static_cast<int>(std::clamp(c, 0.0f, static_cast<float>(levels)));
 }
-
-}  // namespace
 
 void quantize_row(const RowFormat& f, const float* x, int64_t s, uint8_t* row) {
   switch (f.storage) {

@@ -52,6 +52,12 @@ void quantize_row(const RowFormat& f, const float* x, int64_t x_stride, uint8_t*
 // the rounding of a fused multiply-add in the SIMD path).
 void dequantize_row(const RowFormat& f, const uint8_t* row, float* out);
 
+// Affine parameters of n values x[e * stride]: value = code * scale + min,
+// codes 0..levels (NaN scale when a value is not finite).
+void affine_params(const float* x, int64_t stride, int64_t n, int levels, float* scale, float* min);
+// The code of v under (scale, min), clamped to 0..levels.
+int code_of(float v, float scale, float min, int levels);
+
 // Scalar conversions (round to nearest even; NaN stays NaN).
 uint16_t float_to_half(float x);
 float half_to_float(uint16_t h);

@@ -126,7 +126,7 @@ inline bool bitwise_equal(const Tensor<float>& a, const Tensor<float>& b) {
 }
 
 // Everything a failed operation must leave untouched: pool bytes, block
-// tables, lengths, refcounts and the free list.
+// tables, lengths, refcounts, the free list and (per-channel K) the f32 ring.
 inline std::vector<uint8_t> snapshot(const KvCache& cache) {
   const KvCache::State& s = cache.state();
   std::vector<uint8_t> bytes;
@@ -140,6 +140,8 @@ inline std::vector<uint8_t> snapshot(const KvCache& cache) {
   add(s.refcount.data(), s.refcount.size() * 4);
   add(s.free_list.data(), s.free_list.size() * 4);
   add(&s.free_count, 8);
+  add(s.ring.data(), s.ring.size() * 4);  // per-channel K only (else empty)
+  add(s.ring_group.data(), s.ring_group.size() * 8);
   return bytes;
 }
 

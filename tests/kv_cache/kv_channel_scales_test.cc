@@ -1,0 +1,453 @@
+// The KV cache with per-channel K scales (KIVI): every operation against a
+// simple model (the f32 rows appended; complete token groups read back as
+// their per-channel quantization, the open group exactly), rollback
+// exactness and its documented exception, errors that change nothing,
+// memory accounting and the allocation-free decode step.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "kv_cache/kv_test_util.h"
+#include "quant/channel_group.h"
+#include "quant/row_format.h"
+#include "support/memory.h"
+
+namespace goldilocks::testing {
+namespace {
+
+// Model of one sequence: the f32 K rows the cache should quantize (what was
+// appended, or a reopened group's dequantized values) and the V rows as read.
+struct SeqModel {
+  std::vector<std::vector<float>> k, v;  // [token] -> Hkv * D, heads concatenated
+  // Whether a rollback into the last completed group must be exact: true from
+  // a group's completion until an eviction or a truncation that drops or
+  // reopens a completed group (then the cache may use dequantized values).
+  bool strict = true;
+};
+
+std::vector<float> v_model_row(const KvCacheConfig& c, const Tokens& t, int64_t token) {
+  const quant::RowFormat vf{c.v_storage, c.head_dim_v, c.v_group_size};
+  std::vector<uint8_t> bytes(static_cast<size_t>(vf.row_bytes()));
+  std::vector<float> deq(static_cast<size_t>(c.head_dim_v)), row;
+  for (int64_t h = 0; h < c.kv_heads; ++h) {
+    quant::quantize_row(vf, &t.v.at({h, token, 0}), t.v.stride[2], bytes.data());
+    quant::dequantize_row(vf, bytes.data(), deq.data());
+    row.insert(row.end(), deq.begin(), deq.end());
+  }
+  return row;
+}
+
+std::vector<float> k_source_row(const KvCacheConfig& c, const Tokens& t, int64_t token) {
+  std::vector<float> row;
+  for (int64_t h = 0; h < c.kv_heads; ++h)
+    for (int64_t d = 0; d < c.head_dim_k; ++d) row.push_back(t.k.at({h, token, d}));
+  return row;
+}
+
+// What read() must return for K: complete groups quantized per channel from
+// the model's rows, the open group's rows as they are.
+std::vector<std::vector<float>> expected_k(const KvCacheConfig& c, const SeqModel& m) {
+  const int64_t G = c.k_channel_tokens, D = c.head_dim_k, len = static_cast<int64_t>(m.k.size());
+  const quant::ChannelGroupFormat f(c.k_storage, D, G);
+  std::vector<std::vector<float>> out = m.k;
+  std::vector<float> rows(static_cast<size_t>(G * D)), deq(static_cast<size_t>(D));
+  std::vector<uint8_t> group(static_cast<size_t>(f.bytes()));
+  for (int64_t g = 0; g < len / G; ++g) {
+    for (int64_t h = 0; h < c.kv_heads; ++h) {
+      for (int64_t t = 0; t < G; ++t) std::copy_n(&m.k[g * G + t][h * D], D, &rows[t * D]);
+      quant::quantize_channel_group(f, rows.data(), group.data());
+      for (int64_t t = 0; t < G; ++t) {
+        quant::dequantize_channel_row(f, group.data(), t, deq.data());
+        std::copy_n(deq.data(), D, &out[g * G + t][h * D]);
+      }
+    }
+  }
+  return out;
+}
+
+// The cache's K and V of one sequence as [token] -> Hkv * D rows.
+void read_rows(const KvCache& cache, int64_t seq, std::vector<std::vector<float>>* k, std::vector<std::vector<float>>* v) {
+  const KvCacheConfig& c = cache.config();
+  Tensor<float> kt, vt;
+  read_sequence(cache, seq, &kt, &vt);
+  k->assign(static_cast<size_t>(cache.length(seq)), {});
+  v->assign(static_cast<size_t>(cache.length(seq)), {});
+  for (int64_t j = 0; j < cache.length(seq); ++j) {
+    for (int64_t h = 0; h < c.kv_heads; ++h) {
+      for (int64_t d = 0; d < c.head_dim_k; ++d) (*k)[j].push_back(kt.at({0, h, j, d}));
+      for (int64_t d = 0; d < c.head_dim_v; ++d) (*v)[j].push_back(vt.at({0, h, j, d}));
+    }
+  }
+}
+
+void expect_matches(const KvCache& cache, const std::vector<SeqModel>& model) {
+  const KvCacheConfig& c = cache.config();
+  for (int64_t b = 0; b < c.batch; ++b) {
+    ASSERT_EQ(cache.length(b), static_cast<int64_t>(model[b].k.size())) << "sequence " << b;
+    std::vector<std::vector<float>> k, v;
+    read_rows(cache, b, &k, &v);
+    const auto want_k = expected_k(c, model[b]);
+    for (int64_t j = 0; j < cache.length(b); ++j) {
+      ASSERT_TRUE(k[j] == want_k[j]) << "sequence " << b << " K token " << j;
+      ASSERT_TRUE(v[j] == model[b].v[j]) << "sequence " << b << " V token " << j;
+    }
+  }
+}
+
+struct ChannelOpsCase {
+  KvLayout layout;
+  KvStorage k;
+};
+
+class ChannelCacheOps : public ::testing::TestWithParam<ChannelOpsCase> {};
+
+// Random appends, rollbacks (short and deep), forks, evictions (aligned and
+// not) and resets; after every operation the cache equals the model, failed
+// operations change no byte, and attention agrees with the oracle on the
+// cache's contents now and then.
+TEST_P(ChannelCacheOps, RandomOperationsMatchTheModel) {
+  const uint64_t seed = 2025 + static_cast<uint64_t>(GetParam().k) * 10 + static_cast<uint64_t>(GetParam().layout);
+  std::mt19937_64 rng(seed);
+  KvCacheConfig c;
+  c.batch = 3, c.kv_heads = 2, c.head_dim_k = 32, c.head_dim_v = 16, c.max_tokens = 42;
+  c.layout = GetParam().layout;
+  c.page_size = 8;
+  c.num_pages = 12;  // less than batch * 6: the pool can run out
+  c.k_storage = GetParam().k, c.v_storage = KvStorage::kInt8;
+  c.k_scales = KvKScales::kPerChannel;
+  c.k_channel_tokens = 4;
+  auto cache = make_cache(c);
+  const KvCacheConfig& rc = cache->config();
+  const int64_t G = rc.k_channel_tokens;
+  std::vector<SeqModel> m(3);
+  int failures = 0, exact_reopens = 0, dequantized_reopens = 0, evictions = 0;
+  for (int op = 0; op < 300; ++op) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " op " + std::to_string(op));
+    const int64_t seq = static_cast<int64_t>(rng() % 3);
+    SeqModel& sm = m[seq];
+    const int64_t len = static_cast<int64_t>(sm.k.size());
+    const std::vector<uint8_t> before = snapshot(*cache);
+    Status s;
+    bool expect_ok = true;
+    switch (rng() % 7) {
+      case 0:
+      case 1: {  // append a chunk or one token
+        const int64_t n = rng() % 2 ? 1 : static_cast<int64_t>(rng() % 12);
+        Tokens t = random_tokens(rc, n, rng);
+        s = cache->append(seq, t.k.view(), t.v.view());
+        if (s.ok()) {
+          for (int64_t j = 0; j < n; ++j) {
+            sm.k.push_back(k_source_row(rc, t, j));
+            sm.v.push_back(v_model_row(rc, t, j));
+          }
+          if ((len + n) / G > len / G) sm.strict = true;  // a group completed: its rows are kept
+        } else {
+          expect_ok = false;
+          EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.to_string();
+        }
+        break;
+      }
+      case 2:
+      case 3: {  // rollback: short (within G) or anywhere, sometimes invalid
+        const int64_t to = rng() % 2 ? len - static_cast<int64_t>(rng() % (G + 1)) : static_cast<int64_t>(rng() % (len + 3));
+        const auto deq = expected_k(rc, sm);  // a reopened group's dequantized rows
+        s = cache->truncate(seq, to);
+        expect_ok = to >= 0 && to <= len;
+        if (!expect_ok) break;
+        const int64_t g = to / G;
+        if (to % G != 0 && g < len / G) {
+          // Reopened group g: exact when it was the last completed one (strict), else exact or dequantized.
+          std::vector<std::vector<float>> k, v;
+          read_rows(*cache, seq, &k, &v);
+          const bool must_be_exact = sm.strict && g == len / G - 1;
+          for (int64_t j = g * G; j < to; ++j) {
+            if (k[j] == sm.k[j]) {
+              ++exact_reopens;
+            } else {
+              ASSERT_FALSE(must_be_exact) << "rollback into the last completed group was not exact, token " << j;
+              ASSERT_TRUE(k[j] == deq[j]) << "reopened token " << j << " is neither exact nor dequantized";
+              sm.k[j] = deq[j];
+              ++dequantized_reopens;
+            }
+          }
+        }
+        if (g < len / G) sm.strict = false;  // the last completed group changed
+        sm.k.resize(static_cast<size_t>(to));
+        sm.v.resize(static_cast<size_t>(to));
+        break;
+      }
+      case 4: {  // fork
+        const int64_t dst = static_cast<int64_t>(rng() % 3);
+        s = cache->fork(seq, dst);
+        expect_ok = dst != seq;
+        if (expect_ok) m[dst] = sm;
+        break;
+      }
+      case 5: {  // StreamingLLM eviction: whole groups, or not (an error)
+        const int64_t sinks = rng() % 2 ? G * static_cast<int64_t>(rng() % 3) : static_cast<int64_t>(rng() % 6);
+        const int64_t recent = static_cast<int64_t>(rng() % (3 * G));
+        s = cache->evict(seq, sinks, recent);
+        if (len > sinks + recent) {
+          const bool aligned = sinks % G == 0 && (len - sinks - recent) % G == 0;
+          expect_ok = aligned;
+          if (aligned) {
+            sm.k.erase(sm.k.begin() + sinks, sm.k.end() - recent);
+            sm.v.erase(sm.v.begin() + sinks, sm.v.end() - recent);
+            sm.strict = false;
+            ++evictions;
+          } else {
+            EXPECT_EQ(s.message().rfind("sink_tokens", 0), 0u) << s.message();
+          }
+        }
+        break;
+      }
+      default:
+        if (rng() % 4 == 0) {
+          s = cache->reset(seq);
+          sm = SeqModel{};
+        }
+        break;
+    }
+    if (::testing::Test::HasFatalFailure()) return;
+    EXPECT_EQ(s.ok(), expect_ok) << s.to_string();
+    if (!s.ok()) {
+      ++failures;
+      EXPECT_TRUE(snapshot(*cache) == before) << "a failed operation changed the cache: " << s.to_string();
+    }
+    expect_matches(*cache, m);
+    if (::testing::Test::HasFatalFailure()) return;
+    if (op % 30 == 0) {
+      Tensor<float> q = make_tensor<float>({3, 4, 1, rc.head_dim_k}, Layout::kContiguous);
+      fill_normal(q, rng);
+      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight), CausalAlign::kBottomRight, seed);
+    }
+  }
+  // The random walk really exercised the error paths, both kinds of reopen and evictions.
+  EXPECT_GT(failures, 5);
+  EXPECT_GT(exact_reopens, 0);
+  EXPECT_GT(dequantized_reopens, 0);
+  EXPECT_GT(evictions, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ChannelCacheOps,
+                         ::testing::Values(ChannelOpsCase{KvLayout::kPaged, KvStorage::kInt8},
+                                           ChannelOpsCase{KvLayout::kContiguous, KvStorage::kInt8},
+                                           ChannelOpsCase{KvLayout::kPaged, KvStorage::kInt4},
+                                           ChannelOpsCase{KvLayout::kContiguous, KvStorage::kInt4}),
+                         [](const auto& info) {
+                           return std::string(info.param.layout == KvLayout::kPaged ? "paged_" : "contiguous_") +
+                                  kv_storage_name(info.param.k);
+                         });
+
+KvCacheConfig channel_config(KvLayout layout) {
+  KvCacheConfig c;
+  c.batch = 2, c.kv_heads = 2, c.head_dim_k = 16, c.max_tokens = 40, c.layout = layout, c.page_size = 8;
+  c.k_storage = KvStorage::kInt8, c.v_storage = KvStorage::kInt4;
+  c.k_scales = KvKScales::kPerChannel;
+  c.k_channel_tokens = 4;
+  return c;
+}
+
+// The live bytes of one sequence: complete groups' bytes, the residual's f32
+// rows and the V rows.
+std::vector<uint8_t> live_bytes(const KvCache& cache, int64_t seq) {
+  const KvCache::State& s = cache.state();
+  std::vector<uint8_t> raw;
+  auto add = [&](const void* p, int64_t n) { raw.insert(raw.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
+  const int64_t G = s.k_channel_tokens, len = cache.length(seq);
+  for (int64_t h = 0; h < s.cfg.kv_heads; ++h) {
+    for (int64_t g = 0; g < len / G; ++g) add(s.k_group(seq, h, g), s.k_group_bytes);
+    for (int64_t j = len / G * G; j < len; ++j) add(s.ring_row(seq, h, j), s.cfg.head_dim_k * 4);
+    for (int64_t j = 0; j < len; ++j) add(s.v_row(seq, h, j), s.vf.row_bytes());
+  }
+  return raw;
+}
+
+// Speculative decoding: appending a draft of up to G tokens (which may
+// complete a group) and rolling it back restores the exact bytes.
+TEST(KvChannelScales, RollbackOfADraftRestoresExactBytes) {
+  for (KvLayout layout : {KvLayout::kPaged, KvLayout::kContiguous}) {
+    for (int64_t prefix : {6, 8}) {  // ends mid-group, on a group border
+      for (int64_t draft = 1; draft <= 4; ++draft) {
+        const uint64_t seed = 300 + prefix * 10 + draft;
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937_64 rng(seed);
+        auto cache = make_cache(channel_config(layout));
+        Tokens p = random_tokens(cache->config(), prefix, rng), d = random_tokens(cache->config(), draft, rng);
+        ASSERT_TRUE(cache->append(0, p.k.view(), p.v.view()).ok());
+        const std::vector<uint8_t> before = live_bytes(*cache, 0);
+        const int64_t free_before = cache->free_pages();
+        ASSERT_TRUE(cache->append(0, d.k.view(), d.v.view()).ok());
+        ASSERT_TRUE(cache->truncate(0, prefix).ok());
+        EXPECT_EQ(cache->length(0), prefix);
+        EXPECT_TRUE(live_bytes(*cache, 0) == before);
+        EXPECT_EQ(cache->free_pages(), free_before);
+      }
+    }
+  }
+}
+
+// The documented exception: a rollback into a group that is no longer the
+// last completed one reopens it with its dequantized values (the f32 rows
+// are gone); attention then agrees with the oracle on those contents.
+TEST(KvChannelScales, DeepRollbackReopensWithDequantizedValues) {
+  const uint64_t seed = 310;
+  std::mt19937_64 rng(seed);
+  auto cache = make_cache(channel_config(KvLayout::kPaged));
+  Tokens t = random_tokens(cache->config(), 19, rng);  // groups 0..3 complete, 3 tokens open
+  ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+  Tensor<float> k_before, v_before;
+  read_sequence(*cache, 0, &k_before, &v_before);
+  ASSERT_TRUE(cache->truncate(0, 6).ok());  // reopens group 1, keeping 2 of its tokens
+  Tensor<float> k_after, v_after;
+  read_sequence(*cache, 0, &k_after, &v_after);
+  bool differs_from_source = false;
+  for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t j = 0; j < 6; ++j) {
+      for (int64_t d = 0; d < 16; ++d) {
+        ASSERT_EQ(k_after.at({0, h, j, d}), k_before.at({0, h, j, d})) << "seed " << seed << " token " << j;
+        differs_from_source |= j >= 4 && k_after.at({0, h, j, d}) != t.k.at({h, j, d});
+      }
+    }
+  }
+  EXPECT_TRUE(differs_from_source);  // really the dequantized values, not the f32 rows
+  Tensor<float> q = make_tensor<float>({2, 4, 1, 16}, Layout::kContiguous);
+  fill_normal(q, rng);
+  check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight), CausalAlign::kBottomRight, seed);
+}
+
+// Fork shares the prefix pages (paged) and copies the residual; writing to
+// the fork changes neither the source's pages nor its residual.
+TEST(KvChannelScales, ForkSharesPagesAndCopiesTheResidual) {
+  std::mt19937_64 rng(320);
+  auto cache = make_cache(channel_config(KvLayout::kPaged));
+  Tokens t = random_tokens(cache->config(), 10, rng);
+  ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+  const int64_t free_before = cache->free_pages();
+  const std::vector<uint8_t> src_before = live_bytes(*cache, 0);
+  ASSERT_TRUE(cache->fork(0, 1).ok());
+  EXPECT_EQ(cache->free_pages(), free_before);  // nothing copied
+  EXPECT_TRUE(live_bytes(*cache, 1) == src_before);
+  Tokens more = random_tokens(cache->config(), 3, rng);  // completes group 2 in the shared page 1
+  ASSERT_TRUE(cache->append(1, more.k.view(), more.v.view()).ok());
+  EXPECT_EQ(cache->free_pages(), free_before - 1);  // page 1 copied on write
+  EXPECT_TRUE(live_bytes(*cache, 0) == src_before);
+}
+
+TEST(KvChannelScales, BadConfigurationsNameTheField) {
+  auto expect_error = [](KvCacheConfig c, const char* field) {
+    std::unique_ptr<KvCache> cache;
+    const Status s = KvCache::create(c, &cache);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_EQ(s.message().rfind(field, 0), 0u) << s.message();
+    EXPECT_EQ(cache, nullptr);
+    EXPECT_EQ(kv_cache_bytes(c), -1);
+  };
+  KvCacheConfig c = channel_config(KvLayout::kPaged);
+  c.k_channel_tokens = 3;  // does not divide page_size 8
+  expect_error(c, "k_channel_tokens");
+  c = channel_config(KvLayout::kPaged);
+  c.k_storage = KvStorage::kFloat16;
+  expect_error(c, "k_scales");
+  c = channel_config(KvLayout::kPaged);
+  c.k_group_size = 8;
+  expect_error(c, "k_group_size");
+  c = channel_config(KvLayout::kPaged);
+  c.k_storage = KvStorage::kInt4, c.head_dim_k = 15;
+  expect_error(c, "head_dim_k");
+  c = channel_config(KvLayout::kPaged);
+  c.k_scales = KvKScales::kPerToken;  // k_channel_tokens 4 left set
+  expect_error(c, "k_channel_tokens");
+  c = channel_config(KvLayout::kContiguous);
+  c.k_channel_tokens = 3;  // contiguous: any G
+  EXPECT_GT(kv_cache_bytes(c), 0);
+  c = channel_config(KvLayout::kPaged);
+  c.k_channel_tokens = 0, c.page_size = 48;  // default: the largest divisor of the page size <= 32
+  auto cache = make_cache(c);
+  EXPECT_EQ(cache->config().k_channel_tokens, 24);
+}
+
+// A misaligned eviction errors without changing a byte; an aligned one keeps
+// sink and recent tokens (checked in detail by the random walk).
+TEST(KvChannelScales, MisalignedEvictionErrorsWithoutWriting) {
+  std::mt19937_64 rng(330);
+  auto cache = make_cache(channel_config(KvLayout::kPaged));
+  Tokens t = random_tokens(cache->config(), 21, rng);
+  ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+  const std::vector<uint8_t> before = snapshot(*cache);
+  for (auto [sink, recent] : {std::pair<int64_t, int64_t>{3, 5}, std::pair<int64_t, int64_t>{4, 6}}) {
+    const Status s = cache->evict(0, sink, recent);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message().rfind("sink_tokens", 0), 0u) << s.message();
+    EXPECT_TRUE(snapshot(*cache) == before);
+  }
+  ASSERT_TRUE(cache->evict(0, 4, 9).ok());  // evicts 8 tokens = 2 groups
+  EXPECT_EQ(cache->length(0), 13);
+}
+
+// kv_cache_bytes is exactly what create() allocates, per-channel too, and
+// tokens_for_budget is the largest capacity that fits.
+TEST(KvChannelScales, MemoryAccountingMatchesAllocation) {
+  for (KvStorage st : {KvStorage::kInt8, KvStorage::kInt4}) {
+    for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+      KvCacheConfig c;
+      c.batch = 2, c.kv_heads = 4, c.head_dim_k = 64, c.max_tokens = 100, c.layout = layout;
+      c.k_storage = c.v_storage = st;
+      c.k_scales = KvKScales::kPerChannel;
+      const int64_t predicted = kv_cache_bytes(c);
+      const int64_t before = support::tracked_bytes_in_use();
+      {
+        auto cache = make_cache(c);
+        EXPECT_EQ(support::tracked_bytes_in_use() - before, predicted) << kv_storage_name(st);
+        EXPECT_EQ(cache->bytes(), predicted);
+      }
+      const int64_t budget = 1 << 20;
+      const int64_t tokens = kv_cache_tokens_for_budget(c, budget);
+      KvCacheConfig fit = c;
+      fit.max_tokens = tokens;
+      EXPECT_LE(kv_cache_bytes(fit), budget);
+      fit.max_tokens = tokens + 1;
+      EXPECT_GT(kv_cache_bytes(fit), budget);
+    }
+  }
+  // Per token: int8 codes (128) + the share of 128 (scale, min) pairs over 32 tokens (32) + an f16 V row.
+  KvCacheConfig c;
+  c.kv_heads = 8, c.head_dim_k = 128, c.max_tokens = 1024;
+  c.k_storage = KvStorage::kInt8, c.v_storage = KvStorage::kFloat16;
+  c.k_scales = KvKScales::kPerChannel;
+  EXPECT_EQ(kv_token_bytes(c), 128 + 32 + 256);
+}
+
+TEST(KvChannelScales, DecodeStepAllocatesNothing) {
+  std::mt19937_64 rng(340);
+  for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+    KvCacheConfig c;
+    c.kv_heads = 2, c.head_dim_k = 32, c.max_tokens = 600, c.layout = layout;
+    c.k_storage = KvStorage::kInt8, c.v_storage = KvStorage::kInt8, c.k_scales = KvKScales::kPerChannel;
+    auto cache = make_cache(c);
+    Tokens prompt = random_tokens(cache->config(), 300, rng);
+    ASSERT_TRUE(cache->append(0, prompt.k.view(), prompt.v.view()).ok());
+    Tensor<float> q = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
+    fill_normal(q, rng);
+    ASSERT_TRUE(attend_cache(*cache, q, CausalAlign::kBottomRight).status.ok());  // sizes the scratch
+    std::vector<Tokens> steps;
+    for (int i = 0; i < 20; ++i) steps.push_back(random_tokens(cache->config(), 1, rng));
+    Tensor<float> out = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
+    AttentionParams p;
+    p.q = q.view();
+    p.out = out.mutable_view();
+    p.kv_cache = cache.get();
+    p.causal = CausalAlign::kBottomRight;
+    const int64_t allocations = support::tracked_allocation_count();
+    for (const Tokens& t : steps) {  // crosses a group completion
+      ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+      ASSERT_TRUE(attention(p).ok());
+    }
+    EXPECT_EQ(support::tracked_allocation_count(), allocations);
+  }
+}
+
+}  // namespace
+}  // namespace goldilocks::testing

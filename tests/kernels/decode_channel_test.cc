@@ -64,7 +64,7 @@ TEST_P(DecodeChannel, MatchesOracleOnDequantizedCache) {
           SCOPED_TRACE("seed " + std::to_string(seed) + " page " + std::to_string(page) + " G " + std::to_string(G) + " D " +
                        std::to_string(D) + " Hq " + std::to_string(Hq) + " Nq " + std::to_string(Nq));
           std::mt19937_64 rng(seed);
-          const std::vector<int64_t> lengths = {0, 1, G - 1, G, 2 * G + 3, 5 * G};
+          const std::vector<int64_t> lengths = {0, 1, G - 1, G, 2 * G + 3, 3 * G + 2, 5 * G};  // open groups even and odd
           auto cache = make_cache(config(static_cast<int64_t>(lengths.size()), 2, D, 48, page, G));
           for (size_t b = 0; b < lengths.size(); ++b) {
             Tokens t = random_tokens(cache->config(), lengths[b], rng);

@@ -13,70 +13,66 @@
 namespace goldilocks::testing {
 namespace {
 
-struct ChannelCase {
-  KvStorage storage;
+// One test per storage type; each runs both layouts and both instruction-set
+// paths inside (one process per test case is most of the cost under ctest).
+struct Variant {
   KvLayout layout;
   IsaPreference isa;
 };
+const Variant kVariants[] = {{KvLayout::kContiguous, IsaPreference::kBest},
+                             {KvLayout::kPaged, IsaPreference::kBest},
+                             {KvLayout::kContiguous, IsaPreference::kPortable},
+                             {KvLayout::kPaged, IsaPreference::kPortable}};
 
-std::string channel_case_name(const ::testing::TestParamInfo<ChannelCase>& info) {
-  return std::string(kv_storage_name(info.param.storage)) +
-         (info.param.layout == KvLayout::kPaged ? "_paged" : "_contiguous") +
-         (info.param.isa == IsaPreference::kPortable ? "_portable" : "_best");
+std::string variant_name(const Variant& v) {
+  return std::string(v.layout == KvLayout::kPaged ? "paged" : "contiguous") +
+         (v.isa == IsaPreference::kPortable ? " portable" : " best");
 }
 
-std::vector<ChannelCase> channel_cases() {
-  std::vector<ChannelCase> cases;
-  for (KvStorage s : {KvStorage::kInt8, KvStorage::kInt4}) {
-    for (KvLayout l : {KvLayout::kContiguous, KvLayout::kPaged}) {
-      for (IsaPreference isa : {IsaPreference::kBest, IsaPreference::kPortable}) cases.push_back({s, l, isa});
-    }
-  }
-  return cases;
-}
-
-class DecodeChannel : public ::testing::TestWithParam<ChannelCase> {
+class DecodeChannel : public ::testing::TestWithParam<KvStorage> {
  protected:
   // V stores int8 per token: the K side is what these tests exercise.
-  KvCacheConfig config(int64_t B, int64_t Hkv, int64_t D, int64_t max_tokens, int64_t page_size, int64_t G) const {
+  KvCacheConfig config(const Variant& v, int64_t B, int64_t Hkv, int64_t D, int64_t max_tokens, int64_t page_size,
+                       int64_t G) const {
     KvCacheConfig c;
     c.batch = B, c.kv_heads = Hkv, c.head_dim_k = D, c.head_dim_v = D, c.max_tokens = max_tokens;
-    c.layout = GetParam().layout;
+    c.layout = v.layout;
     c.page_size = page_size;
-    c.k_storage = GetParam().storage;
+    c.k_storage = GetParam();
     c.v_storage = KvStorage::kInt8;
     c.k_scales = KvKScales::kPerChannel;
     c.k_channel_tokens = G;
     return c;
   }
-  IsaPreference isa() const { return GetParam().isa; }
 };
 
 // Lengths ending mid-group, exactly on a group, 0 and 1 tokens; G equal to
 // and smaller than the page size; 1 and 4 query rows per KV head; decode
 // (one query) and a chunk of 5 queries; head dims with and without a SIMD tail.
 TEST_P(DecodeChannel, MatchesOracleOnDequantizedCache) {
-  for (auto [page, G] : {std::pair<int64_t, int64_t>{8, 8}, std::pair<int64_t, int64_t>{16, 4}}) {
-    for (int64_t D : {64, 40}) {
-      for (int64_t Hq : {2, 8}) {  // Hkv = 2: 1 and 4 query rows per KV head
-        for (int64_t Nq : {1, 5}) {
-          const uint64_t seed = 4000 + page * 101 + D * 7 + Hq * 3 + Nq;
-          SCOPED_TRACE("seed " + std::to_string(seed) + " page " + std::to_string(page) + " G " + std::to_string(G) + " D " +
-                       std::to_string(D) + " Hq " + std::to_string(Hq) + " Nq " + std::to_string(Nq));
-          std::mt19937_64 rng(seed);
-          const std::vector<int64_t> lengths = {0, 1, G - 1, G, 2 * G + 3, 3 * G + 2, 5 * G};  // open groups even and odd
-          auto cache = make_cache(config(static_cast<int64_t>(lengths.size()), 2, D, 48, page, G));
-          for (size_t b = 0; b < lengths.size(); ++b) {
-            Tokens t = random_tokens(cache->config(), lengths[b], rng);
-            ASSERT_TRUE(cache->append(static_cast<int64_t>(b), t.k.view(), t.v.view()).ok());
-          }
-          Tensor<float> q = make_tensor<float>({static_cast<int64_t>(lengths.size()), Hq, Nq, D}, Layout::kContiguous);
-          fill_normal(q, rng);
-          check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, isa()),
-                                     CausalAlign::kBottomRight, seed);
-          if (::testing::Test::HasFailure()) return;
-        }
+  struct Shape {
+    int64_t page, G, D, Hq, Nq;
+  };
+  // Hkv = 2: Hq 2 and 8 are 1 and 4 query rows per KV head; D = 40 leaves a vector tail.
+  const Shape shapes[] = {{8, 8, 64, 2, 1}, {8, 8, 40, 8, 5}, {16, 4, 40, 2, 5}, {16, 4, 64, 8, 1}};
+  for (const Variant& var : kVariants) {
+    for (const Shape& sh : shapes) {
+      const int64_t G = sh.G, D = sh.D, Hq = sh.Hq, Nq = sh.Nq;
+      const uint64_t seed = 4000 + sh.page * 101 + D * 7 + Hq * 3 + Nq;
+      SCOPED_TRACE("seed " + std::to_string(seed) + " " + variant_name(var) + " page " + std::to_string(sh.page) + " G " +
+                   std::to_string(G) + " D " + std::to_string(D) + " Hq " + std::to_string(Hq) + " Nq " + std::to_string(Nq));
+      std::mt19937_64 rng(seed);
+      const std::vector<int64_t> lengths = {0, 1, G - 1, G, 2 * G + 3, 3 * G + 2, 5 * G};  // open groups even and odd
+      auto cache = make_cache(config(var, static_cast<int64_t>(lengths.size()), 2, D, 48, sh.page, G));
+      for (size_t b = 0; b < lengths.size(); ++b) {
+        Tokens t = random_tokens(cache->config(), lengths[b], rng);
+        ASSERT_TRUE(cache->append(static_cast<int64_t>(b), t.k.view(), t.v.view()).ok());
       }
+      Tensor<float> q = make_tensor<float>({static_cast<int64_t>(lengths.size()), Hq, Nq, D}, Layout::kContiguous);
+      fill_normal(q, rng);
+      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, var.isa),
+                                 CausalAlign::kBottomRight, seed);
+      if (::testing::Test::HasFailure()) return;
     }
   }
 }
@@ -84,69 +80,78 @@ TEST_P(DecodeChannel, MatchesOracleOnDequantizedCache) {
 // Decoding token by token (append one, attend) equals one-shot attention
 // over the same cache contents at every step, across group completions.
 TEST_P(DecodeChannel, TokenByTokenEqualsOneShotOverTheCacheContents) {
-  const uint64_t seed = 4100;
-  std::mt19937_64 rng(seed);
-  auto cache = make_cache(config(1, 2, 64, 40, 8, 8));
-  for (int64_t step = 0; step < 19; ++step) {
-    Tokens t = random_tokens(cache->config(), 1, rng);
-    ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
-    Tensor<float> q = make_tensor<float>({1, 8, 1, 64}, Layout::kContiguous);
-    fill_normal(q, rng);
-    check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, isa()),
-                               CausalAlign::kBottomRight, seed + step);
-    if (::testing::Test::HasFailure()) return;
+  for (const Variant& var : kVariants) {
+    const uint64_t seed = 4100;
+    SCOPED_TRACE(variant_name(var));
+    std::mt19937_64 rng(seed);
+    auto cache = make_cache(config(var, 1, 2, 64, 40, 8, 8));
+    for (int64_t step = 0; step < 19; ++step) {
+      Tokens t = random_tokens(cache->config(), 1, rng);
+      ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+      Tensor<float> q = make_tensor<float>({1, 8, 1, 64}, Layout::kContiguous);
+      fill_normal(q, rng);
+      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight, var.isa),
+                                 CausalAlign::kBottomRight, seed + step);
+      if (::testing::Test::HasFailure()) return;
+    }
   }
 }
 
 // Same tokens, paged with a randomly permuted page order vs contiguous: the same bits.
 TEST_P(DecodeChannel, PagedEqualsContiguousBitwise) {
-  std::mt19937_64 rng(4200);
-  KvCacheConfig c = config(2, 2, 64, 100, 8, 4);
-  c.layout = KvLayout::kContiguous;
-  auto contiguous = make_cache(c);
-  c.layout = KvLayout::kPaged;
-  auto paged = make_cache(c);
-  KvCache::State& s = paged->state();
-  std::shuffle(s.free_list.data(), s.free_list.data() + s.free_count, rng);
-  for (int64_t chunk : {9, 1, 30, 1, 1}) {
-    for (int64_t b = 0; b < 2; ++b) {
-      Tokens t = random_tokens(c, chunk + b, rng);
-      ASSERT_TRUE(contiguous->append(b, t.k.view(), t.v.view()).ok());
-      ASSERT_TRUE(paged->append(b, t.k.view(), t.v.view()).ok());
+  for (IsaPreference isa : {IsaPreference::kBest, IsaPreference::kPortable}) {
+    SCOPED_TRACE(isa == IsaPreference::kBest ? "best" : "portable");
+    std::mt19937_64 rng(4200);
+    KvCacheConfig c = config(kVariants[0], 2, 2, 64, 100, 8, 4);
+    auto contiguous = make_cache(c);
+    c.layout = KvLayout::kPaged;
+    auto paged = make_cache(c);
+    KvCache::State& s = paged->state();
+    std::shuffle(s.free_list.data(), s.free_list.data() + s.free_count, rng);
+    for (int64_t chunk : {9, 1, 30, 1, 1}) {
+      for (int64_t b = 0; b < 2; ++b) {
+        Tokens t = random_tokens(c, chunk + b, rng);
+        ASSERT_TRUE(contiguous->append(b, t.k.view(), t.v.view()).ok());
+        ASSERT_TRUE(paged->append(b, t.k.view(), t.v.view()).ok());
+      }
     }
+    Tensor<float> q = make_tensor<float>({2, 4, 2, 64}, Layout::kContiguous);
+    fill_normal(q, rng);
+    const CacheResult a = attend_cache(*contiguous, q, CausalAlign::kBottomRight, isa);
+    const CacheResult b = attend_cache(*paged, q, CausalAlign::kBottomRight, isa);
+    ASSERT_TRUE(a.status.ok() && b.status.ok());
+    EXPECT_TRUE(bitwise_equal(a.out, b.out));
+    EXPECT_TRUE(bitwise_equal(a.lse, b.lse));
+    bool permuted = false;
+    for (int64_t i = 1; i < s.pages_held(0); ++i) permuted |= s.table(0, i) != s.table(0, i - 1) + 1;
+    EXPECT_TRUE(permuted);
   }
-  Tensor<float> q = make_tensor<float>({2, 4, 2, 64}, Layout::kContiguous);
-  fill_normal(q, rng);
-  const CacheResult a = attend_cache(*contiguous, q, CausalAlign::kBottomRight, isa());
-  const CacheResult b = attend_cache(*paged, q, CausalAlign::kBottomRight, isa());
-  ASSERT_TRUE(a.status.ok() && b.status.ok());
-  EXPECT_TRUE(bitwise_equal(a.out, b.out));
-  EXPECT_TRUE(bitwise_equal(a.lse, b.lse));
-  bool permuted = false;
-  for (int64_t i = 1; i < s.pages_held(0); ++i) permuted |= s.table(0, i) != s.table(0, i - 1) + 1;
-  EXPECT_TRUE(permuted);
 }
 
 // Split-KV: bitwise equal for 1 and 2 threads at a fixed split count, and
 // every split count agrees with the oracle (split borders inside groups).
 TEST_P(DecodeChannel, SplitKvIsBitwiseEqualForAnyThreadCountAndMatchesOracle) {
-  std::mt19937_64 rng(4300);
-  auto cache = make_cache(config(1, 1, 64, 600, 16, 16));
-  Tokens t = random_tokens(cache->config(), 555, rng);
-  ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
-  Tensor<float> q = make_tensor<float>({1, 2, 1, 64}, Layout::kContiguous);
-  fill_normal(q, rng);
-  for (int64_t splits : {0, 1, 3}) {
-    SCOPED_TRACE("seed 4300 splits " + std::to_string(splits));
-    const CacheResult one = attend_cache(*cache, q, CausalAlign::kBottomRight, isa(), 1, splits);
-    const CacheResult two = attend_cache(*cache, q, CausalAlign::kBottomRight, isa(), 2, splits);
-    EXPECT_TRUE(bitwise_equal(one.out, two.out));
-    EXPECT_TRUE(bitwise_equal(one.lse, two.lse));
-    check_cache_against_oracle(*cache, q, one, CausalAlign::kBottomRight, 4300);
+  for (const Variant& var : kVariants) {
+    SCOPED_TRACE(variant_name(var));
+    std::mt19937_64 rng(4300);
+    auto cache = make_cache(config(var, 1, 1, 64, 600, 16, 16));
+    Tokens t = random_tokens(cache->config(), 555, rng);
+    ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+    Tensor<float> q = make_tensor<float>({1, 2, 1, 64}, Layout::kContiguous);
+    fill_normal(q, rng);
+    for (int64_t splits : {0, 1, 3}) {
+      SCOPED_TRACE("seed 4300 splits " + std::to_string(splits));
+      const CacheResult one = attend_cache(*cache, q, CausalAlign::kBottomRight, var.isa, 1, splits);
+      const CacheResult two = attend_cache(*cache, q, CausalAlign::kBottomRight, var.isa, 2, splits);
+      EXPECT_TRUE(bitwise_equal(one.out, two.out));
+      EXPECT_TRUE(bitwise_equal(one.lse, two.lse));
+      check_cache_against_oracle(*cache, q, one, CausalAlign::kBottomRight, 4300);
+    }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, DecodeChannel, ::testing::ValuesIn(channel_cases()), channel_case_name);
+INSTANTIATE_TEST_SUITE_P(All, DecodeChannel, ::testing::Values(KvStorage::kInt8, KvStorage::kInt4),
+                         [](const auto& info) { return std::string(kv_storage_name(info.param)); });
 
 // Outlier K channels (KIVI's motivation): per-channel scales give a smaller
 // error than per-token scales against an f32 cache, through the same kernel.

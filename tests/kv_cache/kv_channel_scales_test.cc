@@ -96,26 +96,21 @@ void expect_matches(const KvCache& cache, const std::vector<SeqModel>& model) {
   }
 }
 
-struct ChannelOpsCase {
-  KvLayout layout;
-  KvStorage k;
-};
-
-class ChannelCacheOps : public ::testing::TestWithParam<ChannelOpsCase> {};
+class ChannelCacheOps : public ::testing::TestWithParam<KvStorage> {};
 
 // Random appends, rollbacks (short and deep), forks, evictions (aligned and
 // not) and resets; after every operation the cache equals the model, failed
 // operations change no byte, and attention agrees with the oracle on the
 // cache's contents now and then.
-TEST_P(ChannelCacheOps, RandomOperationsMatchTheModel) {
-  const uint64_t seed = 2025 + static_cast<uint64_t>(GetParam().k) * 10 + static_cast<uint64_t>(GetParam().layout);
+void random_operations(KvLayout layout, KvStorage k_storage) {
+  const uint64_t seed = 2025 + static_cast<uint64_t>(k_storage) * 10 + static_cast<uint64_t>(layout);
   std::mt19937_64 rng(seed);
   KvCacheConfig c;
   c.batch = 3, c.kv_heads = 2, c.head_dim_k = 32, c.head_dim_v = 16, c.max_tokens = 42;
-  c.layout = GetParam().layout;
+  c.layout = layout;
   c.page_size = 8;
   c.num_pages = 12;  // less than batch * 6: the pool can run out
-  c.k_storage = GetParam().k, c.v_storage = KvStorage::kInt8;
+  c.k_storage = k_storage, c.v_storage = KvStorage::kInt8;
   c.k_scales = KvKScales::kPerChannel;
   c.k_channel_tokens = 4;
   auto cache = make_cache(c);
@@ -231,15 +226,17 @@ TEST_P(ChannelCacheOps, RandomOperationsMatchTheModel) {
   EXPECT_GT(evictions, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, ChannelCacheOps,
-                         ::testing::Values(ChannelOpsCase{KvLayout::kPaged, KvStorage::kInt8},
-                                           ChannelOpsCase{KvLayout::kContiguous, KvStorage::kInt8},
-                                           ChannelOpsCase{KvLayout::kPaged, KvStorage::kInt4},
-                                           ChannelOpsCase{KvLayout::kContiguous, KvStorage::kInt4}),
-                         [](const auto& info) {
-                           return std::string(info.param.layout == KvLayout::kPaged ? "paged_" : "contiguous_") +
-                                  kv_storage_name(info.param.k);
-                         });
+// The random walk above, both layouts.
+TEST_P(ChannelCacheOps, RandomOperationsMatchTheModel) {
+  for (KvLayout layout : {KvLayout::kPaged, KvLayout::kContiguous}) {
+    SCOPED_TRACE(layout == KvLayout::kPaged ? "paged" : "contiguous");
+    random_operations(layout, GetParam());
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ChannelCacheOps, ::testing::Values(KvStorage::kInt8, KvStorage::kInt4),
+                         [](const auto& info) { return std::string(kv_storage_name(info.param)); });
 
 KvCacheConfig channel_config(KvLayout layout) {
   KvCacheConfig c;
@@ -266,8 +263,9 @@ std::vector<uint8_t> live_bytes(const KvCache& cache, int64_t seq) {
 }
 
 // Speculative decoding: appending a draft of up to G tokens (which may
-// complete a group) and rolling it back restores the exact bytes.
-TEST(KvChannelScales, RollbackOfADraftRestoresExactBytes) {
+// complete a group) and rolling it back restores the exact bytes; a deeper
+// rollback reopens a group with its dequantized values.
+TEST(KvChannelScales, RollbackOfADraftIsExactADeepOneDequantizes) {
   for (KvLayout layout : {KvLayout::kPaged, KvLayout::kContiguous}) {
     for (int64_t prefix : {6, 8}) {  // ends mid-group, on a group border
       for (int64_t draft = 1; draft <= 4; ++draft) {
@@ -287,12 +285,10 @@ TEST(KvChannelScales, RollbackOfADraftRestoresExactBytes) {
       }
     }
   }
-}
 
-// The documented exception: a rollback into a group that is no longer the
-// last completed one reopens it with its dequantized values (the f32 rows
-// are gone); attention then agrees with the oracle on those contents.
-TEST(KvChannelScales, DeepRollbackReopensWithDequantizedValues) {
+  // The documented exception: a rollback into a group that is no longer the
+  // last completed one reopens it with its dequantized values (the f32 rows
+  // are gone); attention then agrees with the oracle on those contents.
   const uint64_t seed = 310;
   std::mt19937_64 rng(seed);
   auto cache = make_cache(channel_config(KvLayout::kPaged));
@@ -336,7 +332,8 @@ TEST(KvChannelScales, ForkSharesPagesAndCopiesTheResidual) {
   EXPECT_TRUE(live_bytes(*cache, 0) == src_before);
 }
 
-TEST(KvChannelScales, BadConfigurationsNameTheField) {
+// Bad configurations and misaligned evictions name the parameter and change nothing.
+TEST(KvChannelScales, BadConfigurationsAndMisalignedEvictionsNameTheParameter) {
   auto expect_error = [](KvCacheConfig c, const char* field) {
     std::unique_ptr<KvCache> cache;
     const Status s = KvCache::create(c, &cache);
@@ -365,13 +362,10 @@ TEST(KvChannelScales, BadConfigurationsNameTheField) {
   EXPECT_GT(kv_cache_bytes(c), 0);
   c = channel_config(KvLayout::kPaged);
   c.k_channel_tokens = 0, c.page_size = 48;  // default: the largest divisor of the page size <= 32
-  auto cache = make_cache(c);
-  EXPECT_EQ(cache->config().k_channel_tokens, 24);
-}
+  EXPECT_EQ(make_cache(c)->config().k_channel_tokens, 24);
 
-// A misaligned eviction errors without changing a byte; an aligned one keeps
-// sink and recent tokens (checked in detail by the random walk).
-TEST(KvChannelScales, MisalignedEvictionErrorsWithoutWriting) {
+  // A misaligned eviction errors without changing a byte; an aligned one keeps
+  // sink and recent tokens (checked in detail by the random walk).
   std::mt19937_64 rng(330);
   auto cache = make_cache(channel_config(KvLayout::kPaged));
   Tokens t = random_tokens(cache->config(), 21, rng);

@@ -320,20 +320,7 @@ TEST(KvCache, MemoryAccountingMatchesAllocation) {
       KvCacheConfig c;
       c.batch = 2, c.kv_heads = 4, c.head_dim_k = 64, c.max_tokens = 100, c.layout = layout;
       c.k_storage = c.v_storage = st;
-      const int64_t predicted = kv_cache_bytes(c);
-      const int64_t before = support::tracked_bytes_in_use();
-      {
-        auto cache = make_cache(c);
-        EXPECT_EQ(support::tracked_bytes_in_use() - before, predicted) << kv_storage_name(st);
-        EXPECT_EQ(cache->bytes(), predicted);
-      }
-      const int64_t budget = 1 << 20;
-      const int64_t tokens = kv_cache_tokens_for_budget(c, budget);
-      KvCacheConfig fit = c;
-      fit.max_tokens = tokens;
-      EXPECT_LE(kv_cache_bytes(fit), budget);
-      fit.max_tokens = tokens + 1;
-      EXPECT_GT(kv_cache_bytes(fit), budget);
+      expect_accounting_matches_allocation(c);
     }
   }
   KvCacheConfig c;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -49,6 +50,25 @@ inline void read_sequence(const KvCache& cache, int64_t seq, Tensor<float>* k, T
   const Status s = cache.read(seq, 0, len, make_mutable_view(k->storage.data(), {c.kv_heads, len, c.head_dim_k}),
                               make_mutable_view(v->storage.data(), {c.kv_heads, len, c.head_dim_v}));
   EXPECT_TRUE(s.ok()) << s.to_string();
+}
+
+// Memory accounting up front: kv_cache_bytes(c) is exactly what create()
+// allocates, and tokens_for_budget is the largest capacity that fits.
+inline void expect_accounting_matches_allocation(const KvCacheConfig& c) {
+  const int64_t predicted = kv_cache_bytes(c);
+  const int64_t before = support::tracked_bytes_in_use();
+  {
+    auto cache = make_cache(c);
+    EXPECT_EQ(support::tracked_bytes_in_use() - before, predicted) << kv_storage_name(c.k_storage);
+    EXPECT_EQ(cache->bytes(), predicted);
+  }
+  const int64_t budget = 1 << 20;
+  const int64_t tokens = kv_cache_tokens_for_budget(c, budget);
+  KvCacheConfig fit = c;
+  fit.max_tokens = tokens;
+  EXPECT_LE(kv_cache_bytes(fit), budget);
+  fit.max_tokens = tokens + 1;
+  EXPECT_GT(kv_cache_bytes(fit), budget);
 }
 
 struct CacheResult {
@@ -123,6 +143,36 @@ inline void check_cache_against_oracle(const KvCache& cache, const Tensor<float>
 inline bool bitwise_equal(const Tensor<float>& a, const Tensor<float>& b) {
   return a.storage.size() == b.storage.size() &&
          std::memcmp(a.storage.data(), b.storage.data(), a.storage.size() * sizeof(float)) == 0;
+}
+
+// The same tokens in a contiguous cache and a paged one whose free pages are
+// randomly permuted, attended by the same queries ([B, 2·Hkv, 2, Dk], bottom-
+// right causal): the same bits, since the kernel reads the same rows in the
+// same order. Also checks that the permutation really scattered the pages.
+inline void expect_paged_equals_contiguous(const KvCacheConfig& contiguous_cfg, const KvCacheConfig& paged_cfg,
+                                           IsaPreference isa, std::mt19937_64& rng) {
+  auto contiguous = make_cache(contiguous_cfg);
+  auto paged = make_cache(paged_cfg);
+  KvCache::State& s = paged->state();
+  std::shuffle(s.free_list.data(), s.free_list.data() + s.free_count, rng);
+  const KvCacheConfig& c = contiguous_cfg;
+  for (int64_t chunk : {9, 1, 30, 1, 1}) {
+    for (int64_t b = 0; b < c.batch; ++b) {
+      Tokens t = random_tokens(c, chunk + b, rng);
+      ASSERT_TRUE(contiguous->append(b, t.k.view(), t.v.view()).ok());
+      ASSERT_TRUE(paged->append(b, t.k.view(), t.v.view()).ok());
+    }
+  }
+  Tensor<float> q = make_tensor<float>({c.batch, 2 * c.kv_heads, 2, c.head_dim_k}, Layout::kContiguous);
+  fill_normal(q, rng);
+  const CacheResult a = attend_cache(*contiguous, q, CausalAlign::kBottomRight, isa);
+  const CacheResult b = attend_cache(*paged, q, CausalAlign::kBottomRight, isa);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_TRUE(bitwise_equal(a.out, b.out));
+  EXPECT_TRUE(bitwise_equal(a.lse, b.lse));
+  bool permuted = false;
+  for (int64_t i = 1; i < s.pages_held(0); ++i) permuted |= s.table(0, i) != s.table(0, i - 1) + 1;
+  EXPECT_TRUE(permuted);
 }
 
 // Everything a failed operation must leave untouched: pool bytes, block

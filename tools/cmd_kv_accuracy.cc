@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
+#include "kv_options.h"
 
 namespace goldilocks::tools {
 namespace gl = goldilocks;
@@ -44,9 +45,7 @@ int run(const Options& o, int threads) {
     std::stringstream ss(o.storage);
     for (std::string item; std::getline(ss, item, ',');) pairs.push_back({item, item});
   }
-  std::vector<gl::KvKScales> modes;
-  if (o.k_scales == "token" || o.k_scales == "both") modes.push_back(gl::KvKScales::kPerToken);
-  if (o.k_scales == "channel" || o.k_scales == "both") modes.push_back(gl::KvKScales::kPerChannel);
+  const std::vector<gl::KvKScales> modes = parse_k_scales_modes(o.k_scales);
   if (modes.empty()) {
     std::fprintf(stderr, "error: --k-scales %s is not one of token, channel, both\n", o.k_scales.c_str());
     return 2;
@@ -55,8 +54,7 @@ int run(const Options& o, int threads) {
     if (!parse(ks, &r.k_storage) || !parse(vs, &r.v_storage)) return 2;
     for (gl::KvKScales mode : modes) {
       const bool channel = mode == gl::KvKScales::kPerChannel;
-      const bool quantized_k = r.k_storage == gl::KvStorage::kInt8 || r.k_storage == gl::KvStorage::kInt4;
-      if (channel && !quantized_k) continue;  // per-channel scales exist for int8/int4 K only
+      if (channel && !has_k_scale_modes(r.k_storage)) continue;
       r.k_scales = mode;
       const int64_t k_channel_tokens = r.k_channel_tokens;
       if (!channel) r.k_channel_tokens = 0;

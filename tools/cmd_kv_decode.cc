@@ -4,6 +4,7 @@
 //   target: median decode time <= bytes of K/V read / (0.85 × read bandwidth).
 // Also shows that a decode step (append one token + attend) allocates nothing.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -14,6 +15,7 @@
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
 #include "kernels/decode.h"
+#include "kv_options.h"
 #include "support/memory.h"
 
 namespace goldilocks::tools {
@@ -24,6 +26,8 @@ struct Options {
   int64_t nk = 32768, hq = 32, d = 128, batch = 1;
   std::string hkv = "32,8";
   std::string storage = "f16,bf16,int8,int4";
+  std::string k_scales = "token";  // token, channel (KIVI) or both: one row each for int8/int4 K
+  int64_t k_channel_tokens = 0;
   int reps = 15;
   bool accuracy = true;
 };
@@ -58,6 +62,11 @@ gl::Status fill(gl::KvCache& cache, int64_t nk, uint64_t seed) {
 }
 
 int run(const Options& o, int threads) {
+  const std::vector<gl::KvKScales> modes = parse_k_scales_modes(o.k_scales);
+  if (modes.empty()) {
+    std::fprintf(stderr, "error: --k-scales %s is not one of token, channel, both\n", o.k_scales.c_str());
+    return 2;
+  }
   const int nthreads = threads > 0 ? threads : gl::default_num_threads();
   std::printf("goldilocks kv-decode: B=%lld Hq=%lld D=%lld Nk=%lld, one query token, %d threads\n", (long long)o.batch,
               (long long)o.hq, (long long)o.d, (long long)o.nk, nthreads);
@@ -79,83 +88,93 @@ int run(const Options& o, int threads) {
   }
   double bw = bw_before * 1e9;
   std::printf("read bandwidth (goldilocks peak, this run, %d threads): %.2f GB/s before the timings\n\n", nthreads, bw_before);
-  std::printf("%-6s %4s %6s %10s %10s %11s %9s %9s %7s %7s %9s\n", "K/V", "Hkv", "splits", "MiB read", "median ms",
+  std::printf("%-7s %4s %6s %10s %10s %11s %9s %9s %7s %7s %9s\n", "K/V", "Hkv", "splits", "MiB read", "median ms",
               "target ms", "GB/s", "% of bw", "target", "allocs", "rel-L2");
-  double f16_ms[2] = {0, 0}, int8_ms[2] = {0, 0};
+  // Per KV head count: (Hkv, f16 ms, per-token int8 ms) for the ratio lines.
+  std::vector<std::array<double, 3>> ratios;
   for (const std::string& hkv_s : split_list(o.hkv)) {
     const int64_t hkv = std::stoll(hkv_s);
+    std::array<double, 3>& ratio = ratios.emplace_back(std::array<double, 3>{static_cast<double>(hkv), 0, 0});
     for (const std::string& st_s : split_list(o.storage)) {
       gl::KvStorage st;
       if (!gl::parse_kv_storage(st_s.c_str(), &st)) {
         std::fprintf(stderr, "error: --storage %s is not one of f32, f16, bf16, int8, int4\n", st_s.c_str());
         return 2;
       }
-      gl::KvCacheConfig c;
-      c.batch = o.batch, c.kv_heads = hkv, c.head_dim_k = o.d, c.max_tokens = o.nk + 32;
-      c.k_storage = c.v_storage = st;
-      std::unique_ptr<gl::KvCache> cache;
-      gl::Status s = gl::KvCache::create(c, &cache);
-      if (s.ok()) s = fill(*cache, o.nk, 7);
-      if (!s.ok()) {
-        std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
-        return 1;
-      }
-      std::vector<float> q(o.batch * o.hq * o.d), out(o.batch * o.hq * o.d);
-      std::mt19937_64 rng(3);
-      std::normal_distribution<float> normal(0.0f, 1.0f);
-      for (float& x : q) x = normal(rng);
-      gl::AttentionParams p;
-      p.q = gl::make_view(q.data(), {o.batch, o.hq, 1, o.d});
-      p.out = gl::make_mutable_view(out.data(), {o.batch, o.hq, 1, o.d});
-      p.kv_cache = cache.get();
-      p.causal = gl::CausalAlign::kBottomRight;
-      p.num_threads = threads;
-      // Bytes a decode must read: every K and V row (with its scales) once.
-      const double bytes = static_cast<double>(o.batch * hkv * o.nk) * gl::kv_token_bytes(c);
-      std::vector<double> times;
-      for (int r = 0; r < o.reps + 2; ++r) {
-        const auto a = std::chrono::steady_clock::now();
-        s = gl::attention(p);
-        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+      for (const gl::KvKScales mode : modes) {
+        const bool channel = mode == gl::KvKScales::kPerChannel;
+        if (channel && !has_k_scale_modes(st)) continue;
+        const std::string label = channel ? st_s + "/ch" : st_s;
+        gl::KvCacheConfig c;
+        c.batch = o.batch, c.kv_heads = hkv, c.head_dim_k = o.d, c.max_tokens = o.nk + 32;
+        c.k_storage = c.v_storage = st;
+        c.k_scales = mode;
+        c.k_channel_tokens = channel ? o.k_channel_tokens : 0;
+        std::unique_ptr<gl::KvCache> cache;
+        gl::Status s = gl::KvCache::create(c, &cache);
+        if (s.ok()) s = fill(*cache, o.nk, 7);
         if (!s.ok()) {
           std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
           return 1;
         }
-        if (r >= 2) times.push_back(sec);  // two warm-up calls
-      }
-      std::sort(times.begin(), times.end());
-      const double med = times[times.size() / 2];
-      const double target = bytes / (0.85 * bw);
-      // Decode steps: append one token and attend, counting tracked allocations.
-      std::vector<float> kt(o.batch * hkv * o.d), vt(o.batch * hkv * o.d);
-      for (float& x : kt) x = normal(rng);
-      for (float& x : vt) x = normal(rng);
-      const int64_t allocs_before = gl::support::tracked_allocation_count();
-      for (int step = 0; step < 16; ++step) {
-        s = cache->append_all(gl::make_view(kt.data(), {o.batch, hkv, 1, o.d}), gl::make_view(vt.data(), {o.batch, hkv, 1, o.d}));
-        if (s.ok()) s = gl::attention(p);
-        if (!s.ok()) {
-          std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
-          return 1;
+        std::vector<float> q(o.batch * o.hq * o.d), out(o.batch * o.hq * o.d);
+        std::mt19937_64 rng(3);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        for (float& x : q) x = normal(rng);
+        gl::AttentionParams p;
+        p.q = gl::make_view(q.data(), {o.batch, o.hq, 1, o.d});
+        p.out = gl::make_mutable_view(out.data(), {o.batch, o.hq, 1, o.d});
+        p.kv_cache = cache.get();
+        p.causal = gl::CausalAlign::kBottomRight;
+        p.num_threads = threads;
+        // Bytes a decode must read: every K and V row (with its scales) once.
+        const double bytes = static_cast<double>(o.batch * hkv * o.nk) * gl::kv_token_bytes(c);
+        std::vector<double> times;
+        for (int r = 0; r < o.reps + 2; ++r) {
+          const auto a = std::chrono::steady_clock::now();
+          s = gl::attention(p);
+          const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+          if (!s.ok()) {
+            std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+            return 1;
+          }
+          if (r >= 2) times.push_back(sec);  // two warm-up calls
         }
+        std::sort(times.begin(), times.end());
+        const double med = times[times.size() / 2];
+        const double target = bytes / (0.85 * bw);
+        // Decode steps: append one token and attend, counting tracked allocations.
+        std::vector<float> kt(o.batch * hkv * o.d), vt(o.batch * hkv * o.d);
+        for (float& x : kt) x = normal(rng);
+        for (float& x : vt) x = normal(rng);
+        const int64_t allocs_before = gl::support::tracked_allocation_count();
+        for (int step = 0; step < 16; ++step) {
+          s = cache->append_all(gl::make_view(kt.data(), {o.batch, hkv, 1, o.d}),
+                                gl::make_view(vt.data(), {o.batch, hkv, 1, o.d}));
+          if (s.ok()) s = gl::attention(p);
+          if (!s.ok()) {
+            std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+            return 1;
+          }
+        }
+        const int64_t allocs = gl::support::tracked_allocation_count() - allocs_before;
+        char rel[32] = "-";
+        if (o.accuracy && st != gl::KvStorage::kFloat32) {
+          gl::KvAccuracyRequest req;
+          req.batch = o.batch, req.q_heads = o.hq, req.kv_heads = hkv, req.keys = o.nk, req.head_dim = o.d;
+          req.k_storage = req.v_storage = st;
+          req.k_scales = c.k_scales, req.k_channel_tokens = c.k_channel_tokens;
+          req.num_threads = threads;
+          gl::KvAccuracy acc;
+          if (gl::measure_kv_accuracy(req, &acc).ok()) std::snprintf(rel, sizeof rel, "%.2e", acc.rel_l2);
+        }
+        if (st == gl::KvStorage::kFloat16) ratio[1] = med;
+        if (st == gl::KvStorage::kInt8 && !channel) ratio[2] = med;
+        const int64_t splits = gl::kernels::choose_decode_splits(o.batch, hkv, o.nk, 0);
+        std::printf("%-7s %4lld %6lld %10.1f %10.3f %11.3f %9.2f %8.1f%% %7s %7lld %9s\n", label.c_str(),
+                    (long long)hkv, (long long)splits, bytes / (1 << 20), med * 1e3, target * 1e3, bytes / med / 1e9,
+                    100.0 * bytes / med / bw, med <= target ? "met" : "MISSED", (long long)allocs, rel);
       }
-      const int64_t allocs = gl::support::tracked_allocation_count() - allocs_before;
-      char rel[32] = "-";
-      if (o.accuracy && st != gl::KvStorage::kFloat32) {
-        gl::KvAccuracyRequest req;
-        req.batch = o.batch, req.q_heads = o.hq, req.kv_heads = hkv, req.keys = o.nk, req.head_dim = o.d;
-        req.k_storage = req.v_storage = st;
-        req.num_threads = threads;
-        gl::KvAccuracy acc;
-        if (gl::measure_kv_accuracy(req, &acc).ok()) std::snprintf(rel, sizeof rel, "%.2e", acc.rel_l2);
-      }
-      const int slot = hkv == 8 ? 1 : 0;
-      if (st == gl::KvStorage::kFloat16) f16_ms[slot] = med;
-      if (st == gl::KvStorage::kInt8) int8_ms[slot] = med;
-      const int64_t splits = gl::kernels::choose_decode_splits(o.batch, hkv, o.nk, 0);
-      std::printf("%-6s %4lld %6lld %10.1f %10.3f %11.3f %9.2f %8.1f%% %7s %7lld %9s\n", st_s.c_str(), (long long)hkv,
-                  (long long)splits, bytes / (1 << 20), med * 1e3, target * 1e3, bytes / med / 1e9, 100.0 * bytes / med / bw,
-                  med <= target ? "met" : "MISSED", (long long)allocs, rel);
     }
   }
   double bw_after = 0;
@@ -163,10 +182,10 @@ int run(const Options& o, int threads) {
     std::printf("\nread bandwidth after the timings: %.2f GB/s (targets above used %.2f GB/s%s)\n", bw_after, bw / 1e9,
                 bw_after * 1e9 > bw ? "; re-judge against the larger figure" : "");
   }
-  for (int slot = 0; slot < 2; ++slot) {
-    if (f16_ms[slot] > 0 && int8_ms[slot] > 0) {
-      std::printf("\nint8 vs f16 (Hkv=%s): %.2fx faster (target >= 1.8x: %s)", slot ? "8" : "32", f16_ms[slot] / int8_ms[slot],
-                  f16_ms[slot] / int8_ms[slot] >= 1.8 ? "met" : "MISSED");
+  for (const auto& [hkv, f16_ms, int8_ms] : ratios) {
+    if (f16_ms > 0 && int8_ms > 0) {
+      std::printf("\nint8 vs f16 (Hkv=%lld): %.2fx faster (target >= 1.8x: %s)", static_cast<long long>(hkv),
+                  f16_ms / int8_ms, f16_ms / int8_ms >= 1.8 ? "met" : "MISSED");
     }
   }
   std::printf("\n");
@@ -184,6 +203,10 @@ CLI::App* register_kv_decode(CLI::App& app, const GlobalOptions& global, int* ex
   cmd->add_option("--batch", opts->batch, "sequences")->check(CLI::PositiveNumber);
   cmd->add_option("--hkv", opts->hkv, "comma-separated KV head counts");
   cmd->add_option("--storage", opts->storage, "comma-separated K/V storage types (f32,f16,bf16,int8,int4)");
+  cmd->add_option("--k-scales", opts->k_scales,
+                  "int8/int4 K scales: token, channel (KIVI; rows int8/ch, int4/ch) or both");
+  cmd->add_option("--k-channel-tokens", opts->k_channel_tokens, "tokens per per-channel group (0 = default)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--reps", opts->reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);
   cmd->add_flag("!--no-accuracy", opts->accuracy, "skip the rel-L2 column");
   cmd->callback([opts, &global, exit_code] { *exit_code = run(*opts, global.threads); });

@@ -10,20 +10,22 @@ from goldilocks import _arrays, _core
 class KvCache:
     """KvCache(batch, kv_heads, head_dim, max_tokens, *, head_dim_v=None, layout="contiguous",
     page_size=16, num_pages=0, storage="f32", k_storage=None, v_storage=None,
-    k_group_size=0, v_group_size=0)
+    k_group_size=0, v_group_size=0, k_scales="token", k_channel_tokens=0)
 
     storage / k_storage / v_storage: "f32", "f16", "bf16", "int8", "int4" (quantized on append,
     dequantized inside the attention kernel). layout "paged" shares pages between forks
-    (copy-on-write); num_pages 0 sizes the pool for batch * max_tokens."""
+    (copy-on-write); num_pages 0 sizes the pool for batch * max_tokens. k_scales "channel"
+    (int8/int4 K): KIVI's per-channel K scales over groups of k_channel_tokens tokens (0 =
+    default), the newest tokens of an unfinished group kept in float32."""
 
     def __init__(self, batch, kv_heads, head_dim, max_tokens, *, head_dim_v=None, layout="contiguous",
                  page_size=16, num_pages=0, storage="f32", k_storage=None, v_storage=None, k_group_size=0,
-                 v_group_size=0):
+                 v_group_size=0, k_scales="token", k_channel_tokens=0):
         self._cache = _core.KvCache(
             batch=batch, kv_heads=kv_heads, head_dim_k=head_dim, head_dim_v=head_dim if head_dim_v is None else head_dim_v,
             max_tokens=max_tokens, layout=layout, page_size=page_size, num_pages=num_pages,
             k_storage=k_storage or storage, v_storage=v_storage or storage, k_group_size=k_group_size,
-            v_group_size=v_group_size)
+            v_group_size=v_group_size, k_scales=k_scales, k_channel_tokens=k_channel_tokens)
 
     def append(self, k, v, seq=None):
         """Appends n tokens: to every sequence (k (B, Hkv, n, Dk), v (B, Hkv, n, Dv)) or, with seq,

@@ -158,6 +158,8 @@ class PyKvCache {
     d["v_storage"] = std::string(kv_storage_name(c.v_storage));
     d["k_group_size"] = c.k_group_size;
     d["v_group_size"] = c.v_group_size;
+    d["k_scales"] = std::string(c.k_scales == KvKScales::kPerChannel ? "channel" : "token");
+    d["k_channel_tokens"] = c.k_channel_tokens;
     return d;
   }
 
@@ -168,7 +170,8 @@ class PyKvCache {
 
 KvCacheConfig make_config(int64_t batch, int64_t kv_heads, int64_t head_dim_k, int64_t head_dim_v, int64_t max_tokens,
                           const std::string& layout, int64_t page_size, int64_t num_pages, const std::string& k_storage,
-                          const std::string& v_storage, int64_t k_group_size, int64_t v_group_size) {
+                          const std::string& v_storage, int64_t k_group_size, int64_t v_group_size,
+                          const std::string& k_scales, int64_t k_channel_tokens) {
   KvCacheConfig c;
   c.batch = batch;
   c.kv_heads = kv_heads;
@@ -186,6 +189,12 @@ KvCacheConfig make_config(int64_t batch, int64_t kv_heads, int64_t head_dim_k, i
   c.v_storage = storage_of(v_storage, "v_storage");
   c.k_group_size = k_group_size;
   c.v_group_size = v_group_size;
+  if (k_scales == "channel") {
+    c.k_scales = KvKScales::kPerChannel;
+  } else if (k_scales != "token") {
+    throw nb::value_error(("k_scales: '" + k_scales + "' is not 'token' or 'channel' (KIVI per-channel K)").c_str());
+  }
+  c.k_channel_tokens = k_channel_tokens;
   return c;
 }
 
@@ -197,14 +206,15 @@ void bind_kv_cache(nb::module_& m) {
            [](PyKvCache* self, int64_t batch, int64_t kv_heads, int64_t head_dim_k, int64_t head_dim_v,
               int64_t max_tokens, const std::string& layout, int64_t page_size, int64_t num_pages,
               const std::string& k_storage, const std::string& v_storage, int64_t k_group_size,
-              int64_t v_group_size) {
+              int64_t v_group_size, const std::string& k_scales, int64_t k_channel_tokens) {
              const KvCacheConfig c = make_config(batch, kv_heads, head_dim_k, head_dim_v, max_tokens, layout,
                                                  page_size, num_pages, k_storage, v_storage, k_group_size,
-                                                 v_group_size);
+                                                 v_group_size, k_scales, k_channel_tokens);
              new (self) PyKvCache(c);
            },
            "batch"_a, "kv_heads"_a, "head_dim_k"_a, "head_dim_v"_a, "max_tokens"_a, "layout"_a, "page_size"_a,
-           "num_pages"_a, "k_storage"_a, "v_storage"_a, "k_group_size"_a, "v_group_size"_a)
+           "num_pages"_a, "k_storage"_a, "v_storage"_a, "k_group_size"_a, "v_group_size"_a, "k_scales"_a,
+           "k_channel_tokens"_a)
       .def("append", &PyKvCache::append, "seq"_a, "k"_a, "v"_a)
       .def("append_all", &PyKvCache::append_all, "k"_a, "v"_a)
       .def("truncate", [](PyKvCache& c, int64_t seq, int64_t n) { c.mutate([&](KvCache& k) { return k.truncate(seq, n); }); },

@@ -135,6 +135,27 @@ def test_storage_types_within_their_quantization_bound(rng, storage):
         torch.testing.assert_close(out[seq:seq + 1], ref, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "paged"])
+def test_per_channel_k_scales_attend_what_read_returns(rng, layout):
+    # KIVI: K per channel over groups of 4 tokens; 37 tokens leave an open group of 1 in float32.
+    cache = goldilocks.KvCache(2, 2, 16, 64, layout=layout, page_size=8, storage="int8", k_scales="channel",
+                               k_channel_tokens=4)
+    assert (cache.config["k_scales"], cache.config["k_channel_tokens"]) == ("channel", 4)
+    k, v = randn(rng, 2, 2, 37, 16), randn(rng, 2, 2, 37, 16)
+    k[..., 3] *= 10  # an outlier channel, what per-channel scales are for
+    cache.append(k, v)
+    q = randn(rng, 2, 4, 1, 16)  # one decode token per sequence, two query heads per KV head
+    out = cache.attend(q)
+    for seq in range(2):
+        kr, vr = cache.read(seq, like=k)
+        assert kr[:, -1].numpy().tobytes() == k[seq, :, -1].numpy().tobytes()  # the open group: float32, exact
+        assert 0 < (kr - k[seq]).abs().max() < 0.1  # quantized, within half a step of the outlier's range
+        ref = goldilocks.scaled_dot_product_attention(q[seq:seq + 1], kr[None], vr[None], enable_gqa=True)
+        torch.testing.assert_close(out[seq:seq + 1], ref, rtol=2e-5, atol=2e-5)
+    cache.rollback(0, 34)  # into the last completed group: its float32 rows are kept, so exact
+    assert cache.read(0, like=k)[0][:, 32:].numpy().tobytes() == k[0, :, 32:34].numpy().tobytes()
+
+
 def test_mixed_k_and_v_storage_and_bytes(rng):
     sizes = {}
     for storage in STORAGES:
@@ -190,3 +211,10 @@ def test_bad_configurations_raise_naming_the_parameter():
         goldilocks.KvCache(1 << 20, 1 << 10, 1 << 10, 1 << 20)
     with pytest.raises(ValueError, match="group"):
         goldilocks.KvCache(1, 1, 24, 8, storage="int4", k_group_size=7)
+    with pytest.raises(ValueError, match="^k_scales: 'chan'"):
+        goldilocks.KvCache(1, 1, 8, 8, storage="int8", k_scales="chan")
+    with pytest.raises(ValueError, match="^k_scales"):
+        goldilocks.KvCache(1, 1, 8, 8, storage="f16", k_scales="channel")
+    with pytest.raises(ValueError, match="^k_channel_tokens"):
+        goldilocks.KvCache(1, 1, 8, 32, layout="paged", page_size=8, storage="int8", k_scales="channel",
+                           k_channel_tokens=3)

@@ -407,26 +407,7 @@ TEST(KvChannelScales, DecodeStepAllocatesNothing) {
     KvCacheConfig c;
     c.kv_heads = 2, c.head_dim_k = 32, c.max_tokens = 600, c.layout = layout;
     c.k_storage = KvStorage::kInt8, c.v_storage = KvStorage::kInt8, c.k_scales = KvKScales::kPerChannel;
-    auto cache = make_cache(c);
-    Tokens prompt = random_tokens(cache->config(), 300, rng);
-    ASSERT_TRUE(cache->append(0, prompt.k.view(), prompt.v.view()).ok());
-    Tensor<float> q = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
-    fill_normal(q, rng);
-    ASSERT_TRUE(attend_cache(*cache, q, CausalAlign::kBottomRight).status.ok());  // sizes the scratch
-    std::vector<Tokens> steps;
-    for (int i = 0; i < 20; ++i) steps.push_back(random_tokens(cache->config(), 1, rng));
-    Tensor<float> out = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
-    AttentionParams p;
-    p.q = q.view();
-    p.out = out.mutable_view();
-    p.kv_cache = cache.get();
-    p.causal = CausalAlign::kBottomRight;
-    const int64_t allocations = support::tracked_allocation_count();
-    for (const Tokens& t : steps) {  // crosses a group completion
-      ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
-      ASSERT_TRUE(attention(p).ok());
-    }
-    EXPECT_EQ(support::tracked_allocation_count(), allocations);
+    expect_decode_steps_allocate_nothing(c, rng);  // tokens 300 -> 320 complete a group of 32
   }
 }
 

@@ -175,6 +175,32 @@ inline void expect_paged_equals_contiguous(const KvCacheConfig& contiguous_cfg, 
   EXPECT_TRUE(permuted);
 }
 
+// The decode step (append one token, attend) allocates nothing once the first
+// step has sized the scratch: 300 tokens of prompt in sequence 0 of a cache
+// configured by c (kv_heads 2, head_dim_k 32), then 20 steps.
+inline void expect_decode_steps_allocate_nothing(const KvCacheConfig& c, std::mt19937_64& rng) {
+  auto cache = make_cache(c);
+  Tokens prompt = random_tokens(cache->config(), 300, rng);
+  ASSERT_TRUE(cache->append(0, prompt.k.view(), prompt.v.view()).ok());
+  Tensor<float> q = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
+  fill_normal(q, rng);
+  ASSERT_TRUE(attend_cache(*cache, q, CausalAlign::kBottomRight).status.ok());  // sizes the scratch
+  std::vector<Tokens> steps;
+  for (int i = 0; i < 20; ++i) steps.push_back(random_tokens(cache->config(), 1, rng));
+  Tensor<float> out = make_tensor<float>({1, 4, 1, 32}, Layout::kContiguous);
+  AttentionParams p;
+  p.q = q.view();
+  p.out = out.mutable_view();
+  p.kv_cache = cache.get();
+  p.causal = CausalAlign::kBottomRight;
+  const int64_t allocations = support::tracked_allocation_count();
+  for (const Tokens& t : steps) {
+    ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
+    ASSERT_TRUE(attention(p).ok());
+  }
+  EXPECT_EQ(support::tracked_allocation_count(), allocations);
+}
+
 // Everything a failed operation must leave untouched: pool bytes, block
 // tables, lengths, refcounts, the free list and (per-channel K) the f32 ring.
 inline std::vector<uint8_t> snapshot(const KvCache& cache) {

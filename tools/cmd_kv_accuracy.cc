@@ -54,7 +54,7 @@ int run(const Options& o, int threads) {
     if (!parse(ks, &r.k_storage) || !parse(vs, &r.v_storage)) return 2;
     for (gl::KvKScales mode : modes) {
       const bool channel = mode == gl::KvKScales::kPerChannel;
-      if (channel && !has_k_scale_modes(r.k_storage)) continue;
+      if (channel && !allows_per_channel_k(r.k_storage)) continue;
       r.k_scales = mode;
       const int64_t k_channel_tokens = r.k_channel_tokens;
       if (!channel) r.k_channel_tokens = 0;

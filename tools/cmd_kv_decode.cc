@@ -103,7 +103,7 @@ int run(const Options& o, int threads) {
       }
       for (const gl::KvKScales mode : modes) {
         const bool channel = mode == gl::KvKScales::kPerChannel;
-        if (channel && !has_k_scale_modes(st)) continue;
+        if (channel && !allows_per_channel_k(st)) continue;
         const std::string label = channel ? st_s + "/ch" : st_s;
         gl::KvCacheConfig c;
         c.batch = o.batch, c.kv_heads = hkv, c.head_dim_k = o.d, c.max_tokens = o.nk + 32;

@@ -16,6 +16,6 @@ inline std::vector<goldilocks::KvKScales> parse_k_scales_modes(const std::string
 }
 
 // Per-channel scales exist for int8/int4 K only.
-inline bool has_k_scale_modes(goldilocks::KvStorage k) {
+inline bool allows_per_channel_k(goldilocks::KvStorage k) {
   return k == goldilocks::KvStorage::kInt8 || k == goldilocks::KvStorage::kInt4;
 }

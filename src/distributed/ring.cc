@@ -198,6 +198,34 @@ std::vector<Task> plan_step(const RingContext& cx, const std::vector<Chunk>& qc,
   return tasks;
 }
 
+// MPI moves a large shared-memory message only inside MPI calls (the receiver
+// copies it when it next tests the request), so a step that is one long
+// attention call would leave the transfer to the final wait. Plain tasks are
+// cut into a few query slabs (rows are independent: no mask is relative to
+// the slab) with a test of the requests between slabs. Masked tasks are not
+// cut (their diagonal is relative to the task's rows); zigzag causal steps
+// have several tasks already. The cut depends only on shapes: same bits per run.
+std::vector<Task> split_for_progress(std::vector<Task> tasks, int nranks) {
+  constexpr int64_t kSlabs = 4, kMinRows = 64;  // a slab still fills the kernel's tiles
+  if (nranks == 1) return tasks;
+  std::vector<Task> out;
+  for (const Task& t : tasks) {
+    if (!t.plain() || t.q.len < 2 * kMinRows) {
+      out.push_back(t);
+      continue;
+    }
+    const int64_t rows = std::max(kMinRows, (t.q.len + kSlabs - 1) / kSlabs / kMinRows * kMinRows);
+    for (int64_t r = 0; r < t.q.len; r += rows) {
+      Task piece = t;
+      piece.q.row = t.q.row + r;
+      piece.q.start = t.q.start + r;
+      piece.q.len = std::min(rows, t.q.len - r);
+      out.push_back(piece);
+    }
+  }
+  return out;
+}
+
 // ---- Buffers ---------------------------------------------------------------
 
 MutableTensorView f32_view(float* data, int64_t B, int64_t H, int64_t N, int64_t D) {
@@ -399,7 +427,8 @@ Status ring_attention_impl(const RingAttentionParams& p, MPI_Comm user_comm, Rin
     const auto t0 = Clock::now();
     TensorView kb, vb;
     views_of(cur, &kb, &vb);
-    const std::vector<Task> tasks = plan_step(cx, q_chunks, shard_chunks(cx.kv_len, src, P, p.layout));
+    const std::vector<Task> tasks = split_for_progress(
+        plan_step(cx, q_chunks, shard_chunks(cx.kv_len, src, P, p.layout)), P);
     for (const Task& t : tasks) {
       if (!failed.ok()) break;  // keep passing blocks so no rank waits forever; report at the end
       AttentionParams ap;

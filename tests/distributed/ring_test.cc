@@ -246,15 +246,22 @@ std::string bits(const RingRun& r) {
 }
 
 TEST(RingAttention, BitwiseDeterministicAcrossRunsAndThreadCounts) {
-  Case c;
-  c.Nq = c.Nk = 301, c.causal = CausalAlign::kTopLeft, c.seed = 31;
-  const Inputs in = case_inputs(c);
-  const RingRun a = run_ring(c, in, MPI_COMM_WORLD, 1);
-  const RingRun b = run_ring(c, in, MPI_COMM_WORLD, 1);
-  const RingRun t2 = run_ring(c, in, MPI_COMM_WORLD, 2);
-  ASSERT_TRUE(a.status.ok() && b.status.ok() && t2.status.ok());
-  EXPECT_EQ(bits(a), bits(b)) << "repeated run differs";
-  EXPECT_EQ(bits(a), bits(t2)) << "2 threads differ from 1";
+  // Causal zigzag (several masked tasks per step) and unmasked contiguous
+  // (long tasks cut into query slabs between progress tests).
+  Case causal;
+  causal.Nq = causal.Nk = 301, causal.causal = CausalAlign::kTopLeft, causal.seed = 31;
+  Case plain;
+  plain.Nq = plain.Nk = 1001, plain.layout = ShardLayout::kContiguous, plain.seed = 32;
+  for (const Case& c : {causal, plain}) {
+    SCOPED_TRACE(c.name());
+    const Inputs in = case_inputs(c);
+    const RingRun a = run_ring(c, in, MPI_COMM_WORLD, 1);
+    const RingRun b = run_ring(c, in, MPI_COMM_WORLD, 1);
+    const RingRun t2 = run_ring(c, in, MPI_COMM_WORLD, 2);
+    ASSERT_TRUE(a.status.ok() && b.status.ok() && t2.status.ok());
+    EXPECT_EQ(bits(a), bits(b)) << "repeated run differs";
+    EXPECT_EQ(bits(a), bits(t2)) << "2 threads differ from 1";
+  }
 }
 
 TEST(RingAttention, InvalidShardOnOneRankIsAnErrorOnEveryRankAndWritesNothing) {

@@ -222,6 +222,38 @@ TEST(RingAttention, FlexMasksOverGlobalPositionsIncludingFullyMaskedRowsAndEmpty
   }
 }
 
+// Score mods see global positions too (ALiBi's bias is -slope_h·|i - j|). math
+// has no mods, so the baseline here is the single-process flash call with the
+// same mods: the ring must stay within 2x its error against the fp64 reference.
+TEST(RingAttention, ScoreModsOverGlobalPositions) {
+  const int rank = world_rank(), P = world_size();
+  FlexMods mods;
+  ASSERT_TRUE(compile_flex_spec("causal+alibi+softcap:20", &mods).ok());
+  for (ShardLayout layout : {ShardLayout::kContiguous, ShardLayout::kZigzag}) {
+    Case c;
+    c.Nq = c.Nk = 53, c.flex = &mods, c.layout = layout, c.seed = 600;
+    SCOPED_TRACE(c.name());
+    const Inputs in = random_inputs(c.B, c.Hq, c.Hkv, c.Nq, c.Nk, c.Dk, c.Dv, c.seed);
+    auto single = [&](Backend backend, auto& out, auto& lse, const auto& q, const auto& k, const auto& v) {
+      AttentionParams p;
+      p.q = q.view(), p.k = k.view(), p.v = v.view(), p.out = out.mutable_view(), p.lse = lse.mutable_view();
+      p.flex = &mods, p.backend = backend, p.num_threads = 1;
+      return attention(p);
+    };
+    Oracle o;
+    o.out = make_tensor<double>({c.B, c.Hq, c.Nq, c.Dv}, Layout::kContiguous);
+    o.lse = make_tensor<float>({c.B, c.Hq, c.Nq}, Layout::kContiguous);
+    ASSERT_TRUE(single(Backend::kReference, o.out, o.lse, to_double(in.q), to_double(in.k), to_double(in.v)).ok());
+    Result flash;
+    flash.out = make_tensor<float>({c.B, c.Hq, c.Nq, c.Dv}, Layout::kContiguous);
+    flash.lse = make_tensor<float>({c.B, c.Hq, c.Nq}, Layout::kContiguous);
+    ASSERT_TRUE(single(Backend::kFlash, flash.out, flash.lse, in.q, in.k, in.v).ok());
+    const RingRun r = run_ring(c, in, MPI_COMM_WORLD);
+    ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+    expect_rows_match(c, r, o, flash, rank, P);
+  }
+}
+
 TEST(RingAttention, EmptyShardsAndEmptySequence) {
   // N < P: some ranks hold only padding (their rows: output 0, LSE -inf).
   for (ShardLayout layout : {ShardLayout::kContiguous, ShardLayout::kZigzag}) {

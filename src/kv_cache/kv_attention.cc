@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "dispatch/validate.h"
-#include "kernels/decode.h"
+#include "kernels/decode/decode.h"
 #include "kv_cache/kv_attention.h"
 #include "kv_cache/kv_cache_state.h"
 

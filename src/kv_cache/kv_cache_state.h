@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "goldilocks/kv_cache.h"
-#include "kernels/decode.h"
+#include "kernels/decode/decode.h"
 #include "quant/channel_group.h"
 #include "quant/row_format.h"
 #include "support/memory.h"

@@ -14,7 +14,7 @@
 #include "analysis/peak.h"
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
-#include "kernels/decode.h"
+#include "kernels/decode/decode.h"
 #include "kv_options.h"
 #include "support/memory.h"
 

@@ -39,10 +39,12 @@ enum class Backend : uint8_t {
   kReference,  // fp64 accumulation, naive, every feature: the oracle
   kMath,       // fp32 "standard SDPA": materialises the N×N scores (the baseline)
   kFlash,      // tiled, online softmax, extra memory independent of Nk
+  kDecode,     // split-KV over few query rows (decoding): each K/V row read once per KV head;
+               // the only backend that reads a KvCache
 };
 
 const char* backend_name(Backend backend);
-// Parses "auto", "reference", "math", "flash"; returns false on anything else.
+// Parses "auto", "reference", "math", "flash", "decode"; returns false on anything else.
 bool parse_backend(const std::string& name, Backend* backend);
 const char* causal_align_name(CausalAlign align);
 // Parses "none", "top_left", "bottom_right"; returns false on anything else.
@@ -84,8 +86,9 @@ struct AttentionParams {
   // values come from the cache (k, v and mask must be absent) and the Nq
   // queries are the last Nq positions of each sequence (use kBottomRight).
   const KvCache* kv_cache = nullptr;
-  // Key chunks per sequence for split-KV decoding (0 = chosen from the shape,
-  // never from the thread count, so results are identical for any threads).
+  // Key chunks per sequence for split-KV decoding, over a cache or plain
+  // tensors (0 = chosen from the shape, never from the thread count, so
+  // results are identical for any threads).
   int64_t kv_splits = 0;
   // FlexAttention (goldilocks/flex.h): mask_mod / score_mod, compiled from C++
   // callables (make_flex) or a runtime spec (compile_flex_spec). Not combined

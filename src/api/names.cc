@@ -52,12 +52,13 @@ const char* backend_name(Backend backend) {
     case Backend::kReference: return "reference";
     case Backend::kMath: return "math";
     case Backend::kFlash: return "flash";
+    case Backend::kDecode: return "decode";
   }
   return "unknown";
 }
 
 bool parse_backend(const std::string& name, Backend* backend) {
-  for (Backend b : {Backend::kAuto, Backend::kReference, Backend::kMath, Backend::kFlash}) {
+  for (Backend b : {Backend::kAuto, Backend::kReference, Backend::kMath, Backend::kFlash, Backend::kDecode}) {
     if (name == backend_name(b)) {
       *backend = b;
       return true;

@@ -1,4 +1,5 @@
 // Dispatch: validate once, decide which backend runs and why, then call it.
+// Every call — plain tensors or a KV cache — goes through this one table.
 // Each backend's eligibility is a list of named checks (as in PyTorch's
 // sdp_utils), so `goldilocks explain` can say exactly why one was rejected.
 #include <string>
@@ -6,8 +7,8 @@
 
 #include "dispatch/validate.h"
 #include "goldilocks/attention.h"
+#include "kernels/decode/decode.h"
 #include "kernels/kernels.h"
-#include "kv_cache/kv_attention.h"
 
 namespace goldilocks {
 namespace {
@@ -35,16 +36,50 @@ std::string check_no_flex(const Problem& p) {
   return p.flex == nullptr ? "" : "flex mods (mask_mod/score_mod) run on the flash and reference backends only";
 }
 
+std::string check_no_kv_cache(const Problem& p) {
+  return p.cache == nullptr ? "" : "keys and values live in a KV cache, which only the decode backend reads";
+}
+
+// Decode streams each K/V row once for all query rows of an item; with many
+// query rows the flash kernel's tiles reuse K/V better. A cache is read by
+// decode at any Nq (chunked prefill), since no other backend can.
+std::string check_few_query_rows(const Problem& p) {
+  if (p.cache != nullptr || p.Nq <= kernels::kDecodeMaxQueryRows) return "";
+  return "Nq = " + std::to_string(p.Nq) + " query rows; decode takes at most " +
+         std::to_string(kernels::kDecodeMaxQueryRows) + " (flash tiles serve longer query blocks)";
+}
+
+std::string check_decode_dtype(const Problem& p) {
+  if (p.dtype == DType::kFloat32 || p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16) return "";
+  return std::string("dtype is ") + dtype_name(p.dtype) + "; decode reads float32, float16 or bfloat16";
+}
+
+// The decode kernel loads each K/V row as consecutive elements.
+std::string check_rows_contiguous(const Problem& p) {
+  if (p.cache != nullptr) return "";
+  if ((p.Dk <= 1 || p.ks.d == 1) && (p.Dv <= 1 || p.vs.d == 1)) return "";
+  return "k.stride[3] = " + std::to_string(p.ks.d) + ", v.stride[3] = " + std::to_string(p.vs.d) +
+         "; decode needs each key/value row contiguous (stride 1 along the head dim)";
+}
+
 const std::vector<Check>& checks_for(Backend backend) {
-  static const std::vector<Check> kReference = {};  // the oracle supports everything that validates
-  static const std::vector<Check> kMath = {{"dtype_float32", check_float32}, {"score_matrix_fits", check_math_workspace},
-                                            {"no_flex_mods", check_no_flex}};
-  static const std::vector<Check> kFlash = {{"dtype_float32", check_float32}};
+  static const std::vector<Check> kReference = {{"no_kv_cache", check_no_kv_cache}};
+  static const std::vector<Check> kMath = {{"no_kv_cache", check_no_kv_cache},
+                                           {"dtype_float32", check_float32},
+                                           {"score_matrix_fits", check_math_workspace},
+                                           {"no_flex_mods", check_no_flex}};
+  static const std::vector<Check> kFlash = {{"no_kv_cache", check_no_kv_cache}, {"dtype_float32", check_float32}};
+  static const std::vector<Check> kDecode = {{"few_query_rows", check_few_query_rows},
+                                             {"dtype_float32_or_half", check_decode_dtype},
+                                             {"no_flex_mods", check_no_flex},
+                                             {"rows_contiguous", check_rows_contiguous}};
   switch (backend) {
     case Backend::kReference:
       return kReference;
     case Backend::kMath:
       return kMath;
+    case Backend::kDecode:
+      return kDecode;
     default:
       return kFlash;
   }
@@ -62,12 +97,65 @@ BackendVerdict judge(Backend backend, const Problem& p) {
   return verdict;
 }
 
-// Automatic choice, in order of preference: flash is exact, fastest and uses
-// the least memory; math next; the reference always works but is slow.
-constexpr Backend kPreference[] = {Backend::kFlash, Backend::kMath, Backend::kReference};
+// Automatic choice, in order of preference: decode for few query rows (it
+// reads each K/V row once per KV head), then flash (exact, fastest, least
+// memory), math, and the reference, which always works but is slow.
+constexpr Backend kPreference[] = {Backend::kDecode, Backend::kFlash, Backend::kMath, Backend::kReference};
+
+std::string joined_checks(const BackendVerdict& v) {
+  std::string why;
+  for (const auto& f : v.failed_checks) why += (why.empty() ? "" : "; ") + f;
+  return why;
+}
+
+// The backend a valid problem runs on, or an error naming what rules each out.
+Status choose(Backend requested, const Problem& p, Backend* chosen, std::string* reason,
+              std::vector<BackendVerdict>* verdicts) {
+  std::vector<BackendVerdict> all;
+  for (Backend b : kPreference) all.push_back(judge(b, p));
+  *chosen = Backend::kAuto;
+  if (requested != Backend::kAuto) {
+    for (const auto& v : all) {
+      if (v.backend != requested) continue;
+      if (!v.eligible) {
+        if (verdicts) *verdicts = std::move(all);
+        return Unsupported(std::string("backend: ") + backend_name(requested) + " is not eligible for this call (" +
+                           joined_checks(v) + "); use backend=auto or fix the inputs");
+      }
+      *chosen = requested;
+      if (reason) *reason = std::string("requested explicitly (backend=") + backend_name(requested) + ")";
+    }
+  } else {
+    std::string why_not;
+    for (const auto& v : all) {
+      if (v.eligible) {
+        *chosen = v.backend;
+        if (reason) {
+          *reason = std::string("auto: ") + backend_name(v.backend) +
+                    " is the first eligible backend in the order decode, flash, math, reference";
+        }
+        break;
+      }
+      why_not += std::string(why_not.empty() ? "" : "; ") + backend_name(v.backend) + " (" + joined_checks(v) + ")";
+    }
+    if (*chosen == Backend::kAuto) {
+      if (verdicts) *verdicts = std::move(all);
+      return Unsupported("no backend can run this call: " + why_not);
+    }
+  }
+  if (verdicts) *verdicts = std::move(all);
+  return Status::Ok();
+}
 
 std::string isa_for(Backend backend, const Problem& p) {
-  return backend == Backend::kFlash ? kernels::flash_isa_name(p) : "portable";
+  switch (backend) {
+    case Backend::kFlash:
+      return kernels::flash_isa_name(p);
+    case Backend::kDecode:
+      return kernels::decode_isa_name(p.force_portable);
+    default:
+      return "portable";
+  }
 }
 
 Status run_backend(Backend backend, const Problem& p) {
@@ -78,6 +166,8 @@ Status run_backend(Backend backend, const Problem& p) {
       return kernels::run_math(p);
     case Backend::kFlash:
       return p.flex ? kernels::run_flash_flex(p) : kernels::run_flash(p);
+    case Backend::kDecode:
+      return kernels::run_decode(p);
     case Backend::kAuto:
       break;
   }
@@ -94,60 +184,21 @@ Explanation explain(const AttentionParams& params) {
     e.reason = "invalid arguments: " + e.validation.message();
     return e;
   }
-  for (Backend b : kPreference) e.verdicts.push_back(judge(b, p));
-  if (params.backend != Backend::kAuto) {
-    for (const auto& v : e.verdicts) {
-      if (v.backend != params.backend) continue;
-      if (v.eligible) {
-        e.chosen = params.backend;
-        e.reason = std::string("requested explicitly (backend=") + backend_name(params.backend) + ")";
-      } else {
-        std::string why;
-        for (const auto& f : v.failed_checks) why += (why.empty() ? "" : "; ") + f;
-        e.validation = Unsupported(std::string("backend: ") + backend_name(params.backend) +
-                                   " is not eligible for this call (" + why + "); use backend=auto or fix the inputs");
-        e.reason = e.validation.message();
-      }
-    }
-  } else {
-    for (const auto& v : e.verdicts) {
-      if (!v.eligible) continue;
-      e.chosen = v.backend;
-      e.reason = std::string("auto: ") + backend_name(v.backend) + " is the first eligible backend in the order flash, math, reference";
-      break;
-    }
+  e.validation = choose(params.backend, p, &e.chosen, &e.reason, &e.verdicts);
+  if (!e.validation.ok()) {
+    e.reason = e.validation.message();
+    e.chosen = Backend::kAuto;
+    return e;
   }
-  if (e.chosen != Backend::kAuto) e.isa = isa_for(e.chosen, p);
+  e.isa = isa_for(e.chosen, p);
   return e;
 }
 
 Status attention(const AttentionParams& params) {
-  // Keys and values held in a KV cache go to the decode kernel (src/kv_cache).
-  if (params.kv_cache != nullptr) {
-    if (params.flex != nullptr || params.block_mask != nullptr) {
-      return InvalidArgument("flex: flex mods and block masks are not supported with kv_cache yet; leave flex unset");
-    }
-    return attention_over_cache(params);
-  }
   Problem p;
   GOLDILOCKS_RETURN_IF_ERROR(dispatch::validate(params, &p));
-  Backend chosen = params.backend;
-  if (chosen == Backend::kAuto) {
-    for (Backend b : kPreference) {
-      if (judge(b, p).eligible) {
-        chosen = b;
-        break;
-      }
-    }
-  } else {
-    const BackendVerdict verdict = judge(chosen, p);
-    if (!verdict.eligible) {
-      std::string why;
-      for (const auto& f : verdict.failed_checks) why += (why.empty() ? "" : "; ") + f;
-      return Unsupported(std::string("backend: ") + backend_name(chosen) + " is not eligible for this call (" + why +
-                         "); use backend=auto or fix the inputs");
-    }
-  }
+  Backend chosen;
+  GOLDILOCKS_RETURN_IF_ERROR(choose(params.backend, p, &chosen, nullptr, nullptr));
   return run_backend(chosen, p);
 }
 

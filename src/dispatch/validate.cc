@@ -1,11 +1,13 @@
 #include "dispatch/validate.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
 #include "goldilocks/flex.h"
+#include "kv_cache/kv_cache_state.h"
 #include "support/memory.h"
 
 namespace goldilocks::dispatch {
@@ -116,7 +118,60 @@ Strides4 strides_of(const int64_t* s) { return Strides4{s[0], s[1], s[2], s[3]};
 bool checked_mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
 bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
 
+namespace {
+
+std::string num(int64_t x) { return std::to_string(x); }
+
+// Queries against a KV cache: q/out/lse are checked like any call, with empty
+// stand-ins for k and v carrying the cache's shape; the rows themselves were
+// checked when they were appended.
+Status validate_over_cache(const AttentionParams& params, Problem* problem) {
+  const KvCache::State& s = params.kv_cache->state();
+  const KvCacheConfig& c = s.cfg;
+  if (params.k.present() || params.v.present()) {
+    return InvalidArgument("k: must be absent when kv_cache is set (keys and values come from the cache)");
+  }
+  if (params.mask.present()) {
+    return Unsupported("mask: explicit masks are not supported with kv_cache; use causal (kBottomRight) or none");
+  }
+  if (params.flex != nullptr || params.block_mask != nullptr) {
+    return InvalidArgument("flex: flex mods and block masks are not supported with kv_cache yet; leave flex unset");
+  }
+  const TensorView& q = params.q;
+  if (q.rank == 4) {
+    if (q.shape[0] != c.batch) {
+      return InvalidArgument("q.shape[0] = " + num(q.shape[0]) + " but the cache holds " + num(c.batch) +
+                             " sequences; they must match");
+    }
+    if (q.shape[3] != c.head_dim_k) {
+      return InvalidArgument("q.shape[3] = " + num(q.shape[3]) + " but the cache's head_dim_k = " + num(c.head_dim_k) +
+                             "; they must match");
+    }
+    if (q.shape[1] % c.kv_heads != 0) {
+      return InvalidArgument("q.shape[1] = " + num(q.shape[1]) + " query heads must be a multiple of the cache's kv_heads = " +
+                             num(c.kv_heads));
+    }
+  }
+  static const float kNoData = 0.0f;
+  AttentionParams shadow = params;
+  shadow.kv_cache = nullptr;
+  shadow.k = make_view(&kNoData, q.dtype, {c.batch, c.kv_heads, 0, c.head_dim_k});
+  shadow.v = make_view(&kNoData, q.dtype, {c.batch, c.kv_heads, 0, c.head_dim_v});
+  GOLDILOCKS_RETURN_IF_ERROR(validate(shadow, problem));
+  Problem& p = *problem;
+  p.k = p.v = nullptr;
+  p.Nk = 0;
+  for (int64_t b = 0; b < c.batch; ++b) p.Nk = std::max(p.Nk, s.lengths[b]);
+  p.causal_offset = 0;  // per sequence: len(b) - Nq, applied by the decode kernel
+  p.cache = &s.rows;
+  p.cache_workspace = &s.workspace;
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status validate(const AttentionParams& params, Problem* problem) {
+  if (params.kv_cache != nullptr) return validate_over_cache(params, problem);
   const TensorView &q = params.q, &k = params.k, &v = params.v;
   const MutableTensorView& out = params.out;
 
@@ -222,6 +277,9 @@ Status validate(const AttentionParams& params, Problem* problem) {
   if (params.num_threads < 0) {
     return InvalidArgument("num_threads: " + std::to_string(params.num_threads) + " is negative; use 0 for the default or a positive count");
   }
+  if (params.kv_splits < 0) {
+    return InvalidArgument("kv_splits: " + std::to_string(params.kv_splits) + " must be >= 0 (0 = chosen from the shape)");
+  }
   if (params.block_q < 0 || params.block_k < 0) {
     return InvalidArgument("block_q/block_k: tile sizes must be >= 0 (0 = the backend's choice)");
   }
@@ -274,6 +332,7 @@ Status validate(const AttentionParams& params, Problem* problem) {
   p.causal = params.causal;
   p.causal_offset = params.causal == CausalAlign::kBottomRight ? Nk - Nq : 0;
   p.threads = params.num_threads > 0 ? params.num_threads : default_num_threads();
+  p.kv_splits = params.kv_splits;
   p.block_q = params.block_q, p.block_k = params.block_k;
   p.flex = flex;
   p.block_mask = params.block_mask;

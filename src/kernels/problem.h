@@ -20,6 +20,9 @@ class BlockMask;
 
 namespace goldilocks::kernels {
 
+struct KvRows;           // kernels/decode/decode.h
+struct DecodeWorkspace;  // kernels/decode/decode.h
+
 struct Strides4 {
   int64_t b = 0, h = 0, n = 0, d = 0;
   int64_t at(int64_t ib, int64_t ih, int64_t in, int64_t id) const { return ib * b + ih * h + in * n + id * d; }
@@ -54,6 +57,13 @@ struct Problem {
   // block_mask, when set, was built for this shape and these mods.
   const FlexMods* flex = nullptr;
   const BlockMask* block_mask = nullptr;
+
+  // Attention over a KV cache: keys and values are the cache's rows (k and v
+  // are null, Nk is the longest sequence, the causal offset is per sequence);
+  // only the decode kernel reads them. Its scratch lives in the cache.
+  const KvRows* cache = nullptr;
+  DecodeWorkspace* cache_workspace = nullptr;
+  int64_t kv_splits = 0;  // requested split-KV chunks (0 = from the shape)
 
   int threads = 1;
   int64_t block_q = 0, block_k = 0;

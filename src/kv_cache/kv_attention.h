@@ -6,12 +6,6 @@
 
 namespace goldilocks {
 
-// attention() with params.kv_cache set ends here: validates q/out/lse against
-// the cache, then runs the decode kernel.
-Status attention_over_cache(const AttentionParams& params);
-// Instruction set the decode kernel uses for these params ("AVX3", "EMU128", ...).
-const char* cache_attention_isa(const AttentionParams& params);
-
 // Validates a float32 view of the given rank whose dim i must equal want[i]
 // (want[i] < 0: any size), with overflow-checked element offsets.
 Status check_float_view(const char* name, const TensorView& t, int rank, const int64_t* want, const char* layout);

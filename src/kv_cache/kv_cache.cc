@@ -238,10 +238,11 @@ int64_t kv_cache_tokens_for_budget(const KvCacheConfig& config, int64_t budget_b
   return lo;
 }
 
-kernels::PagedKv KvCache::State::view() const {
-  kernels::PagedKv v;
-  v.pool = pool.data();
-  v.page_bytes = page_bytes;
+kernels::KvRows KvCache::State::view() const {
+  kernels::KvRows v;
+  v.k_base = pool.data();
+  v.v_base = pool.data() + k_region_bytes;
+  v.k_page_bytes = v.v_page_bytes = page_bytes;
   v.page_size = page_size;
   v.block_table = block_table.data();
   v.table_stride = table_stride;
@@ -251,7 +252,6 @@ kernels::PagedKv KvCache::State::view() const {
   v.k_row_bytes = kf.row_bytes();
   v.v_row_bytes = vf.row_bytes();
   v.k_head_bytes = page_size * kf.row_bytes();
-  v.v_offset = k_region_bytes;
   v.v_head_bytes = page_size * vf.row_bytes();
   if (k_channel) {
     v.k_per_channel = true;
@@ -303,6 +303,7 @@ Status KvCache::create(const KvCacheConfig& config, std::unique_ptr<KvCache>* ca
     return ResourceExhausted("max_tokens: could not allocate " + num(p.total_bytes) +
                              " bytes for the cache; use fewer tokens or a smaller storage type (kv_cache_bytes() tells the size up front)");
   }
+  s->rows = s->view();  // every pointer and size in it is fixed from here on
   // Zeroed so snapshots of a fresh cache are deterministic.
   std::memset(s->pool.data(), 0, static_cast<size_t>(p.pool_bytes));
   if (s->k_channel) std::fill(s->ring.data(), s->ring.data() + p.residual_floats, 0.0f);

@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "goldilocks/kv_cache.h"
-#include "kernels/decode.h"
+#include "kernels/decode/decode.h"
 #include "quant/channel_group.h"
 #include "quant/row_format.h"
 #include "support/memory.h"
@@ -45,8 +45,10 @@ struct KvCache::State {
   support::TrackedBuffer<float> ring;          // [batch][Hkv][2G][Dk]
   support::TrackedBuffer<int64_t> ring_group;  // [batch][2]
 
-  // Decode scratch reused across calls; attention over one cache is therefore
-  // not reentrant (one call at a time per cache object).
+  // Where the decode kernel reads the rows (view(), fixed at create), and its
+  // scratch, reused across calls; attention over one cache is therefore not
+  // reentrant (one call at a time per cache object).
+  kernels::KvRows rows;
   mutable kernels::DecodeWorkspace workspace;
 
   // Per-channel K: group g of (seq, h): [Dk (scale, min)][G code rows].
@@ -70,7 +72,7 @@ struct KvCache::State {
     return pool.data() + table(seq, j / page_size) * page_bytes + k_region_bytes +
            (h * page_size + j % page_size) * vf.row_bytes();
   }
-  kernels::PagedKv view() const;
+  kernels::KvRows view() const;
 };
 
 }  // namespace goldilocks

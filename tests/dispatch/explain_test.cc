@@ -7,16 +7,16 @@ namespace goldilocks::testing {
 namespace {
 
 TEST(Explain, AutoPicksFlashForFloat32) {
-  Inputs in = random_inputs(1, 2, 2, 8, 8, 16, 16, 401);
-  Tensor<float> out = make_tensor<float>({1, 2, 8, 16}, Layout::kContiguous);
+  Inputs in = random_inputs(1, 2, 2, 24, 24, 16, 16, 401);  // Nq > 16: past decode's query rows
+  Tensor<float> out = make_tensor<float>({1, 2, 24, 16}, Layout::kContiguous);
   AttentionParams p;
   p.q = in.q.view(), p.k = in.k.view(), p.v = in.v.view(), p.out = out.mutable_view();
   const Explanation e = explain(p);
   ASSERT_TRUE(e.validation.ok()) << e.validation.to_string();
   EXPECT_EQ(e.chosen, Backend::kFlash);
   EXPECT_FALSE(e.isa.empty());
-  ASSERT_EQ(e.verdicts.size(), 3u);
-  for (const auto& v : e.verdicts) EXPECT_TRUE(v.eligible) << backend_name(v.backend);
+  ASSERT_EQ(e.verdicts.size(), 4u);
+  for (const auto& v : e.verdicts) EXPECT_EQ(v.eligible, v.backend != Backend::kDecode) << backend_name(v.backend);
   EXPECT_NE(e.to_string().find("chosen: flash"), std::string::npos) << e.to_string();
 }
 
@@ -38,7 +38,7 @@ TEST(Explain, Float64FallsBackToReferenceAndSaysWhy) {
 }
 
 TEST(Explain, MathRejectedWhenScoresExceedTheWorkspaceLimit) {
-  Inputs in = random_inputs(1, 1, 1, 64, 64, 8, 8, 402);
+  Inputs in = random_inputs(1, 1, 1, 64, 64, 8, 8, 402);  // Nq = 64: decode is not a candidate
   Tensor<float> out = make_tensor<float>({1, 1, 64, 8}, Layout::kContiguous);
   AttentionParams p;
   p.q = in.q.view(), p.k = in.k.view(), p.v = in.v.view(), p.out = out.mutable_view();
@@ -46,15 +46,16 @@ TEST(Explain, MathRejectedWhenScoresExceedTheWorkspaceLimit) {
   const Explanation e = explain(p);
   ASSERT_TRUE(e.validation.ok());
   EXPECT_EQ(e.chosen, Backend::kFlash);
-  EXPECT_FALSE(e.verdicts[1].eligible);
-  ASSERT_EQ(e.verdicts[1].failed_checks.size(), 1u);
-  EXPECT_NE(e.verdicts[1].failed_checks[0].find("score_matrix_fits: the score matrix B*Hq*Nq*Nk*4 = 16384 bytes"),
+  EXPECT_EQ(e.verdicts[2].backend, Backend::kMath);
+  EXPECT_FALSE(e.verdicts[2].eligible);
+  ASSERT_EQ(e.verdicts[2].failed_checks.size(), 1u);
+  EXPECT_NE(e.verdicts[2].failed_checks[0].find("score_matrix_fits: the score matrix B*Hq*Nq*Nk*4 = 16384 bytes"),
             std::string::npos)
-      << e.verdicts[1].failed_checks[0];
+      << e.verdicts[2].failed_checks[0];
 }
 
 TEST(Explain, ParseBackendRoundTrips) {
-  for (Backend b : {Backend::kAuto, Backend::kReference, Backend::kMath, Backend::kFlash}) {
+  for (Backend b : {Backend::kAuto, Backend::kReference, Backend::kMath, Backend::kFlash, Backend::kDecode}) {
     Backend parsed;
     ASSERT_TRUE(parse_backend(backend_name(b), &parsed));
     EXPECT_EQ(parsed, b);

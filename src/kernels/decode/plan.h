@@ -1,0 +1,83 @@
+// The decode kernel's plan: tile constants, the scratch layout of one thread
+// and the item decomposition. Plain C++, shared by every instruction set.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/decode/decode.h"
+
+namespace goldilocks::kernels {
+
+inline constexpr int64_t kTile = 32;     // keys per tile: scores of all rows stay in L1
+inline constexpr int64_t kMaxRows = 64;  // query rows per item (G heads × query block)
+inline constexpr int64_t kPad = 16;      // row padding in floats: a multiple of every vector width
+// Marks a masked key in the probability tile: real probabilities are >= 0 or NaN.
+inline constexpr float kMaskedP = -1.0f;
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// n elements base[at + e·step] of the call's q dtype (f32, f16, bf16) into dst
+// as float: queries are widened once, when an item packs them.
+inline void LoadIoRow(DType dtype, const void* base, int64_t at, int64_t step, int64_t n, float* dst) {
+  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
+    const auto* x = static_cast<const uint16_t*>(base) + at;
+    for (int64_t e = 0; e < n; ++e) {
+      dst[e] = dtype == DType::kFloat16 ? quant::half_to_float(x[e * step]) : quant::bfloat16_to_float(x[e * step]);
+    }
+    return;
+  }
+  const auto* x = static_cast<const float*>(base) + at;
+  for (int64_t e = 0; e < n; ++e) dst[e] = x[e * step];
+}
+
+// The inverse for out rows (f16/bf16 round to nearest even).
+inline void StoreIoRow(const float* src, int64_t n, DType dtype, void* base, int64_t at, int64_t step) {
+  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
+    auto* x = static_cast<uint16_t*>(base) + at;
+    for (int64_t e = 0; e < n; ++e) {
+      x[e * step] = dtype == DType::kFloat16 ? quant::float_to_half(src[e]) : quant::float_to_bfloat16(src[e]);
+    }
+    return;
+  }
+  auto* x = static_cast<float*>(base) + at;
+  for (int64_t e = 0; e < n; ++e) x[e * step] = src[e];
+}
+
+// Scratch layout of one thread and the item decomposition; shared by every ISA.
+struct DecodePlan {
+  int64_t qb = 1, q_blocks = 1, rows = 1, dkp = 0, dvp = 0;
+  int64_t q_off = 0, acc_off = 0, m_off = 0, l_off = 0, s_off = 0, tk_off = 0, tv_off = 0, w_off = 0, total = 0;  // floats
+  int64_t qs_off = 0;  // per-channel K: q∘scale rows [rows][dkp], then q·min [rows]
+  int64_t items = 0;
+};
+
+inline DecodePlan plan_decode(const DecodeProblem& p) {
+  DecodePlan t;
+  t.qb = std::max<int64_t>(1, std::min(p.Nq, kMaxRows / std::max<int64_t>(1, p.group)));
+  t.q_blocks = (p.Nq + t.qb - 1) / t.qb;
+  t.rows = p.group * t.qb;
+  t.dkp = round_up(std::max<int64_t>(p.Dk, 1), kPad);
+  t.dvp = round_up(std::max<int64_t>(p.Dv, 1), kPad);
+  int64_t off = 0;
+  auto take = [&](int64_t n) {
+    const int64_t at = off;
+    off += round_up(n, kPad);  // 64-byte aligned tiles
+    return at;
+  };
+  t.q_off = take(t.rows * t.dkp);
+  t.acc_off = take(t.rows * t.dvp);
+  t.m_off = take(t.rows);
+  t.l_off = take(t.rows);
+  t.s_off = take(t.rows * kTile);
+  t.tk_off = take(t.dkp);
+  t.tv_off = take(t.dvp);
+  // pass 4's per-key weights and Σ p·min of quantized V: [kTile + 1][4 rows][2 · groups, padded].
+  t.w_off = take((kTile + 1) * 4 * round_up(2 * p.kv.vf.groups(), kPad));
+  t.qs_off = take(p.kv.k_per_channel ? t.rows * (t.dkp + 1) : 0);
+  t.total = off;
+  t.items = p.B * p.Hkv * t.q_blocks * p.splits;
+  return t;
+}
+
+}  // namespace goldilocks::kernels

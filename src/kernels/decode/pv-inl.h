@@ -1,0 +1,194 @@
+// Pass 4: acc += P·V, each V row dequantized once for all live rows.
+// Per-target SIMD bodies of the decode kernel (Highway's -inl.h pattern):
+// included once per target by decode.cc under foreach_target.h, so they inline
+// into the item function instead of being called through pointers.
+#if defined(GOLDILOCKS_KERNELS_DECODE_PV_INL_H_) == defined(HWY_TARGET_TOGGLE)  // NOLINT
+#ifdef GOLDILOCKS_KERNELS_DECODE_PV_INL_H_
+#undef GOLDILOCKS_KERNELS_DECODE_PV_INL_H_
+#else
+#define GOLDILOCKS_KERNELS_DECODE_PV_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "hwy/highway.h"
+#include "kernels/decode/plan.h"
+#include "kernels/decode/row_access-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace goldilocks::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// acc_r += p_r · v for R live rows, one pass over the V row.
+template <KvStorage S, int R>
+HWY_INLINE void AxpyRows(DF df, const quant::RowFormat& f, const uint8_t* vrow, float* const* acc, const float* p,
+                         float* tmp) {
+  VF pv[R];
+  for (int r = 0; r < R; ++r) pv[r] = hn::Set(df, p[r]);
+  VisitRow<S>(df, f, vrow, tmp, [&](int64_t e, VF v) HWY_ATTR {
+    for (int r = 0; r < R; ++r) hn::StoreU(hn::MulAdd(pv[r], v, hn::LoadU(df, acc[r] + e)), df, acc[r] + e);
+  });
+}
+
+// pass 4, general form: acc_r += Σ_c p[r, c] · v_c token by token, skipping
+// masked (kMaskedP) entries: a masked key's V may hold NaN and must not be
+// multiplied in. Used for formats without whole vectors per group, and for
+// float formats on tiles with masked entries.
+template <KvStorage S>
+void PvTileByToken(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
+            float* acc, int64_t dvp, float* tmp) {
+  const DF df;
+  float* live_acc[kMaxRows];
+  float live_p[kMaxRows];
+  for (int64_t c = 0; c < cols; ++c) {
+    int64_t live = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float pr = p[r * kTile + c];
+      if (pr == kMaskedP) continue;
+      live_acc[live] = acc + r * dvp;
+      live_p[live++] = pr;
+    }
+    for (int64_t r0 = 0; r0 < live; r0 += 4) {
+      switch (std::min<int64_t>(4, live - r0)) {
+        case 4: AxpyRows<S, 4>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+        case 3: AxpyRows<S, 3>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+        case 2: AxpyRows<S, 2>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+        default: AxpyRows<S, 1>(df, f, vrows[c], live_acc + r0, live_p + r0, tmp); break;
+      }
+    }
+  }
+}
+
+// pass 4, blocked: UB units of R rows' accumulators (up to 16 vectors) stay
+// in registers while the tile's keys stream through: UB·V·R independent fma
+// chains, acc loaded and stored once per tile. Float formats: w is p itself
+// ([R][kTile]). Quantized: w is [key][R][slot] with p·(scale_g, min_g) at
+// [2g, 2g+1], min_sum [R][slot] with Σ p·min_g at [2g + 1] (see PvRowsByVector).
+template <KvStorage S, int R, int UB>
+HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, int64_t u0,
+                        const float* w, int64_t slot, const float* min_sum, float* const* acc) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  constexpr int V = kVecs<S>;
+  VF a[R][UB * V];
+  int64_t g[UB], e[UB * V];
+  for (int k = 0; k < UB; ++k) {
+    g[k] = UnitGroup<S>(f, u0 + k, N);
+    for (int i = 0; i < V; ++i) {
+      e[k * V + i] = UnitElement<S>(f, u0 + k, i, N);
+      for (int r = 0; r < R; ++r) a[r][k * V + i] = hn::LoadU(df, acc[r] + e[k * V + i]);
+    }
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    for (int k = 0; k < UB; ++k) {
+      VF x[V];
+      LoadUnit<S>(df, f, vrows[c], u0 + k, x);
+      for (int r = 0; r < R; ++r) {
+        const VF wr = hn::Set(df, kQuant ? w[(c * R + r) * slot + 2 * g[k]] : w[r * kTile + c]);
+        for (int i = 0; i < V; ++i) a[r][k * V + i] = hn::MulAdd(wr, x[i], a[r][k * V + i]);
+      }
+    }
+  }
+  for (int k = 0; k < UB; ++k) {
+    for (int i = 0; i < V; ++i) {
+      for (int r = 0; r < R; ++r) {
+        VF out = a[r][k * V + i];
+        if constexpr (kQuant) out = hn::Add(out, hn::Set(df, min_sum[r * slot + 2 * g[k] + 1]));
+        hn::StoreU(out, df, acc[r] + e[k * V + i]);
+      }
+    }
+  }
+}
+
+// pass 4, by vector, for R rows (see PvUnits). Quantized formats fold the
+// dequantization into the weights: acc += (p·scale)·code per key and
+// Σ p·min once per group, and masked keys get weight 0 (codes are always
+// finite; a NaN scale only poisons keys that are live). Float formats keep
+// the by-token path's exact arithmetic (one fma per key and element, keys in
+// order), so either path gives the same bits.
+template <KvStorage S, int R>
+HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols,
+                               const float* p, float* const* acc, float* tmp, float* weights) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  const float* w = p;  // float formats: the probabilities themselves ([R][kTile])
+  // Quantized: one vector product p·(scale, min, scale, min, ...) per key and
+  // row, the key's params loaded once for all rows; Σ p·min accumulates in
+  // key order per lane (independent chains, no scalar loop per group).
+  const int64_t slot = round_up(2 * f.groups(), kPad);
+  float* min_sum = weights + kTile * R * slot;
+  if constexpr (kQuant) {
+    const int64_t n_params = 2 * f.groups();
+    for (int64_t k0 = 0; k0 < n_params; k0 += N) {
+      const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));
+      VF ms[R];
+      for (int r = 0; r < R; ++r) ms[r] = hn::Zero(df);
+      for (int64_t c = 0; c < cols; ++c) {
+        const VF params = hn::MaskedLoad(in_row, df, reinterpret_cast<const float*>(vrows[c]) + k0);
+        for (int r = 0; r < R; ++r) {
+          const float pr = p[r * kTile + c];
+          float* wr = weights + (c * R + r) * slot + k0;
+          if (pr == kMaskedP) {  // weight 0: a masked key's NaN scale must not reach acc
+            hn::StoreU(hn::Zero(df), df, wr);
+            continue;
+          }
+          const VF pv = hn::Set(df, pr);
+          hn::StoreU(hn::Mul(pv, params), df, wr);
+          ms[r] = hn::MulAdd(pv, params, ms[r]);
+        }
+      }
+      for (int r = 0; r < R; ++r) hn::StoreU(ms[r], df, min_sum + r * slot + k0);
+    }
+    w = weights;
+  }
+  // 8 vectors for one row, 4 per row for 2–4 rows (int4 units hold two).
+  constexpr int kUnits = (R == 1 ? 8 : 4) / kVecs<S>;
+  const int64_t units = UnitCount<S>(f, N);
+  int64_t u = 0;
+  for (; u + kUnits <= units; u += kUnits) PvUnits<S, R, kUnits>(df, f, vrows, cols, u, w, slot, min_sum, acc);
+  for (; u < units; ++u) PvUnits<S, R, 1>(df, f, vrows, cols, u, w, slot, min_sum, acc);
+  if constexpr (!kQuant) {
+    // Float formats whose dim is not a multiple of N: the tail, key by key, same fma.
+    const int64_t span = units * N;
+    if (span < f.dim) {
+      for (int64_t c = 0; c < cols; ++c) {
+        quant::dequantize_row(f, vrows[c], tmp);
+        for (int r = 0; r < R; ++r)
+          for (int64_t e = span; e < f.dim; ++e) acc[r][e] = std::fma(p[r * kTile + c], tmp[e], acc[r][e]);
+      }
+    }
+  }
+}
+
+// pass 4: acc_r += Σ_c p[r, c] · v_c (see the two forms above).
+template <KvStorage S>
+void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* p, int64_t rows,
+            float* acc, int64_t dvp, float* tmp, float* weights) {
+  const DF df;
+  constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
+  bool by_vector = VectorAddressable<S>(f, static_cast<int64_t>(hn::Lanes(df)));
+  if constexpr (!kQuant) {
+    for (int64_t r = 0; r < rows && by_vector; ++r)
+      for (int64_t c = 0; c < cols; ++c) by_vector &= p[r * kTile + c] != kMaskedP;
+  }
+  if (!by_vector) return PvTileByToken<S>(f, vrows, cols, p, rows, acc, dvp, tmp);
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    float* rows_acc[4] = {acc + r0 * dvp, acc + (r0 + 1) * dvp, acc + (r0 + 2) * dvp, acc + (r0 + 3) * dvp};
+    const float* pr = p + r0 * kTile;
+    switch (std::min<int64_t>(4, rows - r0)) {
+      case 4: PvRowsByVector<S, 4>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 3: PvRowsByVector<S, 3>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 2: PvRowsByVector<S, 2>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      default: PvRowsByVector<S, 1>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+    }
+  }
+}
+
+}  // namespace goldilocks::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // GOLDILOCKS_KERNELS_DECODE_PV_INL_H_

@@ -1,0 +1,177 @@
+// Row access: dequantizing loads of K/V rows by vector or by unit, and the tree reduction of many vectors.
+// Per-target SIMD bodies of the decode kernel (Highway's -inl.h pattern):
+// included once per target by decode.cc under foreach_target.h, so they inline
+// into the item function instead of being called through pointers.
+#if defined(GOLDILOCKS_KERNELS_DECODE_ROW_ACCESS_INL_H_) == defined(HWY_TARGET_TOGGLE)  // NOLINT
+#ifdef GOLDILOCKS_KERNELS_DECODE_ROW_ACCESS_INL_H_
+#undef GOLDILOCKS_KERNELS_DECODE_ROW_ACCESS_INL_H_
+#else
+#define GOLDILOCKS_KERNELS_DECODE_ROW_ACCESS_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "hwy/highway.h"
+#include "kernels/decode/plan.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace goldilocks::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Calls fn(e, v) for vectors v holding dequantized elements [e, e + N) of a
+// row, covering [0, dim). The last vector may run past dim: its extra lanes
+// are 0, and q / acc rows are padded to kPad so fn may touch them.
+// `tmp` holds a padded row (zeros past dim) for the formats with no SIMD path.
+template <KvStorage S, class Fn>
+HWY_INLINE void VisitRow(DF df, const quant::RowFormat& f, const uint8_t* row, float* tmp, const Fn& fn) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t full = f.dim / N * N;
+  if constexpr (S == KvStorage::kFloat32 || S == KvStorage::kFloat16 || S == KvStorage::kBFloat16) {
+    for (int64_t e = 0; e < full; e += N) {
+      if constexpr (S == KvStorage::kFloat32) {
+        fn(e, hn::LoadU(df, reinterpret_cast<const float*>(row) + e));
+      } else if constexpr (S == KvStorage::kFloat16) {
+        const hn::Rebind<hwy::float16_t, DF> dh;
+        fn(e, hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + e)));
+      } else {
+        const hn::Rebind<hwy::bfloat16_t, DF> dh;
+        fn(e, hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::bfloat16_t*>(row) + e)));
+      }
+    }
+    if (full < f.dim) {
+      // Tail: dequantize the row into tmp (zeros past dim) and hand out its last vector.
+      quant::dequantize_row(f, row, tmp);
+      fn(full, hn::LoadU(df, tmp + full));
+    }
+    return;
+  }
+  const int64_t group = f.group;
+  const bool int4 = S == KvStorage::kInt4;
+  const int64_t step = int4 ? group / 2 : group;  // code bytes per group
+  if (step % N != 0) {
+    // No whole vectors per group (tiny or odd groups): go through tmp.
+    quant::dequantize_row(f, row, tmp);
+    for (int64_t e = 0; e < f.dim; e += N) fn(e, hn::LoadU(df, tmp + e));
+    return;
+  }
+  const float* params = reinterpret_cast<const float*>(row);
+  const uint8_t* codes = row + f.param_bytes();
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
+  for (int64_t g = 0; g < f.groups(); ++g) {
+    const VF scale = hn::Set(df, params[2 * g]);
+    const VF min = hn::Set(df, params[2 * g + 1]);
+    const uint8_t* cg = codes + g * step;
+    for (int64_t i = 0; i < step; i += N) {
+      const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, cg + i));
+      if constexpr (S == KvStorage::kInt8) {
+        fn(g * group + i, hn::MulAdd(hn::ConvertTo(df, bytes), scale, min));
+      } else {
+        // Nibble-planar: low nibbles are elements [i, i+N) of the group, high nibbles [G/2 + i, ...).
+        const auto lo = hn::And(bytes, hn::Set(di32, 0xF));
+        const auto hi = hn::ShiftRight<4>(bytes);
+        fn(g * group + i, hn::MulAdd(hn::ConvertTo(df, lo), scale, min));
+        fn(g * group + step + i, hn::MulAdd(hn::ConvertTo(df, hi), scale, min));
+      }
+    }
+  }
+}
+
+// True when every run of N elements of a row lies in one group and can be
+// loaded directly (the blocked passes 1 and 4 below).
+template <KvStorage S>
+bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
+  if constexpr (S == KvStorage::kInt8) return f.group % N == 0;
+  if constexpr (S == KvStorage::kInt4) return (f.group / 2) % N == 0;
+  return true;
+}
+
+// The blocked passes walk a row in units: float / int8: elements [uN, uN+N);
+// int4: code bytes [uN, uN+N), whose low and high nibbles are two runs of N
+// elements (kVecs = 2). On vector-addressable formats a unit lies in one group.
+template <KvStorage S>
+inline constexpr int kVecs = S == KvStorage::kInt4 ? 2 : 1;
+
+// Whole units of a row; float formats leave dim % N elements to a tail.
+template <KvStorage S>
+HWY_INLINE int64_t UnitCount(const quant::RowFormat& f, int64_t N) {
+  return S == KvStorage::kInt4 ? f.dim / 2 / N : f.dim / N;
+}
+
+template <KvStorage S>
+HWY_INLINE int64_t UnitGroup(const quant::RowFormat& f, int64_t u, int64_t N) {
+  if constexpr (S == KvStorage::kInt8) return u * N / f.group;
+  if constexpr (S == KvStorage::kInt4) return u * N / (f.group / 2);
+  return 0;
+}
+
+// Row element where vector i of unit u starts (int4: nibble-planar groups).
+template <KvStorage S>
+HWY_INLINE int64_t UnitElement(const quant::RowFormat& f, int64_t u, int i, int64_t N) {
+  if constexpr (S == KvStorage::kInt4) {
+    const int64_t half = f.group / 2, byte = u * N, g = byte / half;
+    return g * f.group + (byte - g * half) + i * half;
+  }
+  return u * N;
+}
+
+// Unit u's codes as floats (the values themselves for float formats).
+template <KvStorage S>
+HWY_INLINE void LoadUnit(DF df, const quant::RowFormat& f, const uint8_t* row, int64_t u, VF* x) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  if constexpr (S == KvStorage::kFloat32) {
+    x[0] = hn::LoadU(df, reinterpret_cast<const float*>(row) + u * N);
+  } else if constexpr (S == KvStorage::kFloat16) {
+    x[0] = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), reinterpret_cast<const hwy::float16_t*>(row) + u * N));
+  } else if constexpr (S == KvStorage::kBFloat16) {
+    x[0] = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), reinterpret_cast<const hwy::bfloat16_t*>(row) + u * N));
+  } else {
+    const hn::Rebind<uint8_t, DF> du8;
+    const hn::Rebind<int32_t, DF> di32;
+    const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, row + f.param_bytes() + u * N));
+    if constexpr (S == KvStorage::kInt8) {
+      x[0] = hn::ConvertTo(df, bytes);
+    } else {
+      x[0] = hn::ConvertTo(df, hn::And(bytes, hn::Set(di32, 0xF)));
+      x[1] = hn::ConvertTo(df, hn::ShiftRight<4>(bytes));
+    }
+  }
+}
+
+// sums[i] = the sum of v[i]'s lanes for kCount vectors, by a transpose-style
+// tree: per level, pairs of vectors fold into one (even + odd lanes), so a
+// block of N vectors costs ~3(N-1) ops instead of a full reduction each. A
+// vector's lanes meet in the same tree wherever it sits in the block and
+// whatever kCount is (absent partners are zeros in other lanes), so the
+// bits do not depend on the blocking.
+template <int kCount>
+HWY_INLINE void SumEachVector(DF df, VF* v, float* sums) {
+#if HWY_TARGET == HWY_SCALAR
+  for (int i = 0; i < kCount; ++i) sums[i] = hn::GetLane(v[i]);
+#else
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  HWY_ALIGN float lanes[hn::MaxLanes(DF())];
+  for (int64_t i0 = 0; i0 < kCount; i0 += N) {
+    int64_t m = std::min<int64_t>(N, kCount - i0);
+    VF* w = v + i0;  // reduced in place
+    for (int64_t width = N; width > 1; width /= 2) {
+      for (int64_t j = 0; j < (m + 1) / 2; ++j) {
+        const VF a = w[2 * j], b = 2 * j + 1 < m ? w[2 * j + 1] : hn::Zero(df);
+        w[j] = hn::Add(hn::ConcatEven(df, b, a), hn::ConcatOdd(df, b, a));
+      }
+      m = (m + 1) / 2;
+    }
+    hn::Store(w[0], df, lanes);
+    for (int64_t i = 0; i < std::min<int64_t>(N, kCount - i0); ++i) sums[i0 + i] = lanes[i];
+  }
+#endif
+}
+
+}  // namespace goldilocks::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // GOLDILOCKS_KERNELS_DECODE_ROW_ACCESS_INL_H_

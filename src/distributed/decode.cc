@@ -51,7 +51,8 @@ Status sharded_decode(const ShardedDecodeParams& p, MPI_Comm comm) {
 
   Status local;
   int64_t B = 0, Hq = 0, Nq = 0, Dv = 0, rows = 0, elems = 0, per_rank = 0, all = 0;
-  if (!p.q.present() || p.q.rank != 4) local = InvalidArgument("q: must be rank 4 [B, Hq, Nq, Dk], the same on every rank");
+  if (!p.q.present() || p.q.rank != 4)
+    local = InvalidArgument("q: must be rank 4 [B, Hq, Nq, Dk], the same on every rank");
   else if (!p.out.present() || p.out.rank != 4) local = InvalidArgument("out: must be rank 4 [B, Hq, Nq, Dv]");
   else if (p.out.dtype != DType::kFloat32) local = InvalidArgument("out: must be float32");
   else if (p.lse.present() && p.lse.dtype != DType::kFloat32) local = InvalidArgument("lse: must be float32");
@@ -114,7 +115,9 @@ Status sharded_decode(const ShardedDecodeParams& p, MPI_Comm comm) {
     std::vector<float> piece(static_cast<size_t>(n * P));
     MPI_Allgather(mine.data() + off, static_cast<int>(n), MPI_FLOAT, piece.data(), static_cast<int>(n), MPI_FLOAT,
                   comm);
-    for (int r = 0; r < P; ++r) std::memcpy(gathered.data() + r * per_rank + off, piece.data() + r * n, n * sizeof(float));
+    for (int r = 0; r < P; ++r) {
+      std::memcpy(gathered.data() + r * per_rank + off, piece.data() + r * n, n * sizeof(float));
+    }
   }
   // Fixed order 0, 1, ..., P-1 on every rank: the same bits everywhere.
   float* acc = gathered.data();

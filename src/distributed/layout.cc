@@ -147,17 +147,21 @@ static Status check_shard_pair(const char* full_name, int full_rank_dims, const 
                                int nranks, ShardLayout layout) {
   GOLDILOCKS_RETURN_IF_ERROR(check_rank_args(rank, nranks, layout));
   std::string why;
-  if (!distributed_detail::sequence_view_ok(full_rank_dims, &why)) return InvalidArgument(std::string(full_name) + ": " + why);
+  if (!distributed_detail::sequence_view_ok(full_rank_dims, &why)) {
+    return InvalidArgument(std::string(full_name) + ": " + why);
+  }
   if (shard_rank_dims != full_rank_dims) {
     return InvalidArgument(std::string(shard_name) + ": must have the same rank as " + full_name);
   }
-  if (shard_dtype != full_dtype) return InvalidArgument(std::string(shard_name) + ": dtype must equal " + full_name + "'s");
+  if (shard_dtype != full_dtype) {
+    return InvalidArgument(std::string(shard_name) + ": dtype must equal " + full_name + "'s");
+  }
   const int64_t n = full_shape[2], s = shard_length(n, nranks, layout);
   for (int d = 0; d < full_rank_dims; ++d) {
     const int64_t want = d == 2 ? s : full_shape[d];
     if (shard_shape[d] != want) {
-      return InvalidArgument(std::string(shard_name) + ": dim " + std::to_string(d) + " must be " + std::to_string(want) +
-                             (d == 2 ? " (shard_length of the full length)" : "") + ", got " +
+      return InvalidArgument(std::string(shard_name) + ": dim " + std::to_string(d) + " must be " +
+                             std::to_string(want) + (d == 2 ? " (shard_length of the full length)" : "") + ", got " +
                              std::to_string(shard_shape[d]));
     }
     if (full_shape[d] < 0) return InvalidArgument(std::string(full_name) + ": negative size");

@@ -73,8 +73,9 @@ int main(int argc, char** argv) {
   // Random shards (the values do not change the work).
   std::mt19937_64 rng(1234 + static_cast<uint64_t>(rank));
   std::normal_distribution<float> dist;
-  std::vector<float> q(static_cast<size_t>(batch * heads * S * dim)), k(static_cast<size_t>(batch * kv_heads * S * dim)),
-      v(k.size()), out(q.size()), lse(static_cast<size_t>(batch * heads * S));
+  std::vector<float> q(static_cast<size_t>(batch * heads * S * dim));
+  std::vector<float> k(static_cast<size_t>(batch * kv_heads * S * dim)), v(k.size());
+  std::vector<float> out(q.size()), lse(static_cast<size_t>(batch * heads * S));
   for (auto* t : {&q, &k, &v}) for (float& x : *t) x = dist(rng);
   gl::RingAttentionParams p;
   p.q = gl::make_view(q.data(), {batch, heads, S, dim});

@@ -409,7 +409,10 @@ TEST(RingAttention, PeakMemoryPerRankHalvesWhenRanksDouble) {
     int64_t most = 0;
     MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
     peak.push_back(most);
-    if (rank == 0) std::printf("peak library bytes per rank, N=%lld, P=%d: %lld\n", (long long)c.Nq, P, (long long)most);
+    if (rank == 0) {
+      std::printf("peak library bytes per rank, N=%lld, P=%d: %lld\n", static_cast<long long>(c.Nq), P,
+                  static_cast<long long>(most));
+    }
   }
   // P=1 keeps one K/V block (nothing travels), P>1 two; beyond that every buffer is N/P.
   EXPECT_GE(static_cast<double>(peak[1]) / peak[2], 1.9) << peak[1] << " vs " << peak[2];

@@ -35,7 +35,7 @@ int64_t fingerprint(const TensorView& q) {
           const unsigned char* e = base + (b * q.stride[0] + hh * q.stride[1] + n * q.stride[2] + d * q.stride[3]) * es;
           for (int64_t i = 0; i < es; ++i) h = (h ^ e[i]) * 1099511628211ull;
         }
-  return static_cast<int64_t>(h >> 1);  // non-negative, so agree_values can negate it
+  return static_cast<int64_t>(h);
 }
 
 }  // namespace

@@ -89,15 +89,15 @@ Status agree(const Status& local, MPI_Comm comm) {
 }
 
 Status agree_values(const std::vector<int64_t>& values, const std::vector<const char*>& names, MPI_Comm comm) {
-  // One MIN reduction over (v, -v) gives each value's minimum and maximum.
+  // Minimum and maximum of each value over the ranks (any int64, bit patterns included).
   const size_t n = values.size();
-  std::vector<int64_t> send(2 * n), recv(2 * n);
-  for (size_t i = 0; i < n; ++i) send[i] = values[i], send[n + i] = -values[i];
-  MPI_Allreduce(send.data(), recv.data(), static_cast<int>(2 * n), MPI_INT64_T, MPI_MIN, comm);
+  std::vector<int64_t> lo(n), hi(n);
+  MPI_Allreduce(values.data(), lo.data(), static_cast<int>(n), MPI_INT64_T, MPI_MIN, comm);
+  MPI_Allreduce(values.data(), hi.data(), static_cast<int>(n), MPI_INT64_T, MPI_MAX, comm);
   for (size_t i = 0; i < n; ++i) {
-    if (recv[i] != -recv[n + i]) {
-      return InvalidArgument(std::string(names[i]) + ": ranks disagree (from " + std::to_string(recv[i]) + " to " +
-                             std::to_string(-recv[n + i]) + "); every rank must pass the same value");
+    if (lo[i] != hi[i]) {
+      return InvalidArgument(std::string(names[i]) + ": ranks disagree (from " + std::to_string(lo[i]) + " to " +
+                             std::to_string(hi[i]) + "); every rank must pass the same value");
     }
   }
   return Status::Ok();

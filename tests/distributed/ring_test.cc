@@ -333,6 +333,16 @@ TEST(RingAttention, InvalidShardOnOneRankIsAnErrorOnEveryRankAndWritesNothing) {
     EXPECT_TRUE(s.ok()) << s.to_string();
   }
 
+  // A different scale on one rank (-0.0 is INT64_MIN as bits: compared, not negated).
+  p.causal = CausalAlign::kNone;
+  p.scale = rank == bad ? -0.0 : 0.25;
+  s = ring_attention(p, MPI_COMM_WORLD);
+  if (P > 1) {
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("scale: ranks disagree"), std::string::npos) << s.message();
+  }
+  p.scale.reset();
+
   // A wrong dtype on one rank: attention()'s own validation, agreed on.
   Tensor<uint8_t> qb = make_tensor<uint8_t>({c.B, c.Hq, q.shape[2], c.Dk}, Layout::kContiguous, 1);
   p.causal = CausalAlign::kNone;

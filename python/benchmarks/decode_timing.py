@@ -80,8 +80,8 @@ def padded_batch_case(dtype):
     L = int(lengths.max())
     q, k, v = (torch.randn(13, 12, L, 32, generator=g).to(dtype) for _ in range(3))
     keep = torch.arange(L)[None, :] < lengths[:, None]  # [B, L] True = real token
-    mask = (keep[:, None, :, None] & keep[:, None, None, :])  # [B, 1, L, L]
-    mask |= torch.eye(L, dtype=torch.bool)[None, None]  # padded query rows see themselves, as HF does
+    # transformers expands its [B, L] padding mask to [B, 1, L, L]: every query row sees the real keys.
+    mask = keep[:, None, None, :].expand(13, 1, L, L).contiguous()
     yield ("padded batch B=13 H=12 L<=256 D=32 bool mask",
            lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
            lambda: goldilocks.scaled_dot_product_attention(q, k, v, attn_mask=mask),

@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libfmt-dev
   python3-dev python3-pip
+  libopenmpi-dev openmpi-bin  # optional MPI component (ring attention): GOLDILOCKS_BUILD_MPI
   chromium  # headless browser for the HTML report render test
 )
 
@@ -35,7 +36,8 @@ fi
 # Debian's system Python is "externally managed" (PEP 668); we install into it anyway.
 PYTHON="${PYTHON:-python3}"
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-PYTHON_PACKAGES=(torch==2.13.0 transformers==5.23.0 numpy pytest nanobind scikit-build-core)
+# mpi4py (goldilocks.distributed, optional extra): its binary wheel loads Debian's Open MPI at run time.
+PYTHON_PACKAGES=(torch==2.13.0 transformers==5.23.0 numpy pytest nanobind scikit-build-core mpi4py)
 if ! "$PYTHON" - "${PYTHON_PACKAGES[@]}" <<'PYEOF' 2>/dev/null; then
 import importlib.metadata as md, sys
 for spec in sys.argv[1:]:

@@ -85,19 +85,25 @@ TEST_P(Reliability, HugeFiniteScoresGiveNoNaN) {
   }
 }
 
-// Scores around 700 (D = 255): the same rounding gave flash 3.6e-5 against the
-// oracle where fp32 math had ~1e-5, outside the 2x policy. (check_against_oracle's
-// sanity bound on math itself does not hold here: fp32 score rounding at 700 is
-// ~1e-4 for every fp32 backend, so the 2x rule is applied directly.)
+// Scores around 700 (D = 255): fma(s, log2e, -m·log2e) carried m's rounding
+// (~4e-5 relative), a different factor for each key block where the running
+// max moved, so flash's error was 3.6e-5 against ~1e-5 for fp32 math. Integer
+// q, k and scale 1 make the scores exact, so only the softmax can err here.
 TEST_P(Reliability, LargeScoresStayWithinTwiceMathError) {
   for (uint64_t seed : {1802, 1803, 1804}) {
     SCOPED_TRACE("seed " + std::to_string(seed));
-    Inputs in = random_inputs(1, 2, 1, 33, 150, 255, 255, seed);
-    // q·k·scale ≈ N(0, c²): c = 250 puts the row maxima around 700.
-    in.q.for_each_index([&](const std::vector<int64_t>& idx) { in.q.at(idx) *= 250.0f; });
+    Inputs in = random_inputs(1, 2, 1, 33, 150, 255, 64, seed);
+    std::mt19937_64 rng(seed);
+    in.q.for_each_index([&](const std::vector<int64_t>& idx) { in.q.at(idx) = 1.0f; });
+    // Key j's entries are 2 or 3, more 3s for later keys: scores 510..765 rising, so
+    // the running max moves in every key block.
+    in.k.for_each_index([&](const std::vector<int64_t>& idx) {
+      in.k.at(idx) = 2.0f + static_cast<float>(rng() % 150 < static_cast<uint64_t>(idx[2]));
+    });
+    in.scale = 1.0;
     const Oracle oracle = run_oracle(in);
     const Result math = run_backend(in, Backend::kMath);
-    const Result got = run_backend(in, GetParam().backend, 0, 0, 0, GetParam().isa);
+    const Result got = run_backend(in, GetParam().backend, 0, 0, 16, GetParam().isa);
     ASSERT_TRUE(got.status.ok() && math.status.ok());
     const ErrorStats math_err = compare(math.out, oracle.out), err = compare(got.out, oracle.out);
     EXPECT_EQ(err.mismatch, "");

@@ -86,7 +86,10 @@ Status run_with_mask(const Problem& p) {
 
 }  // namespace
 
-int64_t flash_workspace_bytes_per_thread(const Problem& p) { return plan_flash_tiles(p).total * 4; }
+int64_t flash_workspace_bytes_per_thread(const Problem& p) {
+  const int64_t floats = plan_flash_tiles(p).total;
+  return floats < 0 ? -1 : floats * 4;
+}
 
 const char* flash_isa_name(const Problem& p) { return select_tile_kernels(p.force_portable).isa; }
 

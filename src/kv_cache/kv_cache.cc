@@ -382,6 +382,33 @@ int64_t pages_needed(const KvCache::State& s, int64_t seq, int64_t from, int64_t
   return need;
 }
 
+// Whether sequence `seq` writes its page index i when n tokens are appended.
+bool appends_to_page(const KvCache::State& s, int64_t seq, int64_t i, int64_t n) {
+  return n > 0 && i >= s.lengths[seq] / s.page_size && i <= (s.lengths[seq] + n - 1) / s.page_size;
+}
+
+// Copies pages_needed() counts for `seq` that are not made when sequences
+// [first, seq) append n tokens first: each of them that copies a shared page
+// drops its reference, and the last sharer left writes in place. Without this,
+// fork + append of both sharers asked for a copy each and refused with pages
+// to spare. Loops instead of a map: appending allocates nothing.
+int64_t shared_pages_freed_before(const KvCache::State& s, int64_t first, int64_t seq, int64_t n) {
+  if (!s.paged) return 0;
+  int64_t freed = 0;
+  const int64_t held = s.pages_held(seq);
+  for (int64_t i = s.lengths[seq] / s.page_size; i < held && appends_to_page(s, seq, i, n); ++i) {
+    const int32_t page = s.table(seq, i);
+    const int32_t refs = s.refcount[page];
+    if (refs <= 1) continue;
+    int64_t earlier = 0;  // writers of this page before seq, each one copy that drops a reference
+    for (int64_t o = first; o < seq; ++o)
+      for (int64_t oi = 0; oi < s.pages_held(o); ++oi) earlier += s.table(o, oi) == page && appends_to_page(s, o, oi, n);
+    // Copies happen while refs - earlier > 1; past that seq owns the page.
+    freed += refs - earlier <= 1;
+  }
+  return freed;
+}
+
 // Makes the pages covering [from, to) exclusively seq's (copy-on-write) and
 // present. Callers have checked pages_needed() <= free_count.
 void own_pages(KvCache::State& s, int64_t seq, int64_t from, int64_t to) {
@@ -465,7 +492,7 @@ Status append_rows(KvCache::State& s, int64_t first_seq, int64_t last_seq, const
       return ResourceExhausted("k: appending " + num(n) + " tokens to sequence " + num(seq) + " (length " + num(s.lengths[seq]) +
                                ") exceeds max_tokens = " + num(c.max_tokens) + "; truncate, evict or create a larger cache");
     }
-    need += pages_needed(s, seq, s.lengths[seq], s.lengths[seq] + n);
+    need += pages_needed(s, seq, s.lengths[seq], s.lengths[seq] + n) - shared_pages_freed_before(s, first_seq, seq, n);
   }
   if (need > s.free_count) {
     return ResourceExhausted("k: appending needs " + num(need) + " free pages but the pool has " + num(s.free_count) +

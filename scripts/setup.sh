@@ -11,6 +11,8 @@ DEBIAN_PACKAGES=(
   python3-dev python3-pip
   libopenmpi-dev openmpi-bin  # optional MPI component (ring attention): GOLDILOCKS_BUILD_MPI
   chromium  # headless browser for the HTML report render test
+  clang libclang-rt-14-dev libomp-14-dev  # the libFuzzer target (tests/fuzz): clang, its fuzzer runtime and OpenMP
+  ccache    # scripts/test: the Python build reuses the Release objects
 )
 
 missing=()

@@ -123,7 +123,8 @@ Explanation explain(const AttentionParams& params);
 
 // Threads used when AttentionParams::num_threads == 0: the cores available to the process.
 int default_num_threads();
-// Overrides default_num_threads() for this process (n <= 0 restores the default).
-void set_default_num_threads(int n);
+// Overrides default_num_threads() for this process; n == 0 restores the default.
+// A negative n is an error (it used to reset silently) and changes nothing.
+Status set_default_num_threads(int n);
 
 }  // namespace goldilocks

@@ -25,17 +25,23 @@ import goldilocks.hf
 
 
 def time_attention_calls(names):
-    """Wraps the registered attention functions so each call's time is summed per name."""
+    """Wraps the registered attention functions so each call's time is summed per name; calls with
+    one query row (the decode steps of generation) are also summed apart, under (name, "decode")."""
     from transformers import AttentionInterface
     seconds = dict.fromkeys(names, 0.0)
+    seconds.update({(name, "decode"): 0.0 for name in names})
 
     def timed(name, forward):
-        def run(*args, **kwargs):
+        def run(module, query, *args, **kwargs):
             t0 = time.perf_counter()
             try:
-                return forward(*args, **kwargs)
+                return forward(module, query, *args, **kwargs)
             finally:
-                seconds[name] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                seconds[name] += dt
+                if query.shape[2] == 1:
+                    seconds[(name, "decode")] += dt
+                    seconds.setdefault((name, "per call"), []).append(dt)
         return run
     for name in names:
         AttentionInterface.register(name, timed(name, AttentionInterface._global_mapping[name]))
@@ -78,6 +84,7 @@ def main():
     generate = {name: [] for name in models}
     prefill_attn = {name: [] for name in models}
     generate_attn = {name: [] for name in models}
+    decode_attn = {name: [] for name in models}
     tokens = {}
     with torch.inference_mode():
         for name, m in models.items():  # warm-up
@@ -90,11 +97,12 @@ def main():
                 models[name](input_ids=ids)
                 prefill[name].append(time.perf_counter() - t0)
                 prefill_attn[name].append(attention_seconds[name])
-                attention_seconds[name] = 0.0
+                attention_seconds[name] = attention_seconds[(name, "decode")] = 0.0
                 t0 = time.perf_counter()
                 tokens[name] = models[name].generate(ids, **gen_kwargs)
                 generate[name].append(time.perf_counter() - t0)
                 generate_attn[name].append(attention_seconds[name])
+                decode_attn[name].append(attention_seconds[(name, "decode")])
 
     print(f"# Llama-style: {args.layers} layers, hidden {args.hidden}, {args.heads} heads / {args.kv_heads} KV heads, "
           f"batch {args.batch}, prompt {args.prompt}, {args.new_tokens} new tokens, {threads} threads, "
@@ -117,6 +125,16 @@ def main():
     print(f"attention calls alone, goldilocks over sdpa: prefill {pa['sdpa']/pa['goldilocks']:.2f}x, "
           f"generate {ga['sdpa']/ga['goldilocks']:.2f}x; share of sdpa's time in attention: "
           f"prefill {pa['sdpa']/ps:.0%}, generate {ga['sdpa']/gs:.0%}")
+    da = {n: statistics.median(decode_attn[n]) for n in models}
+    calls = decode_steps * args.layers
+    print(f"decode-step attention calls alone ({calls} calls of one query row): sdpa {da['sdpa']*1e3/calls:.3f} ms, "
+          f"goldilocks {da['goldilocks']*1e3/calls:.3f} ms per call; goldilocks over sdpa "
+          f"{da['sdpa']/da['goldilocks']:.2f}x; whole-model decode ms/token: sdpa "
+          f"{(gs - ps)*1e3/decode_steps:.2f}, goldilocks {(gg - pg)*1e3/decode_steps:.2f}")
+    # Medians per call resist the odd call that another process on the machine delayed.
+    dm = {n: statistics.median(attention_seconds[(n, "per call")]) for n in models}
+    print(f"decode-step attention, median per call over every repeat: sdpa {dm['sdpa']*1e3:.3f} ms, goldilocks "
+          f"{dm['goldilocks']*1e3:.3f} ms; goldilocks over sdpa {dm['sdpa']/dm['goldilocks']:.2f}x")
     print("same generated tokens:", torch.equal(tokens["sdpa"], tokens["goldilocks"]))
 
 

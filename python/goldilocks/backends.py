@@ -6,7 +6,7 @@ other's choice."""
 import contextlib
 import contextvars
 
-BACKENDS = ("auto", "reference", "math", "flash")
+BACKENDS = ("auto", "reference", "math", "flash", "decode")
 
 # torch.nn.attention.SDPBackend names that have a Goldilocks counterpart.
 _TORCH_NAMES = {"MATH": "math", "FLASH_ATTENTION": "flash"}
@@ -30,7 +30,7 @@ def current_backend():
 
 @contextlib.contextmanager
 def sdpa_backend(backend):
-    """Use `backend` ("auto", "reference", "math" or "flash") for calls inside the block.
+    """Use `backend` ("auto", "reference", "math", "flash" or "decode") for calls inside the block.
 
     An explicit backend that cannot run a call raises NotImplementedError naming
     the failed checks (nothing falls back silently); explain() shows them upfront.

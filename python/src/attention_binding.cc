@@ -82,7 +82,7 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
   base.flex = flex;
   base.block_mask = block_mask;
   if (!parse_backend(backend, &base.backend)) {
-    throw nb::value_error(("backend: '" + backend + "' is not one of 'auto', 'reference', 'math', 'flash'").c_str());
+    throw nb::value_error(("backend: '" + backend + "' is not one of 'auto', 'reference', 'math', 'flash', 'decode'").c_str());
   }
 
   // Shapes first, so a bad call raises before any output is allocated.

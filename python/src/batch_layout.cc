@@ -218,11 +218,24 @@ Status plan_core_calls(const ArrayDesc& q, const ArrayDesc& k, const ArrayDesc& 
     size_t o = 4;
     if (mask) {
       // Size 1 wherever the mask broadcasts, as the core's mask contract asks.
-      const int64_t ms = mask->rank() < 2 || mask->shape[mask->rank() - 2] == 1 ? 0 : last(o, 2);
-      const int64_t ks = mask->shape[mask->rank() - 1] == 1 ? 0 : last(o, 1);
-      p.mask = view4<TensorView>(at(o), mask->dtype,
-                                 {inner.stride[o] ? B : 1, head_stride(o) ? Hq : 1, ms ? Nq : 1, ks ? Nk : 1},
-                                 {inner.stride[o], head_stride(o), ms, ks});
+      // Broadcast is decided by size, not by stride: a size-0 dim may have any
+      // stride (NumPy gives empty arrays stride 0), and calling it size 1 made
+      // an empty mask with a null pointer look like one element to read.
+      const bool m_rows = mask->rank() >= 2 && mask->shape[mask->rank() - 2] != 1;
+      const bool m_cols = mask->shape[mask->rank() - 1] != 1;
+      const int64_t ms = m_rows ? last(o, 2) : 0;
+      const int64_t ks = m_cols ? last(o, 1) : 0;
+      bool mask_empty = false;
+      for (int64_t d : mask->shape) mask_empty |= d == 0;
+      if (mask_empty) {
+        // The scores are empty too (a mask dim of 0 matches a target dim of 0): the full
+        // target shape with zero strides has no elements, so nothing reads the pointer.
+        p.mask = view4<TensorView>(at(o), mask->dtype, {B, Hq, Nq, Nk}, {0, 0, 0, 0});
+      } else {
+        p.mask = view4<TensorView>(at(o), mask->dtype,
+                                   {inner.stride[o] ? B : 1, head_stride(o) ? Hq : 1, m_rows ? Nq : 1, m_cols ? Nk : 1},
+                                   {inner.stride[o], head_stride(o), ms, ks});
+      }
       ++o;
     }
     if (lse) {

@@ -2,6 +2,7 @@
 // own file; this one adds the process-wide settings.
 #include <nanobind/nanobind.h>
 
+#include "array_convert.h"
 #include "goldilocks/attention.h"
 #include "support/threading.h"
 
@@ -24,8 +25,13 @@ NB_MODULE(_core, m) {
   goldilocks::python::bind_flex(m);
   goldilocks::python::bind_bench(m);
 
-  m.def("set_num_threads", &goldilocks::set_default_num_threads, "n"_a,
-        "Threads per call from now on (n <= 0 restores the default: the cores available).");
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        const goldilocks::Status s = goldilocks::set_default_num_threads(n);
+        if (!s.ok()) goldilocks::python::raise_status(s);
+      },
+      "n"_a, "Threads per call from now on (0 restores the default: the cores available; negative raises ValueError).");
   m.def("get_num_threads", &goldilocks::default_num_threads, "Threads a call uses (unless concurrent calls share the cores).");
   m.def("available_cores", &goldilocks::support::available_cores, "Cores this process may run on.");
 }

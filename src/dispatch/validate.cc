@@ -84,8 +84,12 @@ Status check_layout(const char* name, const View& v, ByteRange* range) {
 bool overlaps(const ByteRange& a, const ByteRange& b) { return !a.empty && !b.empty && a.lo < b.hi && b.lo < a.hi; }
 
 // An output must not write one element twice (stride 0 on a dim of size > 1).
+// An empty view writes nothing, so its strides cannot matter (NumPy gives empty arrays zero strides).
 template <class View>
 Status check_no_self_overlap(const char* name, const View& v) {
+  for (int i = 0; i < v.rank; ++i) {
+    if (v.shape[i] == 0) return Status::Ok();
+  }
   for (int i = 0; i < v.rank; ++i) {
     if (v.stride[i] == 0 && v.shape[i] > 1) {
       return InvalidArgument(std::string(name) + ": stride[" + std::to_string(i) +
@@ -109,6 +113,22 @@ Status check_dim(const char* name, int dim, int64_t got, int64_t want, const cha
                            " but " + what + " = " + std::to_string(want) + "; they must match");
   }
   return Status::Ok();
+}
+
+// The call's work must be countable: kernels index scores, step key blocks
+// (j0 + block) and count FLOPs in int64, and a stride-0 view can claim any
+// length without memory behind it (k expanded to 2^62 keys never finishes).
+// 2·B·Hq·Nq·Nk·(Dk + Dv + 1) < 2^63, each size counted as at least 1, bounds
+// every such product and sum (the +1 and the 1s keep calls with zero-length
+// dims bounded too: their tile plans still multiply the others).
+Status check_work(int64_t B, int64_t Hq, int64_t Nq, int64_t Nk, int64_t Dk, int64_t Dv) {
+  int64_t work = 2, dims = 0;
+  bool ok = checked_add(Dk, Dv, &dims) && checked_add(dims, 1, &dims);
+  for (int64_t f : {B, Hq, Nq, Nk, dims}) ok = ok && checked_mul(work, std::max<int64_t>(f, 1), &work);
+  if (ok) return Status::Ok();
+  return InvalidArgument("k: the call's work 2*B*Hq*Nq*Nk*(Dk+Dv+1) (sizes counted as >= 1) with [B, Hq, Nq, Nk, Dk, Dv] = " +
+                         shape_str(std::array<int64_t, 6>{B, Hq, Nq, Nk, Dk, Dv}.data(), 6) +
+                         " overflows int64; no call that large can finish (check expanded, stride-0 dims)");
 }
 
 Strides4 strides_of(const int64_t* s) { return Strides4{s[0], s[1], s[2], s[3]}; }
@@ -213,6 +233,7 @@ Status validate(const AttentionParams& params, Problem* problem) {
                            std::to_string(Hkv) + " (k.shape[1]) for grouped-query attention; repeat KV heads or fix the head counts");
   }
   GOLDILOCKS_RETURN_IF_ERROR(check_no_self_overlap("out", out));
+  GOLDILOCKS_RETURN_IF_ERROR(check_work(B, Hq, Nq, Nk, Dk, Dv));
 
   // Optional log-sum-exp output.
   if (params.lse.present()) {
@@ -237,11 +258,13 @@ Status validate(const AttentionParams& params, Problem* problem) {
     }
     if (m.dtype == DType::kBool) {
       mask_kind = MaskKind::kBool;
-    } else if (m.dtype == DType::kFloat32) {
+    } else if (m.dtype == DType::kFloat32 || (m.dtype == DType::kFloat64 && q.dtype == DType::kFloat64)) {
+      // PyTorch's rule: an additive mask has the query's float dtype (float32 stays accepted for any q).
       mask_kind = MaskKind::kAdditive;
     } else {
       return InvalidArgument(std::string("mask: dtype ") + dtype_name(m.dtype) +
-                             " is not supported; use bool (true = attend) or float32 (added to the scores)");
+                             " is not supported; use bool (true = attend), float32 or the query's float dtype "
+                             "(added to the scores)");
     }
     GOLDILOCKS_RETURN_IF_ERROR(check_layout("mask", m, &rmask));
     const int64_t target[4] = {B, Hq, Nq, Nk};
@@ -327,6 +350,7 @@ Status validate(const AttentionParams& params, Problem* problem) {
   }
   p.mask_kind = mask_kind;
   p.mask = params.mask.present() ? params.mask.data : nullptr;
+  p.mask_dtype = params.mask.present() && params.mask.dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
   p.ms = mask_strides;
   p.scale = params.scale.has_value() ? *params.scale : (Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(Dk)) : 1.0);
   p.causal = params.causal;

@@ -15,15 +15,42 @@ struct DensePolicy {
   static constexpr bool kScoreMod = false;
   const Problem& p;
 
-  BlockKind classify(int64_t, int64_t, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const {
+  BlockKind classify(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const {
+    bool causal_full = true;
     if constexpr (kCausal) {
       // Key block entirely past the last row's diagonal: skip it.
       if (j0 > i0 + rows - 1 + p.causal_offset) return BlockKind::kEmpty;
       // Entirely at or below the first row's diagonal: no causal work.
-      if (kMask == MaskKind::kNone && j0 + cols - 1 <= i0 + p.causal_offset) return BlockKind::kFull;
-      return BlockKind::kPartial;
+      causal_full = j0 + cols - 1 <= i0 + p.causal_offset;
     }
-    return kMask == MaskKind::kNone ? BlockKind::kFull : BlockKind::kPartial;
+    if constexpr (kMask == MaskKind::kNone) return causal_full ? BlockKind::kFull : BlockKind::kPartial;
+    const BlockKind by_mask = scan_mask(b, h, i0, rows, j0, cols);
+    return by_mask == BlockKind::kFull && !causal_full ? BlockKind::kPartial : by_mask;
+  }
+
+  // What the explicit mask makes of a tile: a tile it hides entirely (the
+  // padding of a short sequence in a batch) is skipped, one a bool mask shows
+  // entirely needs no mask work. Reading the tile's mask bytes costs far less
+  // than its scores; a mixed tile stops the scan at the first disagreement.
+  BlockKind scan_mask(int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols) const {
+    bool any_shown = false, any_hidden = false;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t at = p.ms.at(b, h, i0 + r, j0);
+      for (int64_t c = 0; c < cols; ++c) {
+        bool shown;
+        if constexpr (kMask == MaskKind::kBool) {
+          shown = static_cast<const uint8_t*>(p.mask)[at + c * p.ms.d] != 0;
+        } else {
+          shown = static_cast<const float*>(p.mask)[at + c * p.ms.d] != kNegInf;
+        }
+        any_shown |= shown;
+        any_hidden |= !shown;
+        if (any_shown && any_hidden) return BlockKind::kPartial;
+      }
+      if (p.ms.n == 0 && rows > 1) break;  // every row reads the same mask row
+    }
+    if (!any_shown) return BlockKind::kEmpty;
+    return kMask == MaskKind::kBool ? BlockKind::kFull : BlockKind::kPartial;
   }
 
   void mask_tile(float* s, int64_t lds, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,
@@ -59,7 +86,10 @@ Status run_with_mask(const Problem& p) {
 
 }  // namespace
 
-int64_t flash_workspace_bytes_per_thread(const Problem& p) { return plan_flash_tiles(p).total * 4; }
+int64_t flash_workspace_bytes_per_thread(const Problem& p) {
+  const int64_t floats = plan_flash_tiles(p).total;
+  return floats < 0 ? -1 : floats * 4;
+}
 
 const char* flash_isa_name(const Problem& p) { return select_tile_kernels(p.force_portable).isa; }
 

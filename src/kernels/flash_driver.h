@@ -100,22 +100,31 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   // One extra vector spreads the rows over all sets (V is then packed, which
   // costs about what the in-place finiteness check did).
   t.ldv = t.dvp % 128 == 0 ? t.dvp + kTilePad : t.dvp;
-  const int64_t rows_wanted = std::min(kItemRows, kItemRowBytes / (4 * std::max<int64_t>(1, p.Dk + t.dvp)));
+  const int64_t rows_wanted = std::min(kItemRows, kItemRowBytes / 4 / std::max<int64_t>(1, p.Dk + t.dvp));
   t.item_rows = std::min(t.bq * std::max<int64_t>(1, rows_wanted / t.bq), round_up(p.Nq, t.bq));
+  // Checked: a huge head dim with few keys (a stride-0 view costs no memory)
+  // would wrap the offsets; total = -1 then, and the call reports it cannot allocate.
   int64_t off = 0;
+  bool overflow = false;
   auto take = [&](int64_t n) {
     const int64_t at = off;
-    off += round_up(n, kTilePad);  // keep every tile 64-byte aligned
-    return at;
+    overflow |= n < 0 || n > INT64_MAX / 2 || __builtin_add_overflow(off, round_up(n, kTilePad), &off);
+    return at;  // keep every tile 64-byte aligned
   };
-  t.q_off = take(t.item_rows * p.Dk);
-  t.kt_off = take(p.Dk * t.ldk);
-  t.v_off = take(t.bk * t.ldv);
-  t.s_off = take(t.bq * t.ldk);
-  t.acc_off = take(t.item_rows * t.dvp);
+  auto mul = [&](int64_t a, int64_t b) {
+    int64_t r = 0;
+    overflow |= __builtin_mul_overflow(a, b, &r);
+    return r;
+  };
+  t.q_off = take(mul(t.item_rows, p.Dk));
+  t.kt_off = take(mul(p.Dk, t.ldk));
+  t.v_off = take(mul(t.bk, t.ldv));
+  t.s_off = take(mul(t.bq, t.ldk));
+  t.acc_off = take(mul(t.item_rows, t.dvp));
   t.m_off = take(t.item_rows);
-  t.l_off = take(t.item_rows * kTilePad);  // partial sums, see TileKernels::softmax_pv
-  t.total = off;
+  t.l_off = take(mul(t.item_rows, kTilePad));  // partial sums, see TileKernels::softmax_pv
+  // Bytes must fit too: callers multiply total by 4 and by the thread count.
+  t.total = overflow || off > INT64_MAX / 4 / 1024 ? -1 : off;
   return t;
 }
 
@@ -249,6 +258,7 @@ Status flash_forward(const Problem& p, const Policy& policy) {
   const int64_t items = bh_count * chunks;
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, items)));
   // All scratch is allocated before anything is written, so a failure leaves out untouched.
+  if (t.total < 0) return ResourceExhausted("backend flash: the per-thread tiles' size overflows int64; the head dims are too large");
   support::TrackedBuffer<float> scratch(t.total * threads);
   if (!scratch.ok()) return ResourceExhausted("backend flash: could not allocate per-thread tiles; reduce block_q/block_k");
   // Items on demand: a thread that the shared machine deschedules, or that drew

@@ -201,7 +201,11 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   }
   if (!(std::abs(m_new) < 1e30f)) return false;
 
-  // pass b: rescale the running state, then p = 2^(s·log2e - m_new·log2e).
+  // pass b: rescale the running state, then p = 2^((s - m_new)·log2e).
+  // Subtract first, as PyTorch does: s·log2e - m_new·log2e in one FMA carries
+  // m_new's rounding (|m_new|·2^-24), which is 3.6e-5 relative at scores ~700
+  // and a positive exponent, hence Inf/NaN, at scores ~1e10. s - m_new is exact
+  // near the max (Sterbenz) and never positive.
   // The max rarely moves after the first blocks: skip the exp when it did not.
   const float alpha = (m_new == *m) ? 1.0f : std::exp(*m - m_new);
   if (alpha != 1.0f) {
@@ -211,11 +215,11 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   }
   *m = m_new;
   const VF log2e = hn::Set(d, kLog2e);
-  const VF bias = hn::Set(d, -m_new * kLog2e);
+  const VF vm = hn::Set(d, m_new);
   VF psum = hn::Zero(d);
   for (c = 0; c + N <= cols; c += N) {
     const VF x = hn::LoadU(d, sr + c);
-    VF p = Exp2NonPositive(d, hn::MulAdd(x, log2e, bias));
+    VF p = Exp2NonPositive(d, hn::Mul(hn::Sub(x, vm), log2e));
     if constexpr (kMarkMasked) p = hn::IfThenElse(hn::Eq(x, neg_inf), hn::Set(d, -0.0f), p);
     hn::StoreU(p, d, sr + c);
     psum = hn::Add(psum, p);
@@ -223,7 +227,7 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   if (c < cols) {
     // Padding columns may hold anything finite: clamp, then zero them.
     const VF x = hn::LoadU(d, sr + c);
-    const VF t = hn::Min(hn::Zero(d), hn::MulAdd(x, log2e, bias));
+    const VF t = hn::Min(hn::Zero(d), hn::Mul(hn::Sub(x, vm), log2e));
     VF p = hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(cols - c)), Exp2NonPositive(d, t));
     if constexpr (kMarkMasked) p = hn::IfThenElse(hn::Eq(x, neg_inf), hn::Set(d, -0.0f), p);
     hn::StoreU(p, d, sr + c);

@@ -46,6 +46,8 @@ struct Problem {
 
   MaskKind mask_kind = MaskKind::kNone;
   const void* mask = nullptr;  // uint8_t (bool) or float, broadcast strides below
+  // Of an additive mask: float32, or float64 with float64 q (the reference backend only).
+  DType mask_dtype = DType::kFloat32;
   Strides4 ms;                 // over (b, h, i, j)
 
   double scale = 1.0;
@@ -74,9 +76,11 @@ struct Problem {
   bool causally_visible(int64_t i, int64_t j) const {
     return causal == CausalAlign::kNone || j <= i + causal_offset;
   }
-  // Mask lookup: false when the key is masked out; *bias receives the additive term.
-  bool mask_allows(int64_t b, int64_t h, int64_t i, int64_t j, float* bias) const {
-    *bias = 0.0f;
+  // Mask lookup: false when the key is masked out; *bias receives the additive term
+  // (Bias = double keeps a float64 mask exact for the fp64 reference).
+  template <class Bias>
+  bool mask_allows(int64_t b, int64_t h, int64_t i, int64_t j, Bias* bias) const {
+    *bias = 0;
     if (!causally_visible(i, j)) return false;
     switch (mask_kind) {
       case MaskKind::kNone:
@@ -84,9 +88,10 @@ struct Problem {
       case MaskKind::kBool:
         return static_cast<const uint8_t*>(mask)[ms.at(b, h, i, j)] != 0;
       case MaskKind::kAdditive:
-        *bias = static_cast<const float*>(mask)[ms.at(b, h, i, j)];
+        *bias = mask_dtype == DType::kFloat64 ? static_cast<Bias>(static_cast<const double*>(mask)[ms.at(b, h, i, j)])
+                                              : static_cast<Bias>(static_cast<const float*>(mask)[ms.at(b, h, i, j)]);
         // An additive -inf is a mask, not a number: the key is skipped entirely.
-        return *bias != -std::numeric_limits<float>::infinity();
+        return *bias != -std::numeric_limits<Bias>::infinity();
     }
     return true;
   }

@@ -5,6 +5,7 @@
 // q is (B,Hq,Nq,Dk), k is (B,Hkv,Nk,Dk), v is (B,Hkv,Nk,Dv), out is (B,Hq,Nq,Dv).
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "goldilocks/flex.h"
@@ -41,14 +42,14 @@ void reference_row(const Problem& p, int64_t b, int64_t h, int64_t i, double* ou
   const FlexFns* flex = p.flex ? &p.flex->fns() : nullptr;
   const FlexCall call{p.B, p.Hq, p.Nq, p.Nk};
   for (int64_t j = 0; j < p.Nk; ++j) {
-    float bias = 0.0f;
+    double bias = 0.0;
     if (!p.mask_allows(b, h, i, j, &bias)) continue;
     if (flex && flex->mask_at && !flex->mask_at(p.flex->state(), call, b, h, i, j)) continue;
     double dot = 0.0;
     for (int64_t d = 0; d < p.Dk; ++d) {
       dot += load(p.q, p.dtype, p.qs.at(b, h, i, d)) * load(p.k, p.dtype, p.ks.at(b, hk, j, d));
     }
-    double score = dot * p.scale + static_cast<double>(bias);
+    double score = dot * p.scale + bias;
     if (flex && flex->score_at) score = flex->score_at(p.flex->state(), call, score, b, h, i, j);
     // A score of exactly -inf contributes nothing, like a masked key.
     if (score == -inf) continue;
@@ -80,6 +81,14 @@ void reference_row(const Problem& p, int64_t b, int64_t h, int64_t i, double* ou
 }
 
 Status run_reference(const Problem& p) {
+  // Each thread holds a score row (a double and a flag per key): refuse one that
+  // cannot exist instead of throwing from inside a parallel loop (Nk may be huge
+  // through a stride-0 view that takes no memory itself).
+  if (p.B * p.Hq * p.Nq > 0 && (p.Nk > p.workspace_limit_bytes / 9 || p.Dv > p.workspace_limit_bytes / 8)) {
+    return ResourceExhausted("backend reference: a score row of Nk = " + std::to_string(p.Nk) +
+                             " keys needs more than the workspace limit of " + std::to_string(p.workspace_limit_bytes) +
+                             " bytes; use backend flash");
+  }
   const int64_t rows = p.B * p.Hq;
   support::parallel_for(rows, p.threads, [&](int64_t bh, int) {
     const int64_t b = bh / p.Hq, h = bh % p.Hq;

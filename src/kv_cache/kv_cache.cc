@@ -28,7 +28,18 @@ struct Plan {
   // Per-channel K: token groups per page and the per-sequence f32 ring ([batch][Hkv][2G][Dk]).
   quant::ChannelGroupFormat kg;
   int64_t k_groups_per_page = 0, residual_floats = 0;
+  int64_t k_head_stride = 0, v_head_stride = 0;  // bytes from one KV head's rows of a page to the next's
 };
+
+// Long head regions of a power-of-two size (max_tokens = 32768, say) put the
+// rows that concurrent threads stream at power-of-two distances, which map to
+// the same cache sets and DRAM banks: decode then ran up to 2.5x slower. A
+// few cache lines between such regions break the pattern; short regions
+// (small pages) keep their exact size.
+int64_t padded_head_stride(int64_t bytes) {
+  constexpr int64_t kPadFrom = int64_t{64} << 10, kPad = 256;
+  return bytes < kPadFrom ? bytes : (bytes + 63) / 64 * 64 + kPad;
+}
 
 // The default k_channel_tokens: 32, or (paged) the largest divisor of the page size <= 32.
 int64_t default_channel_tokens(const KvCacheConfig& c) {
@@ -120,12 +131,18 @@ Status plan_cache(const KvCacheConfig& in, Plan* plan) {
   if (k_channel) {
     p.kg = quant::ChannelGroupFormat(c.k_storage, c.head_dim_k, c.k_channel_tokens);
     p.k_groups_per_page = p.page_size / c.k_channel_tokens;
-    ok = checked_mul(c.kv_heads, p.k_groups_per_page, &k_bytes) && checked_mul(k_bytes, p.kg.bytes(), &k_bytes) &&
+    ok = checked_mul(p.k_groups_per_page, p.kg.bytes(), &p.k_head_stride) &&
          checked_mul(c.batch * c.kv_heads, 2 * c.k_channel_tokens * c.head_dim_k, &p.residual_floats);
   } else {
-    ok = checked_mul(c.kv_heads * 1, p.page_size, &k_bytes) && checked_mul(k_bytes, p.kf.row_bytes(), &k_bytes);
+    ok = checked_mul(p.page_size, p.kf.row_bytes(), &p.k_head_stride);
   }
-  ok = ok && checked_mul(c.kv_heads, p.page_size, &v_bytes) && checked_mul(v_bytes, p.vf.row_bytes(), &v_bytes) &&
+  ok = ok && checked_mul(p.page_size, p.vf.row_bytes(), &p.v_head_stride) && p.k_head_stride < INT64_MAX / 2 &&
+       p.v_head_stride < INT64_MAX / 2;
+  if (ok) {
+    p.k_head_stride = padded_head_stride(p.k_head_stride);
+    p.v_head_stride = padded_head_stride(p.v_head_stride);
+  }
+  ok = ok && checked_mul(c.kv_heads, p.k_head_stride, &k_bytes) && checked_mul(c.kv_heads, p.v_head_stride, &v_bytes) &&
        checked_add(k_bytes, 63, &k_bytes);
   if (ok) {
     p.k_region_bytes = k_bytes / 64 * 64;
@@ -251,13 +268,12 @@ kernels::KvRows KvCache::State::view() const {
   v.vf = vf;
   v.k_row_bytes = kf.row_bytes();
   v.v_row_bytes = vf.row_bytes();
-  v.k_head_bytes = page_size * kf.row_bytes();
-  v.v_head_bytes = page_size * vf.row_bytes();
+  v.k_head_bytes = k_head_stride;
+  v.v_head_bytes = v_head_stride;
   if (k_channel) {
     v.k_per_channel = true;
     v.k_channel_tokens = k_channel_tokens;
     v.k_group_bytes = k_group_bytes;
-    v.k_head_bytes = k_groups_per_page * k_group_bytes;
     v.k_row_bytes = 0;  // not row-addressed
     v.k_ring = ring.data();
   }
@@ -280,6 +296,8 @@ Status KvCache::create(const KvCacheConfig& config, std::unique_ptr<KvCache>* ca
   s->num_pages = p.num_pages;
   s->table_stride = p.table_stride;
   s->k_region_bytes = p.k_region_bytes;
+  s->k_head_stride = p.k_head_stride;
+  s->v_head_stride = p.v_head_stride;
   s->page_bytes = p.page_bytes;
   s->total_bytes = p.total_bytes;
   s->k_channel = p.cfg.k_scales == KvKScales::kPerChannel;
@@ -362,6 +380,33 @@ int64_t pages_needed(const KvCache::State& s, int64_t seq, int64_t from, int64_t
   int64_t need = std::max<int64_t>(0, last + 1 - held);
   for (int64_t i = from / s.page_size; i <= last && i < held; ++i) need += s.refcount[s.table(seq, i)] > 1;
   return need;
+}
+
+// Whether sequence `seq` writes its page index i when n tokens are appended.
+bool appends_to_page(const KvCache::State& s, int64_t seq, int64_t i, int64_t n) {
+  return n > 0 && i >= s.lengths[seq] / s.page_size && i <= (s.lengths[seq] + n - 1) / s.page_size;
+}
+
+// Copies pages_needed() counts for `seq` that are not made when sequences
+// [first, seq) append n tokens first: each of them that copies a shared page
+// drops its reference, and the last sharer left writes in place. Without this,
+// fork + append of both sharers asked for a copy each and refused with pages
+// to spare. Loops instead of a map: appending allocates nothing.
+int64_t shared_pages_freed_before(const KvCache::State& s, int64_t first, int64_t seq, int64_t n) {
+  if (!s.paged) return 0;
+  int64_t freed = 0;
+  const int64_t held = s.pages_held(seq);
+  for (int64_t i = s.lengths[seq] / s.page_size; i < held && appends_to_page(s, seq, i, n); ++i) {
+    const int32_t page = s.table(seq, i);
+    const int32_t refs = s.refcount[page];
+    if (refs <= 1) continue;
+    int64_t earlier = 0;  // writers of this page before seq, each one copy that drops a reference
+    for (int64_t o = first; o < seq; ++o)
+      for (int64_t oi = 0; oi < s.pages_held(o); ++oi) earlier += s.table(o, oi) == page && appends_to_page(s, o, oi, n);
+    // Copies happen while refs - earlier > 1; past that seq owns the page.
+    freed += refs - earlier <= 1;
+  }
+  return freed;
 }
 
 // Makes the pages covering [from, to) exclusively seq's (copy-on-write) and
@@ -447,7 +492,7 @@ Status append_rows(KvCache::State& s, int64_t first_seq, int64_t last_seq, const
       return ResourceExhausted("k: appending " + num(n) + " tokens to sequence " + num(seq) + " (length " + num(s.lengths[seq]) +
                                ") exceeds max_tokens = " + num(c.max_tokens) + "; truncate, evict or create a larger cache");
     }
-    need += pages_needed(s, seq, s.lengths[seq], s.lengths[seq] + n);
+    need += pages_needed(s, seq, s.lengths[seq], s.lengths[seq] + n) - shared_pages_freed_before(s, first_seq, seq, n);
   }
   if (need > s.free_count) {
     return ResourceExhausted("k: appending needs " + num(need) + " free pages but the pool has " + num(s.free_count) +

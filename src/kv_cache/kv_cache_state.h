@@ -3,7 +3,8 @@
 //
 // Memory: one pool of pages, allocated in create(). A page holds page_size
 // tokens of every KV head: [K rows: Hkv × page_size][V rows: Hkv × page_size],
-// each head's rows consecutive so a decode streams them in order. The
+// each head's rows consecutive so a decode streams them in order (long head
+// regions padded by a few cache lines: k/v_head_stride). The
 // contiguous layout is the special case of one page of max_tokens per
 // sequence, owned for life (block table = identity), so one kernel serves both.
 #pragma once
@@ -24,6 +25,7 @@ struct KvCache::State {
   quant::RowFormat kf, vf;
   int64_t page_size = 0, num_pages = 0, table_stride = 0;  // table_stride = pages per sequence at capacity
   int64_t k_region_bytes = 0, page_bytes = 0, total_bytes = 0;
+  int64_t k_head_stride = 0, v_head_stride = 0;  // bytes between heads' rows in a page (padded when long)
 
   support::TrackedBuffer<uint8_t> pool;         // [num_pages][page_bytes]
   support::TrackedBuffer<int32_t> block_table;  // [batch][table_stride], -1 = no page
@@ -54,8 +56,8 @@ struct KvCache::State {
   // Per-channel K: group g of (seq, h): [Dk (scale, min)][G code rows].
   uint8_t* k_group(int64_t seq, int64_t h, int64_t g) const {
     const int64_t j = g * k_channel_tokens;
-    return pool.data() + table(seq, j / page_size) * page_bytes +
-           (h * k_groups_per_page + (j % page_size) / k_channel_tokens) * k_group_bytes;
+    return pool.data() + table(seq, j / page_size) * page_bytes + h * k_head_stride +
+           (j % page_size) / k_channel_tokens * k_group_bytes;
   }
   // The ring slot of token j (any j: slot j % 2G).
   float* ring_row(int64_t seq, int64_t h, int64_t j) const {
@@ -66,11 +68,11 @@ struct KvCache::State {
   int32_t& table(int64_t seq, int64_t page_index) const { return block_table[seq * table_stride + page_index]; }
   // Per-token K only.
   uint8_t* k_row(int64_t seq, int64_t h, int64_t j) const {
-    return pool.data() + table(seq, j / page_size) * page_bytes + (h * page_size + j % page_size) * kf.row_bytes();
+    return pool.data() + table(seq, j / page_size) * page_bytes + h * k_head_stride + (j % page_size) * kf.row_bytes();
   }
   uint8_t* v_row(int64_t seq, int64_t h, int64_t j) const {
-    return pool.data() + table(seq, j / page_size) * page_bytes + k_region_bytes +
-           (h * page_size + j % page_size) * vf.row_bytes();
+    return pool.data() + table(seq, j / page_size) * page_bytes + k_region_bytes + h * v_head_stride +
+           (j % page_size) * vf.row_bytes();
   }
   kernels::KvRows view() const;
 };

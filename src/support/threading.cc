@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <string>
 
 #include "goldilocks/attention.h"
 
@@ -17,7 +18,13 @@ int default_num_threads() {
   return n > 0 ? n : support::available_cores();
 }
 
-void set_default_num_threads(int n) { g_default_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+Status set_default_num_threads(int n) {
+  if (n < 0) {
+    return InvalidArgument("n: " + std::to_string(n) + " threads is negative; pass a positive count, or 0 for the default");
+  }
+  g_default_threads.store(n, std::memory_order_relaxed);
+  return Status::Ok();
+}
 
 namespace support {
 

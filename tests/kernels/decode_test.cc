@@ -232,8 +232,8 @@ INSTANTIATE_TEST_SUITE_P(All, Decode, ::testing::ValuesIn(all_cases()), case_nam
 // The automatic split count depends on the shape only.
 TEST(DecodeSplits, ChosenFromShapeNotThreads) {
   EXPECT_EQ(kernels::choose_decode_splits(1, 32, 32768, 0), 1);
-  EXPECT_EQ(kernels::choose_decode_splits(1, 8, 32768, 0), 2);
-  EXPECT_EQ(kernels::choose_decode_splits(1, 1, 32768, 0), 16);
+  EXPECT_EQ(kernels::choose_decode_splits(1, 8, 32768, 0), 4);
+  EXPECT_EQ(kernels::choose_decode_splits(1, 1, 32768, 0), 32);
   EXPECT_EQ(kernels::choose_decode_splits(1, 1, 300, 0), 1);  // chunks of at least 256 keys
   EXPECT_EQ(kernels::choose_decode_splits(1, 1, 5, 9), 5);    // never more chunks than keys
 }

@@ -202,6 +202,66 @@ TEST(KvCache, RollbackRestoresExactBytes) {
 
 // Fork shares every page of the prefix (no copy); the first write to a shared
 // page copies that page only, and the source never changes.
+// Fork, then append to both sharers in one call: the first copies the shared
+// page and drops its reference, so the second writes in place. The pool was
+// asked for a copy per sharer and refused ("needs 2 free pages but the pool
+// has 1") with 2 of 16 tokens used per sequence (issue 18, failure 4).
+TEST(KvCache, ForkThenAppendToBothSharersCountsOneCopy) {
+  std::mt19937_64 rng(18);
+  KvCacheConfig c;
+  c.batch = 2, c.kv_heads = 1, c.head_dim_k = 8, c.max_tokens = 16, c.layout = KvLayout::kPaged, c.page_size = 16;
+  auto cache = make_cache(c);
+  auto batch_tokens = [&] {
+    Tensor<float> k = make_tensor<float>({2, 1, 1, 8}, Layout::kContiguous), v = k;
+    fill_normal(k, rng);
+    fill_normal(v, rng);
+    return std::pair{k, v};
+  };
+  auto [k1, v1] = batch_tokens();
+  ASSERT_TRUE(cache->append_all(k1.view(), v1.view()).ok());
+  ASSERT_TRUE(cache->fork(1, 0).ok());
+  EXPECT_EQ(cache->free_pages(), 1);
+  Tensor<float> k_src, v_src;
+  read_sequence(*cache, 1, &k_src, &v_src);
+  auto [k2, v2] = batch_tokens();
+  const Status s = cache->append_all(k2.view(), v2.view());
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(cache->free_pages(), 0);
+  // Both sequences hold sequence 1's first token, then their own second one.
+  for (int64_t seq : {0, 1}) {
+    Tensor<float> k, v;
+    read_sequence(*cache, seq, &k, &v);
+    ASSERT_EQ(cache->length(seq), 2);
+    for (int64_t d = 0; d < 8; ++d) {
+      EXPECT_EQ(k.at({0, 0, 0, d}), k_src.at({0, 0, 0, d}));
+      EXPECT_EQ(v.at({0, 0, 1, d}), v2.at({seq, 0, 0, d}));
+    }
+  }
+  // With three sharers of one page and one free page, two writers need one copy
+  // (the third sharer keeps the original); refusing must still change nothing.
+  KvCacheConfig c3 = c;
+  c3.batch = 3, c3.num_pages = 2;
+  auto three = make_cache(c3);
+  Tensor<float> k3 = make_tensor<float>({1, 1, 8}, Layout::kContiguous), v3 = k3;
+  fill_normal(k3, rng);
+  fill_normal(v3, rng);
+  ASSERT_TRUE(three->append(0, k3.view(), v3.view()).ok());
+  ASSERT_TRUE(three->fork(0, 1).ok());
+  ASSERT_TRUE(three->fork(0, 2).ok());
+  EXPECT_EQ(three->free_pages(), 1);
+  Tensor<float> k33 = make_tensor<float>({3, 1, 1, 8}, Layout::kContiguous), v33 = k33;
+  fill_normal(k33, rng);
+  fill_normal(v33, rng);
+  const KvCache::State& st = three->state();
+  const std::vector<uint8_t> before(st.pool.data(), st.pool.data() + st.num_pages * st.page_bytes);
+  // All three write: copies for the first two, the last owns it -> 2 copies, 1 free: refused.
+  const Status refused = three->append_all(k33.view(), v33.view());
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused.to_string();
+  EXPECT_EQ(three->free_pages(), 1);
+  EXPECT_EQ(three->length(0), 1);
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), st.pool.data()));
+}
+
 TEST(KvCache, ForkedPrefixIsSharedUntilWritten) {
   std::mt19937_64 rng(4);
   auto cache = make_cache(small_paged());

@@ -160,5 +160,35 @@ TEST(BatchLayout, ShapeErrorsNameTheOperand) {
   EXPECT_NE(s.message().find("rank 5 is more than the output's 4"), std::string::npos) << s.message();
 }
 
+// An empty mask may come with a null data pointer and zero strides (NumPy,
+// torch.from_numpy of an empty array). The plan took its zero stride for a
+// broadcast dim of size 1, so the core saw one element at a null pointer and
+// refused "mask: data is null" (issue 18, failure 7). The plan must describe it
+// as empty, and the call must run (a row with no keys gives zeros).
+TEST(BatchLayout, EmptyMaskWithNullDataAndZeroStridesIsEmpty) {
+  std::mt19937_64 rng(18);
+  Array q = make_array("query", {2, 4}, {}, rng);
+  Array k = make_array("key", {0, 4}, {}, rng);
+  Array v = make_array("value", {0, 4}, {}, rng);
+  ArrayDesc mask;
+  mask.name = "attn_mask";
+  mask.data = nullptr;
+  mask.dtype = DType::kBool;
+  mask.shape = {0};
+  mask.stride = {0};
+  std::vector<float> out_data(8, 7.0f);
+  ArrayDesc out{"out", out_data.data(), DType::kFloat32, {2, 4}, {4, 1}};
+  std::vector<AttentionParams> calls;
+  const Status s = plan_core_calls(q.desc, k.desc, v.desc, &mask, out, nullptr, false, AttentionParams{}, &calls);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  ASSERT_EQ(calls.size(), 1u);
+  int64_t numel = 1;
+  for (int i = 0; i < calls[0].mask.rank; ++i) numel *= calls[0].mask.shape[i];
+  EXPECT_EQ(numel, 0);
+  const Status run = attention(calls[0]);
+  ASSERT_TRUE(run.ok()) << run.to_string();
+  for (float x : out_data) EXPECT_EQ(x, 0.0f);
+}
+
 }  // namespace
 }  // namespace goldilocks::python

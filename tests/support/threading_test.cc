@@ -44,10 +44,21 @@ TEST(ParallelFor, EmptyRangeDoesNothing) {
 TEST(DefaultThreads, OverrideAndRestore) {
   const int cores = available_cores();
   EXPECT_GE(cores, 1);
-  set_default_num_threads(3);
+  ASSERT_TRUE(set_default_num_threads(3).ok());
   EXPECT_EQ(default_num_threads(), 3);
-  set_default_num_threads(0);
+  ASSERT_TRUE(set_default_num_threads(0).ok());
   EXPECT_EQ(default_num_threads(), cores);
+}
+
+// A negative count is an error naming the parameter, and the setting stays as it was
+// (it used to reset to the default silently).
+TEST(DefaultThreads, NegativeIsAnErrorAndChangesNothing) {
+  ASSERT_TRUE(set_default_num_threads(3).ok());
+  const Status s = set_default_num_threads(-8);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("n: -8"), std::string::npos) << s.message();
+  EXPECT_EQ(default_num_threads(), 3);
+  ASSERT_TRUE(set_default_num_threads(0).ok());
 }
 
 }  // namespace

@@ -89,9 +89,9 @@ struct DecodeWorkspace {
 // per-item rows do.
 inline constexpr int64_t kDecodeMaxQueryRows = 16;
 
-// Split count for a problem: enough (b, kv head, chunk) items that every core
-// of a big machine (16) gets several (so a thread that loses its core delays
-// the call by its share only), chunks of at least 256 keys. Depends only on
+// Split count for a problem: at least 32 (b, kv head, chunk) items, so every
+// core gets several (a thread that loses its core then delays the call by its
+// items only), chunks of at least 256 keys. Depends only on
 // the shape, so the result is bitwise identical for any thread count.
 int64_t choose_decode_splits(int64_t B, int64_t Hkv, int64_t max_length, int64_t requested);
 

@@ -135,7 +135,7 @@ std::string check_string_value(const std::string& key, const std::string& v) {
   }
   if (key == "backends") {
     Backend b;
-    return parse_backend(v, &b) ? "" : "\"" + v + "\" is not one of auto, reference, math, flash";
+    return parse_backend(v, &b) ? "" : "\"" + v + "\" is not one of auto, reference, math, flash, decode";
   }
   if (key == "masks") {
     if (v == "none") return "";
@@ -281,8 +281,8 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
                         ")");
     }
     // Crossing plain tensors with caches: quantized storage exists only in a
-    // cache, and a cache is read only by the decode kernel (AttentionParams::
-    // kv_cache ignores the backend), so those combinations are not generated;
+    // cache, and a cache is read only by the decode backend, so a cache case
+    // is generated once, as decode, from a listing of flash, auto or decode;
     // the plain-tensor cases of the same computation are their baselines.
     const bool cached = c.kv_layout != "none";
     if (!cached && c.kv_storage != "f32") {
@@ -290,13 +290,19 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
         return err.at(find("kv_storage")->node, where + "kv_storage",
                       "quantized storage \"" + c.kv_storage + "\" needs a KV cache: set kv_layout to contiguous or paged:N");
       }
-    } else if (cached && c.backend != Backend::kFlash && c.backend != Backend::kAuto) {
-      if (!has_value(find("backends"), "flash", true) && !has_value(find("backends"), "auto", true)) {
+    } else if (cached && c.backend != Backend::kFlash && c.backend != Backend::kAuto && c.backend != Backend::kDecode) {
+      if (!has_value(find("backends"), "flash", true) && !has_value(find("backends"), "auto", true) &&
+          !has_value(find("backends"), "decode", true)) {
         return err.at(find("backends")->node, where + "backends",
-                      "a KV cache is read by the decode kernel only: list \"flash\" (or \"auto\") with kv_layout \"" +
+                      "a KV cache is read by the decode backend only: list \"decode\" (or \"auto\") with kv_layout \"" +
                           c.kv_layout + "\"");
       }
+    } else if (cached && c.backend != Backend::kDecode &&
+               (has_value(find("backends"), "decode", true) ||
+                (c.backend == Backend::kAuto && has_value(find("backends"), "flash", true)))) {
+      // The same cache case is generated once, from its decode (or flash) listing.
     } else {
+      if (cached) c.backend = Backend::kDecode;
       cases->push_back(std::move(c));
     }
 

@@ -202,7 +202,7 @@ backends = ["flash"]
   ASSERT_TRUE(parsed.ok()) << parsed.to_string();
   RunResult run;
   ASSERT_TRUE(run_spec(spec, no_peak(), &run).ok());
-  // cache: 2 lengths x (math and flash on plain tensors, flash over 2 layouts x 2 storages); mask: 2.
+  // cache: 2 lengths x (math and flash on plain tensors, decode over 2 layouts x 2 storages); mask: 2.
   ASSERT_EQ(run.cases.size(), 2 * (2u + 4u) + 2u);
   std::map<std::string, const CaseResult*> by;
   for (const CaseResult& r : run.cases) {
@@ -216,8 +216,8 @@ backends = ["flash"]
   }
   const CaseResult& math = *by.at("cache/none/f32/none/math");
   const CaseResult& plain = *by.at("cache/none/f32/none/flash");
-  const CaseResult& f32 = *by.at("cache/contiguous/f32/none/flash");
-  const CaseResult& int8 = *by.at("cache/paged:16/int8/none/flash");
+  const CaseResult& f32 = *by.at("cache/contiguous/f32/none/decode");
+  const CaseResult& int8 = *by.at("cache/paged:16/int8/none/decode");
   const int64_t kv_f32 = 2 * 37 * (16 + 16) * 4;  // Hkv · Nk · (Dk + Dv) floats
   EXPECT_EQ(plain.memory.kv_bytes, kv_f32);
   EXPECT_EQ(f32.memory.cache_bytes, f32.memory.kv_bytes);

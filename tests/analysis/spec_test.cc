@@ -125,8 +125,8 @@ backends = ["math", "flash"]
   EXPECT_EQ(spec.limits.workspace_gib, 1.5);
   std::vector<std::string> got;
   for (const CaseSpec& c : spec.cases) got.push_back(c.kv_layout + "/" + c.kv_storage + "/" + backend_name(c.backend));
-  EXPECT_EQ(got, (std::vector<std::string>{"none/f32/math", "none/f32/flash", "contiguous/f32/flash",
-                                           "contiguous/int8/flash"}));
+  EXPECT_EQ(got, (std::vector<std::string>{"none/f32/math", "none/f32/flash", "contiguous/f32/decode",
+                                           "contiguous/int8/decode"}));
   // All four compute the same attention: one computation key, four problems.
   EXPECT_EQ(spec.cases[0].computation_key(), spec.cases[3].computation_key());
   EXPECT_NE(spec.cases[1].problem_key(), spec.cases[2].problem_key());
@@ -185,7 +185,7 @@ TEST(Spec, InconsistentValuesAreRejected) {
   expect_error(head + "seq_len = 8\nkv_storage = \"int3\"\n", 7, "experiment[1].kv_storage", "storage type");
   expect_error("name = \"x\"\n[[experiment]]\nname = \"e\"\nbackends = [\"math\"]\nhead_dim = 8\nseq_len = 8\n"
                "kv_layout = \"contiguous\"\n",
-               4, "experiment[1].backends", "decode kernel");
+               4, "experiment[1].backends", "decode backend");
   expect_error("name = \"x\"\n[limits]\nworkspace_gib = -1.0\n", 3, "limits.workspace_gib", "between");
   expect_error("name = \"x\"\n[limits]\nmemory = 1\n", 3, "limits.memory", "unknown key");
   expect_error("name = \"x\"\nbaseline = \"fast\"\n", 2, "baseline");

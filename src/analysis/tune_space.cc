@@ -26,7 +26,13 @@ std::vector<TuneAxis> registry(const Workload& w, const SpaceOptions& o) {
                [](const TuneConfig& c) { return c.at("cache") == "paged"; }});
   a.push_back({"k_storage", storages, true, false, "K element type in the cache", cached});
   a.push_back({"v_storage", storages, true, false, "V element type in the cache", cached});
-  a.push_back({"int4_group", {"32", "128"}, true, false, "channels sharing one scale in int4 rows",
+  // int4 group sizes must divide both head dims (and be even): the candidates that do, else the default (0).
+  std::vector<std::string> groups;
+  for (int64_t g : {32, 128}) {
+    if (w.head_dim_k % g == 0 && w.head_dim_v % g == 0) groups.push_back(std::to_string(g));
+  }
+  if (groups.empty()) groups.push_back("0");
+  a.push_back({"int4_group", groups, true, false, "channels sharing one scale in int4 rows",
                [](const TuneConfig& c) {
                  return cached(c) && (c.at("k_storage") == "int4" || c.at("v_storage") == "int4");
                }});

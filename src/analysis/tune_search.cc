@@ -290,7 +290,8 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
   // The baseline is timed fully whatever the constraints: savings are against it.
   if (base && r.points[*base].status.rfind("failed", 0) != 0 && r.points[*base].memory >= 0) {
     TunePoint& b = r.points[*base];
-    const Status s = time_to(b, o.max_repetitions, m, o, &r.timed_repetitions);
+    const int reps = std::max<int>(static_cast<int>(b.times.size()), std::min(o.baseline_repetitions, o.max_repetitions));
+    const Status s = time_to(b, reps, m, o, &r.timed_repetitions);
     if (s.ok()) {
       if (b.status.empty()) b.status = "timed";
       r.baseline = *base;

@@ -92,6 +92,9 @@ struct TuneOptions {
   double confidence_t = 3.0;    // interval = mean ± t·s/√n ...
   double noise_floor = 0.03;    // ... but never narrower than ± this fraction of the mean
   size_t exhaustive_below = 12; // time everything max_repetitions times below this many candidates
+  // Standard SDPA is timed this often whatever the race did (it is usually the
+  // slowest configuration by far: more repetitions would add little but time).
+  int baseline_repetitions = 3;
   std::function<void(const std::string&)> progress;  // one line per step, or null
 };
 
@@ -122,8 +125,8 @@ struct TuneResult {
   int64_t exhaustive_repetitions = 0;  // what timing every candidate max_repetitions times would cost
 };
 
-// Runs the search. `baseline` is the standard-SDPA configuration (always timed
-// fully when it fits the machine, whatever the constraints, for the savings).
+// Runs the search. `baseline` is the standard-SDPA configuration (always timed,
+// at least baseline_repetitions times, whatever the constraints: the savings are against it).
 Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& configs,
                    const std::optional<TuneConfig>& baseline, TuneMeasurer& m, const TuneConstraints& constraints,
                    const TuneOptions& options, TuneResult* result);

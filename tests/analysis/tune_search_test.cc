@@ -173,7 +173,7 @@ TEST(TuneSearch, FindsTheTrueFrontAndPickWithAThirdOfTheRepetitions) {
             << r.timed_repetitions << " of " << r.exhaustive_repetitions;
       }
       ASSERT_TRUE(r.baseline.has_value());
-      EXPECT_EQ(r.points[*r.baseline].times.size(), 10u);
+      EXPECT_GE(r.points[*r.baseline].times.size(), 3u);
     }
   }
 }

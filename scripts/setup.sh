@@ -7,7 +7,7 @@ set -euo pipefail
 DEBIAN_PACKAGES=(
   g++ ninja-build
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhwy-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libfmt-dev
+  libhwy-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libfmt-dev
   python3-dev python3-pip
   libopenmpi-dev openmpi-bin  # optional MPI component (ring attention): GOLDILOCKS_BUILD_MPI
   chromium  # headless browser for the HTML report render test

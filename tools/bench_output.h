@@ -31,4 +31,7 @@ int run_and_report(const analysis::ExperimentSpec& spec, const OutputOptions& ou
 // A progress bar on stderr when it is a terminal, else nullptr (quiet).
 std::function<void(size_t, size_t, const std::string&)> progress_bar();
 
+// Writes text to path (creating its directory), saying so on stderr; false on failure.
+bool write_file(const std::string& path, const std::string& text);
+
 }  // namespace goldilocks::tools

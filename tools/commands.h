@@ -22,6 +22,7 @@ CLI::App* register_mask(CLI::App& app, const GlobalOptions& global, int* exit_co
 CLI::App* register_flexbench(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_bench(CLI::App& app, const GlobalOptions& global, int* exit_code);
 CLI::App* register_compare(CLI::App& app, const GlobalOptions& global, int* exit_code);
+CLI::App* register_tune(CLI::App& app, const GlobalOptions& global, int* exit_code);
 
 // The default when no subcommand is given: `goldilocks run` with its default outputs.
 int run_default_workload(const GlobalOptions& global);

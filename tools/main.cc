@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   tools::register_flexbench(app, global, &exit_code);
   tools::register_bench(app, global, &exit_code);
   tools::register_compare(app, global, &exit_code);
+  tools::register_tune(app, global, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (app.get_subcommands().empty()) return tools::run_default_workload(global);

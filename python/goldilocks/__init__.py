@@ -11,6 +11,7 @@ from goldilocks.backends import sdpa_backend, current_backend, explain
 from goldilocks.flex import create_block_mask, flex_attention
 from goldilocks.kv_cache import KvCache
 from goldilocks.analysis import bench
+from goldilocks.tune import TuneConfig, tune, tune_report
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,7 @@ __all__ = [
     "create_block_mask",
     "KvCache",
     "bench",
+    "tune",
+    "tune_report",
+    "TuneConfig",
 ]

@@ -33,10 +33,22 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     return out.transpose(1, 2).contiguous(), None
 
 
-def register(name=NAME):
-    """Registers Goldilocks under `name` with transformers (idempotent)."""
+def register(name=NAME, config=None):
+    """Registers Goldilocks under `name` with transformers (idempotent). With `config` (a
+    goldilocks.TuneConfig, e.g. from goldilocks.tune()), every call runs with the configuration's
+    backend; its threads are set process-wide (goldilocks.set_num_threads)."""
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-    AttentionInterface.register(name, attention_forward)
+    forward = attention_forward
+    if config is not None:
+        from goldilocks._core import set_num_threads
+        from goldilocks.backends import sdpa_backend
+
+        def forward(*args, **kwargs):
+            with sdpa_backend(config.backend):
+                return attention_forward(*args, **kwargs)
+
+        set_num_threads(config.threads)
+    AttentionInterface.register(name, forward)
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     return name

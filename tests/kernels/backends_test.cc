@@ -2,6 +2,9 @@
 // The tolerance policy lives in test_util.h.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+#include <random>
 #include <tuple>
 
 #include "test_util.h"
@@ -173,6 +176,61 @@ INSTANTIATE_TEST_SUITE_P(Grid, Masks,
                                             ::testing::Values(MaskType::kBool, MaskType::kAdditive),
                                             ::testing::Values(CausalAlign::kNone, CausalAlign::kTopLeft),
                                             ::testing::Values(Layout::kContiguous, Layout::kPadded)));
+
+// --- math: the layouts and values its sgemm path treats specially ---------
+// [B, H, N, D] stored with the sequence innermost (stride 1): sgemm reads Q,
+// K and V transposed through their leading dimension instead of copying.
+Tensor<float> sequence_innermost(std::vector<int64_t> shape, std::mt19937_64& rng) {
+  Tensor<float> t;
+  t.shape = shape;
+  const int64_t H = shape[1], N = shape[2], D = shape[3];
+  t.stride = {H * D * N, D * N, 1, N};
+  t.storage.assign(static_cast<size_t>(shape[0] * H * N * D), 0.0f);
+  fill_normal(t, rng);
+  return t;
+}
+
+TEST(MathBlas, SequenceInnermostLayoutsMatchOracle) {
+  for (const CausalAlign causal : {CausalAlign::kNone, CausalAlign::kTopLeft}) {
+    const uint64_t seed = 4242 + static_cast<int>(causal);
+    std::mt19937_64 rng(seed);
+    Inputs in;
+    in.q = sequence_innermost({2, 4, 131, 24}, rng);  // three row blocks, the last of 3 rows
+    in.k = sequence_innermost({2, 2, 70, 24}, rng);
+    in.v = sequence_innermost({2, 2, 70, 40}, rng);
+    in.causal = causal;
+    check_against_oracle(in, Variant{Backend::kMath, IsaPreference::kBest}, seed, 2);
+  }
+}
+
+// Non-finite V: at keys a row attends to it must reach that row's output (as
+// the oracle says); at masked keys it must change nothing, and a fully masked
+// row stays exactly +0.
+TEST(MathBlas, NonFiniteValuesReachOnlyTheRowsThatAttendToThem) {
+  const uint64_t seed = 991;
+  Inputs in = random_inputs(1, 2, 1, 67, 33, 16, 8, seed);
+  in.causal = CausalAlign::kBottomRight;  // row i sees keys j <= i - 34: rows 0..33 are fully masked
+  const Result clean = run_backend(in, Backend::kMath, 2);
+  in.v.at({0, 0, 20, 3}) = NAN;
+  in.v.at({0, 0, 5, 1}) = INFINITY;
+  const Result dirty = check_against_oracle(in, Variant{Backend::kMath, IsaPreference::kBest}, seed, 2);
+  ASSERT_TRUE(clean.status.ok() && dirty.status.ok());
+  for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t i = 0; i < 67; ++i) {
+      for (int64_t c = 0; c < 8; ++c) {
+        const float got = dirty.out.at({0, h, i, c});
+        if (i < 34) {
+          ASSERT_TRUE(got == 0.0f && !std::signbit(got)) << "fully masked row " << i << " seed " << seed;
+        } else if (i < 34 + 5 || (c != 1 && c != 3)) {
+          // Rows before key 5 is visible, and the untouched columns: the same bits as without the poison.
+          ASSERT_EQ(0, std::memcmp(&got, &clean.out.at({0, h, i, c}), sizeof(float))) << i << "," << c;
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(std::isinf(dirty.out.at({0, 0, 40, 1})));
+  EXPECT_TRUE(std::isnan(dirty.out.at({0, 1, 60, 3})));
+}
 
 // --- determinism: 1 and 2 threads give the same bits -----------------------
 class Determinism : public ::testing::TestWithParam<Variant> {};

@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   python3-dev python3-pip
   libopenmpi-dev openmpi-bin  # optional MPI component (ring attention): GOLDILOCKS_BUILD_MPI
   chromium  # headless browser for the HTML report render test
-  clang libclang-rt-14-dev libomp-14-dev  # the libFuzzer target (tests/fuzz): clang, its fuzzer runtime and OpenMP
+  clang-16 libclang-rt-16-dev libomp-16-dev  # the libFuzzer target (tests/fuzz): clang 16 (14 lacks x86 _Float16), its fuzzer runtime, OpenMP
   ccache    # scripts/test: the Python build reuses the Release objects
 )
 

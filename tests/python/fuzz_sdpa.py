@@ -30,6 +30,9 @@ DTYPES = {
 }
 
 
+STATS = {"beyond_2x_torch": 0}  # calls within 2x Goldilocks' math but not 2x PyTorch's error
+
+
 def _torch_ref(q, k, v, **kw):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     with sdpa_kernel(SDPBackend.MATH):
@@ -159,7 +162,16 @@ def check(seed):
         terr = (want.double() - oracle)[tfin].abs().max().item() if tfin.any() else 0.0
         scale = max(1.0, v.double().abs().nan_to_num(0, 0, 0).max().item() if v.numel() else 1.0)
         if not err <= 2 * terr + floor * scale:
-            return f"error {err:.3g} vs PyTorch's {terr:.3g} against the fp64 oracle"
+            # The project's policy (tests/test_util.h) is 2x its own fp32 math backend: ill-conditioned
+            # scores (large |k|, cancelling dot products) round differently in every fp32 GEMM, and
+            # PyTorch's summation order is sometimes the luckier one there (seed 103274: 3.8e-5 for
+            # Goldilocks' math and flash alike, 5.4e-6 for PyTorch). Beyond both is a failure.
+            with G.sdpa_backend("math"):
+                own_math = G.scaled_dot_product_attention(q, k, v, **kw)
+            merr = (own_math.double() - oracle)[fin].abs().nan_to_num(0).max().item()
+            if not err <= 2 * max(terr, merr) + floor * scale:
+                return f"error {err:.3g} vs PyTorch's {terr:.3g} and Goldilocks math's {merr:.3g} against the fp64 oracle"
+            STATS["beyond_2x_torch"] += 1
     return None
 
 
@@ -171,7 +183,10 @@ def main():
     ap.add_argument("--seed", type=int, default=None, help="replay one seed, with its traceback")
     a = ap.parse_args()
     if a.seed is not None:
-        print(draw_call(a.seed)[1])
+        (q, k, v), kw, use_numpy, _ = draw_call(a.seed)
+        desc = {n: (tuple(x.shape), str(x.dtype)) if hasattr(x, "shape") else x for n, x in kw.items()}
+        print(f"query {tuple(q.shape)} {q.dtype} strides {q.stride()}, key {tuple(k.shape)} strides {k.stride()}, "
+              f"value {tuple(v.shape)} strides {v.stride()}, {'NumPy' if use_numpy else 'torch'}, {desc}")
         msg = check(a.seed)
         print(f"seed {a.seed}: {msg or 'ok'}")
         return 1 if msg else 0
@@ -189,7 +204,8 @@ def main():
             print(f"FAIL seed {seed}: {msg}  (replay: python tests/python/fuzz_sdpa.py --seed {seed})", flush=True)
         seed += 1
         n += 1
-    print(f"fuzz_sdpa: {n} calls (seeds {a.start}..{seed - 1}) in {time.monotonic() - t0:.0f} s, {failures} failures")
+    print(f"fuzz_sdpa: {n} calls (seeds {a.start}..{seed - 1}) in {time.monotonic() - t0:.0f} s, {failures} failures; "
+          f"{STATS['beyond_2x_torch']} within 2x Goldilocks' fp32 math but beyond 2x PyTorch's error")
     return 1 if failures else 0
 
 

@@ -21,7 +21,14 @@ struct Check {
 };
 
 std::string check_float32(const Problem& p) {
+  // Half inputs are served by flash (and the reference); math stays the plain float32 baseline.
   return p.dtype == DType::kFloat32 ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend computes in float32 only";
+}
+
+// Flash widens float16 / bfloat16 tiles as it packs them and computes in float32.
+std::string check_flash_dtype(const Problem& p) {
+  const bool ok = p.dtype == DType::kFloat32 || p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16;
+  return ok ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend takes float32, float16 or bfloat16";
 }
 
 std::string check_math_workspace(const Problem& p) {
@@ -39,7 +46,7 @@ const std::vector<Check>& checks_for(Backend backend) {
   static const std::vector<Check> kReference = {};  // the oracle supports everything that validates
   static const std::vector<Check> kMath = {{"dtype_float32", check_float32}, {"score_matrix_fits", check_math_workspace},
                                             {"no_flex_mods", check_no_flex}};
-  static const std::vector<Check> kFlash = {{"dtype_float32", check_float32}};
+  static const std::vector<Check> kFlash = {{"dtype_float32_or_half", check_flash_dtype}};
   switch (backend) {
     case Backend::kReference:
       return kReference;

@@ -132,8 +132,11 @@ Status validate(const AttentionParams& params, Problem* problem) {
   GOLDILOCKS_RETURN_IF_ERROR(check_layout("out", out, &rout));
 
   // dtypes: q, k, v and out share one floating type.
-  if (q.dtype != DType::kFloat32 && q.dtype != DType::kFloat64) {
-    return Unsupported(std::string("q: dtype ") + dtype_name(q.dtype) + " is not supported; use float32 (or float64 with backend reference)");
+  // float16 / bfloat16 are widened to float32 as tiles are read; arithmetic stays float32.
+  if (q.dtype != DType::kFloat32 && q.dtype != DType::kFloat64 && q.dtype != DType::kFloat16 &&
+      q.dtype != DType::kBFloat16) {
+    return Unsupported(std::string("q: dtype ") + dtype_name(q.dtype) +
+                       " is not supported; use float32, float16 or bfloat16 (or float64 with backend reference)");
   }
   for (auto [name, dt] : {std::pair{"k", k.dtype}, std::pair{"v", v.dtype}, std::pair{"out", out.dtype}}) {
     if (dt != q.dtype) {
@@ -182,11 +185,16 @@ Status validate(const AttentionParams& params, Problem* problem) {
     }
     if (m.dtype == DType::kBool) {
       mask_kind = MaskKind::kBool;
-    } else if (m.dtype == DType::kFloat32) {
+    } else if (m.dtype == DType::kFloat32 && (q.dtype == DType::kFloat32 || q.dtype == DType::kFloat64)) {
       mask_kind = MaskKind::kAdditive;
+    } else if (m.dtype == q.dtype && (q.dtype == DType::kFloat16 || q.dtype == DType::kBFloat16)) {
+      mask_kind = MaskKind::kAdditive;  // PyTorch's rule: a float mask has the query's dtype
     } else {
+      const bool half = q.dtype == DType::kFloat16 || q.dtype == DType::kBFloat16;
       return InvalidArgument(std::string("mask: dtype ") + dtype_name(m.dtype) +
-                             " is not supported; use bool (true = attend) or float32 (added to the scores)");
+                             " is not supported with q of dtype " + dtype_name(q.dtype) +
+                             "; use bool (true = attend) or " + (half ? dtype_name(q.dtype) : "float32") +
+                             " (added to the scores)");
     }
     GOLDILOCKS_RETURN_IF_ERROR(check_layout("mask", m, &rmask));
     const int64_t target[4] = {B, Hq, Nq, Nk};
@@ -270,6 +278,7 @@ Status validate(const AttentionParams& params, Problem* problem) {
   p.mask_kind = mask_kind;
   p.mask = params.mask.present() ? params.mask.data : nullptr;
   p.ms = mask_strides;
+  if (mask_kind == MaskKind::kAdditive) p.mask_dtype = params.mask.dtype;
   p.scale = params.scale.has_value() ? *params.scale : (Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(Dk)) : 1.0);
   p.causal = params.causal;
   p.causal_offset = params.causal == CausalAlign::kBottomRight ? Nk - Nq : 0;

@@ -32,6 +32,7 @@
 #include "goldilocks/status.h"
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
+#include "support/half.h"
 #include "support/memory.h"
 #include "support/profiler.h"
 #include "support/threading.h"
@@ -65,6 +66,7 @@ struct FlashTiles {
   int64_t dvp = 0;        // leading dim of acc, columns of V computed: Dv padded to kTilePad
   int64_t ldv = 0;        // leading dim of the V tile
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
+  int64_t kw_off = 0;  // float16/bfloat16 only: one key block's rows widened (bk, Dk) before the transpose
 };
 
 inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -115,6 +117,7 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   t.acc_off = take(t.item_rows * t.dvp);
   t.m_off = take(t.item_rows);
   t.l_off = take(t.item_rows * kTilePad);  // partial sums, see TileKernels::softmax_pv
+  t.kw_off = take(support::is_half(p.dtype) ? t.bk * p.Dk : 0);
   t.total = off;
   return t;
 }
@@ -123,22 +126,33 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
 // padded width (so whole vectors never read past the tensor) and at the tile's
 // pitch, so no copy is needed.
 inline bool v_usable_in_place(const Problem& p, const FlashTiles& t) {
-  return p.vs.d == 1 && p.Dv == t.dvp && p.vs.n == t.ldv;
+  return p.dtype == DType::kFloat32 && p.vs.d == 1 && p.Dv == t.dvp && p.vs.n == t.ldv;
+}
+
+// n elements of a q/k/v row (element `offset`, element stride `stride`) as
+// float32: the one place float16/bfloat16 inputs are widened, a row at a time
+// into a tile, so no full-size float32 copy of an input ever exists.
+inline void load_row(const Problem& p, const TileKernels& tk, const void* base, int64_t offset, int64_t stride,
+                     int64_t n, float* dst) {
+  if (stride == 1) {
+    tk.widen(p.dtype, static_cast<const char*>(base) + offset * dtype_size(p.dtype), n, dst);
+  } else {
+    for (int64_t e = 0; e < n; ++e) dst[e] = support::load_as_float(base, p.dtype, offset + e * stride);
+  }
 }
 
 // V tile (cols, ldv) with zeros in the padding columns. Returns whether every
 // element is finite (if not, masked keys must be skipped rather than multiplied by 0).
 inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0,
                    int64_t cols, float* vt) {
-  const auto* v = static_cast<const float*>(p.v);
   bool finite = true;
   for (int64_t c = 0; c < cols; ++c) {
-    const float* src = v + p.vs.at(b, hk, j0 + c, 0);
     float* row = vt + c * t.ldv;
-    if (p.vs.d == 1) {
-      std::copy(src, src + p.Dv, row);
-    } else {
+    if (p.dtype == DType::kFloat32 && p.vs.d != 1) {
+      const float* src = static_cast<const float*>(p.v) + p.vs.at(b, hk, j0 + c, 0);
       for (int64_t e = 0; e < p.Dv; ++e) row[e] = src[e * p.vs.d];
+    } else {
+      load_row(p, tk, p.v, p.vs.at(b, hk, j0 + c, 0), p.vs.d, p.Dv, row);
     }
     finite &= tk.all_finite(row, p.Dv);
     std::fill(row + p.Dv, row + t.ldv, 0.0f);
@@ -149,10 +163,8 @@ inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t,
 template <class Policy>
 void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, const FlashTiles& t, float* scratch,
                 int64_t b, int64_t h, int64_t i0) {
-  const auto* q = static_cast<const float*>(p.q);
-  const auto* k = static_cast<const float*>(p.k);
-  auto* out = static_cast<float*>(p.out);
   const int64_t hk = p.kv_head(h);
+  const bool f32 = p.dtype == DType::kFloat32;
   const int64_t rows = std::min(t.item_rows, p.Nq - i0);
   const int64_t Dk = p.Dk, Dv = p.Dv, dvp = t.dvp;
   const float scale = static_cast<float>(p.scale);
@@ -165,10 +177,16 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
   float* acc = scratch + t.acc_off;  // (rows, dvp)
   float* m = scratch + t.m_off;
   float* l = scratch + t.l_off;
+  float* kw = scratch + t.kw_off;    // (bk, Dk), half-precision K only
 
   support::PhaseTimer phase(support::Phase::kPack);  // zones cost one untaken branch when off
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] = q[p.qs.at(b, h, i0 + r, d)];
+    if (f32) {
+      const auto* q = static_cast<const float*>(p.q);
+      for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] = q[p.qs.at(b, h, i0 + r, d)];
+    } else {
+      load_row(p, tk, p.q, p.qs.at(b, h, i0 + r, 0), p.qs.d, Dk, qt + r * Dk);
+    }
     std::fill(acc + r * dvp, acc + (r + 1) * dvp, 0.0f);
     m[r] = kNegInf;
     std::fill(l + r * kTilePad, l + (r + 1) * kTilePad, 0.0f);
@@ -184,7 +202,13 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
 
     // pass 1: pack once for all tiles of the item.
     phase.next(support::Phase::kPack);
-    tk.pack_kt(k + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
+    if (f32) {
+      tk.pack_kt(static_cast<const float*>(p.k) + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
+    } else {
+      // Widen the block's key rows (a tile, not the tensor), then transpose as for float32.
+      for (int64_t c = 0; c < cols; ++c) load_row(p, tk, p.k, p.ks.at(b, hk, j0 + c, 0), p.ks.d, Dk, kw + c * Dk);
+      tk.pack_kt(kw, Dk, 1, cols, Dk, kt, t.ldk);
+    }
     const float* vb = vt;  // (cols, ldv)
     bool v_all_finite;
     if (in_place_v) {
@@ -232,7 +256,20 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     const bool fully_masked = (m[r] == kNegInf);
     const float l_row = sum_row_partials(l + r * kTilePad);
     const float inv_l = fully_masked ? 0.0f : 1.0f / l_row;
-    for (int64_t e = 0; e < Dv; ++e) out[p.os.at(b, h, i0 + r, e)] = fully_masked ? 0.0f : acc[r * dvp + e] * inv_l;
+    if (f32) {
+      auto* out = static_cast<float*>(p.out);
+      for (int64_t e = 0; e < Dv; ++e) out[p.os.at(b, h, i0 + r, e)] = fully_masked ? 0.0f : acc[r * dvp + e] * inv_l;
+    } else {
+      // Normalise in float32, then round once to the output dtype (nearest even).
+      float* ar = acc + r * dvp;
+      for (int64_t e = 0; e < Dv; ++e) ar[e] = fully_masked ? 0.0f : ar[e] * inv_l;
+      const int64_t at = p.os.at(b, h, i0 + r, 0);
+      if (p.os.d == 1) {
+        tk.narrow(p.dtype, ar, Dv, static_cast<char*>(p.out) + at * dtype_size(p.dtype));
+      } else {
+        for (int64_t e = 0; e < Dv; ++e) support::store_from_float(p.out, p.dtype, at + e * p.os.d, ar[e]);
+      }
+    }
     if (p.lse) {
       p.lse[b * p.lse_sb + h * p.lse_sh + (i0 + r) * p.lse_sn] = fully_masked ? kNegInf : m[r] + std::log(l_row);
     }

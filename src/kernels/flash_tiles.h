@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "goldilocks/tensor.h"
+
 namespace goldilocks::kernels {
 
 // 16 floats = one AVX-512 vector = one cache line.
@@ -48,6 +50,12 @@ struct TileKernels {
 
   // Whether all n consecutive floats are finite (no NaN, no ±Inf).
   bool (*all_finite)(const float* x, int64_t n);
+
+  // n consecutive elements of dtype (float32, float16 or bfloat16) → float32
+  // (exact), and back with round to nearest even (NaN stays NaN, f16 overflows
+  // to ±inf). SIMD sets use the CPU's conversions (F16C) where it has them.
+  void (*widen)(DType dtype, const void* x, int64_t n, float* out);
+  void (*narrow)(DType dtype, const float* x, int64_t n, void* out);
 };
 
 // A row's running sum from its kTilePad partial sums, added in index order.

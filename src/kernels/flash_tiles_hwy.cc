@@ -20,6 +20,7 @@
 
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
+#include "support/half.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace goldilocks::kernels {
@@ -400,6 +401,62 @@ bool AllFinite(const float* x, int64_t n) {
   return finite;
 }
 
+// float16 / bfloat16 → float32: exact, one PromoteTo per vector (F16C's
+// vcvtph2ps for f16 on AVX2/AVX-512; a 16-bit shift for bf16).
+void Widen(DType dtype, const void* x, int64_t n, float* out) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  if (dtype == DType::kFloat16) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    const auto* src = static_cast<const hwy::float16_t*>(x);
+    for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, src + i)), d, out + i);
+  } else if (dtype == DType::kBFloat16) {
+    const hn::Rebind<hwy::bfloat16_t, DF> dh;
+    const auto* src = static_cast<const hwy::bfloat16_t*>(x);
+    for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, src + i)), d, out + i);
+  } else {
+    std::copy(static_cast<const float*>(x), static_cast<const float*>(x) + n, out);
+    return;
+  }
+  for (; i < n; ++i) out[i] = support::load_as_float(x, dtype, i);
+}
+
+// float32 → float16 / bfloat16, round to nearest even. f16 uses F16C's
+// vcvtps2ph (rounding immediate 0 = nearest even) on x86 AVX2 and up; this
+// Highway's bf16 DemoteTo truncates, so bf16 rounds with integer ops instead:
+// add 0x7FFF plus the lowest kept bit, keep the high half; NaN keeps a quiet NaN.
+void Narrow(DType dtype, const float* x, int64_t n, void* out) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  if (dtype == DType::kBFloat16) {
+    const hn::RebindToUnsigned<DF> du;
+    const hn::RebindToSigned<DF> di;
+    const hn::Rebind<uint16_t, DF> du16;
+    auto* dst = static_cast<uint16_t*>(out);
+    for (; i + N <= n; i += N) {
+      const VF v = hn::LoadU(d, x + i);
+      const auto u = hn::BitCast(du, v);
+      const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
+      const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du, 0x7FFFu), lsb)));
+      const auto nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du, 0x40u));
+      const auto bits = hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), nan, rounded);
+      hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di, bits)), du16, dst + i);
+    }
+  } else if (dtype == DType::kFloat16) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    auto* dst = static_cast<hwy::float16_t*>(out);
+    for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(d, x + i)), dh, dst + i);
+#endif
+  } else {
+    std::copy(x, x + n, static_cast<float*>(out));
+    return;
+  }
+  for (; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
+}
+
 const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -413,6 +470,8 @@ HWY_EXPORT(SoftmaxPV);
 HWY_EXPORT(PackKt);
 HWY_EXPORT(AllFinite);
 HWY_EXPORT(IsaName);
+HWY_EXPORT(Widen);
+HWY_EXPORT(Narrow);
 
 namespace {
 // One indirect call per tile: Highway picks the best target on first use.
@@ -429,11 +488,13 @@ void pack_kt_simd(const float* k, int64_t stride_n, int64_t stride_d, int64_t co
   HWY_DYNAMIC_DISPATCH(PackKt)(k, stride_n, stride_d, cols, dk, kt, ldk);
 }
 bool all_finite_simd(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(AllFinite)(x, n); }
+void widen_simd(DType dtype, const void* x, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(Widen)(dtype, x, n, out); }
+void narrow_simd(DType dtype, const float* x, int64_t n, void* out) { HWY_DYNAMIC_DISPATCH(Narrow)(dtype, x, n, out); }
 }  // namespace
 
 const TileKernels& simd_tile_kernels() {
   static const TileKernels kSimd{HWY_DYNAMIC_DISPATCH(IsaName)(), scores_simd, softmax_pv_simd, pack_kt_simd,
-                                 all_finite_simd};
+                                 all_finite_simd, widen_simd, narrow_simd};
   return kSimd;
 }
 

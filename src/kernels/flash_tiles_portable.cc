@@ -7,6 +7,7 @@
 
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
+#include "support/half.h"
 
 namespace goldilocks::kernels {
 namespace {
@@ -78,11 +79,19 @@ bool all_finite_portable(const float* x, int64_t n) {
   return non_finite == 0;
 }
 
+void widen_portable(DType dtype, const void* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = support::load_as_float(x, dtype, i);
+}
+
+void narrow_portable(DType dtype, const float* x, int64_t n, void* out) {
+  for (int64_t i = 0; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
+}
+
 }  // namespace
 
 const TileKernels& portable_tile_kernels() {
-  static const TileKernels kPortable{"portable", scores_portable, softmax_pv_portable, pack_kt_portable,
-                                     all_finite_portable};
+  static const TileKernels kPortable{"portable",          scores_portable, softmax_pv_portable, pack_kt_portable,
+                                     all_finite_portable, widen_portable,  narrow_portable};
   return kPortable;
 }
 

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "goldilocks/attention.h"
+#include "support/half.h"
 
 namespace goldilocks {
 class FlexMods;
@@ -31,7 +32,7 @@ struct Problem {
   int64_t B = 0, Hq = 0, Hkv = 0, Nq = 0, Nk = 0, Dk = 0, Dv = 0;
   int64_t group = 1;  // Hq / Hkv: query heads per KV head
 
-  DType dtype = DType::kFloat32;  // of q, k, v and out
+  DType dtype = DType::kFloat32;  // of q, k, v and out: float32, float16, bfloat16 (float64: reference only)
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;
@@ -43,6 +44,7 @@ struct Problem {
 
   MaskKind mask_kind = MaskKind::kNone;
   const void* mask = nullptr;  // uint8_t (bool) or float, broadcast strides below
+  DType mask_dtype = DType::kFloat32;  // of an additive mask: float32 or the query's 16-bit type
   Strides4 ms;                 // over (b, h, i, j)
 
   double scale = 1.0;
@@ -74,7 +76,9 @@ struct Problem {
       case MaskKind::kBool:
         return static_cast<const uint8_t*>(mask)[ms.at(b, h, i, j)] != 0;
       case MaskKind::kAdditive:
-        *bias = static_cast<const float*>(mask)[ms.at(b, h, i, j)];
+        // float32 masks take the first branch; a half-precision mask is widened per element.
+        *bias = mask_dtype == DType::kFloat32 ? static_cast<const float*>(mask)[ms.at(b, h, i, j)]
+                                              : support::load_as_float(mask, mask_dtype, ms.at(b, h, i, j));
         // An additive -inf is a mask, not a number: the key is skipped entirely.
         return *bias != -std::numeric_limits<float>::infinity();
     }

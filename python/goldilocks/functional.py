@@ -19,7 +19,7 @@ def _check_inputs(query, key, value, attn_mask):
         raise TypeError(f"query, key, value: dtypes {', '.join(dtypes)} differ; they must share one dtype "
                         "(as in torch.nn.functional.scaled_dot_product_attention)")
     if dtypes[0] not in _FLOAT_DTYPES:
-        raise TypeError(f"query: dtype {dtypes[0]} is not a floating type; use float32")
+        raise TypeError(f"query: dtype {dtypes[0]} is not a floating type; use float32, float16 or bfloat16")
     m = None
     if attn_mask is not None:
         m = _arrays.prepare(attn_mask, "attn_mask")
@@ -65,8 +65,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     top-left is_causal, enable_gqa, scale defaulting to 1/sqrt(E). Inputs of any strides are read
     in place. A fully masked row gives 0 (PyTorch 2.13 on the CPU also gives 0; older versions NaN).
 
+    float16 / bfloat16 inputs give an output of the query's dtype, computed in float32 and rounded once.
     Raises ValueError/TypeError for invalid arguments and NotImplementedError for what Goldilocks
-    does not do (dropout_p > 0, float16/bfloat16, autograd); nothing is written then.
+    does not do (dropout_p > 0, autograd); nothing is written then.
     The backend is goldilocks.current_backend() (see sdpa_backend)."""
     return _run_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 

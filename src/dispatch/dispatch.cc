@@ -31,6 +31,14 @@ std::string check_flash_dtype(const Problem& p) {
   return ok ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend takes float32, float16 or bfloat16";
 }
 
+// Reference and math compute exact attention: an approximate precision was asked of the wrong backend.
+std::string check_exact_precision(const Problem& p) {
+  return p.precision == Precision::kExact ? ""
+                                          : std::string("precision is ") + precision_name(p.precision) +
+                                                " (approximate) but this backend computes exact attention; use "
+                                                "backend flash (or auto), or precision exact";
+}
+
 std::string check_math_workspace(const Problem& p) {
   const int64_t bytes = kernels::math_workspace_bytes(p);
   if (bytes >= 0 && bytes <= p.workspace_limit_bytes) return "";
@@ -43,9 +51,10 @@ std::string check_no_flex(const Problem& p) {
 }
 
 const std::vector<Check>& checks_for(Backend backend) {
-  static const std::vector<Check> kReference = {};  // the oracle supports everything that validates
+  // The oracle supports everything that validates, exactly.
+  static const std::vector<Check> kReference = {{"exact_precision", check_exact_precision}};
   static const std::vector<Check> kMath = {{"dtype_float32", check_float32}, {"score_matrix_fits", check_math_workspace},
-                                            {"no_flex_mods", check_no_flex}};
+                                            {"no_flex_mods", check_no_flex}, {"exact_precision", check_exact_precision}};
   static const std::vector<Check> kFlash = {{"dtype_float32_or_half", check_flash_dtype}};
   switch (backend) {
     case Backend::kReference:
@@ -131,6 +140,9 @@ Explanation explain(const AttentionParams& params) {
 Status attention(const AttentionParams& params) {
   // Keys and values held in a KV cache go to the decode kernel (src/kv_cache).
   if (params.kv_cache != nullptr) {
+    if (params.precision != Precision::kExact) {
+      return InvalidArgument("precision: int8_qk is not supported with kv_cache; use precision exact");
+    }
     if (params.flex != nullptr || params.block_mask != nullptr) {
       return InvalidArgument("flex: flex mods and block masks are not supported with kv_cache yet; leave flex unset");
     }

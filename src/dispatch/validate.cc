@@ -237,6 +237,14 @@ Status validate(const AttentionParams& params, Problem* problem) {
     return InvalidArgument("workspace_limit_bytes: must be >= 0 (0 = physical memory)");
   }
 
+  if (params.precision != Precision::kExact && params.precision != Precision::kInt8QK) {
+    return InvalidArgument("precision: unknown value; use Precision::kExact or Precision::kInt8QK");
+  }
+  if (params.precision == Precision::kInt8QK && q.dtype == DType::kFloat64) {
+    return InvalidArgument("precision: int8_qk quantizes float32/float16/bfloat16 inputs; float64 runs exact on the "
+                           "reference backend only, so use precision exact or float32 inputs");
+  }
+
   // FlexAttention mods and their block mask.
   const FlexMods* flex = params.flex ? params.flex : params.block_mask ? &params.block_mask->mods() : nullptr;
   if (flex != nullptr) {
@@ -294,6 +302,7 @@ Status validate(const AttentionParams& params, Problem* problem) {
   p.workspace_limit_bytes = params.workspace_limit_bytes > 0 ? params.workspace_limit_bytes : support::physical_memory_bytes();
   if (p.workspace_limit_bytes <= 0) p.workspace_limit_bytes = INT64_MAX;
   p.force_portable = params.isa == IsaPreference::kPortable;
+  p.precision = params.precision;
   return Status::Ok();
 }
 

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "goldilocks/flex.h"
 #include "goldilocks/status.h"
@@ -66,7 +67,10 @@ struct FlashTiles {
   int64_t dvp = 0;        // leading dim of acc, columns of V computed: Dv padded to kTilePad
   int64_t ldv = 0;        // leading dim of the V tile
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
-  int64_t kw_off = 0;  // float16/bfloat16 only: one key block's rows widened (bk, Dk) before the transpose
+  int64_t kw_off = 0;  // float16/bfloat16 or int8: one key block's rows widened (bk, Dk) before the transpose
+  // Precision::kInt8QK only (4-byte slots in the float scratch): Q codes (item_rows, pairs) and their
+  // scales, K codes (pairs, ldk) and their scales (ldk), q·mean(K) per row for the LSE.
+  int64_t pairs = 0, qc_off = 0, qsc_off = 0, kc_off = 0, ksc_off = 0, qm_off = 0;
 };
 
 inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -117,7 +121,14 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   t.acc_off = take(t.item_rows * t.dvp);
   t.m_off = take(t.item_rows);
   t.l_off = take(t.item_rows * kTilePad);  // partial sums, see TileKernels::softmax_pv
-  t.kw_off = take(support::is_half(p.dtype) ? t.bk * p.Dk : 0);
+  const bool int8 = p.precision == Precision::kInt8QK;
+  t.kw_off = take(support::is_half(p.dtype) || int8 ? t.bk * p.Dk : 0);
+  t.pairs = int8 ? (p.Dk + 1) / 2 : 0;
+  t.qc_off = take(t.item_rows * t.pairs);
+  t.qsc_off = take(int8 ? t.item_rows : 0);
+  t.kc_off = take(t.pairs * t.ldk);
+  t.ksc_off = take(int8 ? t.ldk : 0);
+  t.qm_off = take(int8 ? t.item_rows : 0);
   t.total = off;
   return t;
 }
@@ -160,9 +171,50 @@ inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t,
   return finite;
 }
 
+// ---- Precision::kInt8QK (SageAttention's smoothing + per-row / per-key int8) ----
+
+// Symmetric int8 codes of n floats with one scale (max |x| / 127, round to
+// nearest even), handed to store(e, code); returns the scale. An
+// all-zero row has scale 0; a non-finite value makes the scale NaN, so every
+// score it touches is NaN (poisoning like the exact path, never silently finite).
+template <class Store>
+inline float quantize_int8(const float* x, int64_t n, const Store& store) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t e = 0; e < n; ++e) {
+    finite &= std::isfinite(x[e]);
+    amax = std::max(amax, std::abs(x[e]));
+  }
+  if (!finite) {
+    for (int64_t e = 0; e < n; ++e) store(e, int16_t{0});
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int64_t e = 0; e < n; ++e) {
+    store(e, static_cast<int16_t>(std::clamp(std::nearbyint(x[e] * inv), -127.0f, 127.0f)));
+  }
+  return amax / 127.0f;
+}
+
+// K's per-channel mean over all keys of each (b, KV head), [B, Hkv, Dk]: the
+// smoothing that takes a shared offset out of K before quantization. Summed in
+// double in key order, so the result is the same for any thread count; a
+// non-finite mean (NaN/Inf in K) smooths nothing (0) rather than poison every key.
+inline void k_channel_means(const Problem& p, float* means) {
+  support::parallel_for(p.B * p.Hkv, p.threads, [&](int64_t bh, int) {
+    const int64_t b = bh / p.Hkv, hk = bh % p.Hkv;
+    for (int64_t d = 0; d < p.Dk; ++d) {
+      double sum = 0.0;
+      for (int64_t j = 0; j < p.Nk; ++j) sum += support::load_as_float(p.k, p.dtype, p.ks.at(b, hk, j, d));
+      const float mean = p.Nk > 0 ? static_cast<float>(sum / static_cast<double>(p.Nk)) : 0.0f;
+      means[bh * p.Dk + d] = std::isfinite(mean) ? mean : 0.0f;
+    }
+  });
+}
+
 template <class Policy>
 void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, const FlashTiles& t, float* scratch,
-                int64_t b, int64_t h, int64_t i0) {
+                int64_t b, int64_t h, int64_t i0, const float* k_means) {
   const int64_t hk = p.kv_head(h);
   const bool f32 = p.dtype == DType::kFloat32;
   const int64_t rows = std::min(t.item_rows, p.Nq - i0);
@@ -177,7 +229,15 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
   float* acc = scratch + t.acc_off;  // (rows, dvp)
   float* m = scratch + t.m_off;
   float* l = scratch + t.l_off;
-  float* kw = scratch + t.kw_off;    // (bk, Dk), half-precision K only
+  float* kw = scratch + t.kw_off;    // (bk, Dk), half-precision K or int8 mode only
+  // int8 mode: codes as int16 pairs (TileKernels::scores_i8), scales, and q·mean(K) per row.
+  const bool int8 = p.precision == Precision::kInt8QK;
+  auto* qc = reinterpret_cast<int16_t*>(scratch + t.qc_off);  // (rows, 2·pairs)
+  auto* kc = reinterpret_cast<int16_t*>(scratch + t.kc_off);  // (pairs, ldk, 2)
+  float* q_scale = scratch + t.qsc_off;
+  float* k_scale = scratch + t.ksc_off;
+  float* qm = scratch + t.qm_off;
+  const float* mean = int8 ? k_means + (b * p.Hkv + hk) * Dk : nullptr;
 
   support::PhaseTimer phase(support::Phase::kPack);  // zones cost one untaken branch when off
   for (int64_t r = 0; r < rows; ++r) {
@@ -191,6 +251,17 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     m[r] = kNegInf;
     std::fill(l + r * kTilePad, l + (r + 1) * kTilePad, 0.0f);
   }
+  if (int8) {
+    // Quantize each query row (its own scale), and keep q·mean(K) in fp32 for the LSE.
+    for (int64_t r = 0; r < rows; ++r) {
+      int16_t* codes = qc + r * 2 * t.pairs;
+      q_scale[r] = quantize_int8(qt + r * Dk, Dk, [&](int64_t d, int16_t code) { codes[d] = code; });
+      if (Dk % 2) codes[Dk] = 0;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < Dk; ++d) dot += qt[r * Dk + d] * mean[d];
+      qm[r] = dot;
+    }
+  }
 
   for (int64_t j0 = 0; j0 < p.Nk; j0 += t.bk) {
     const int64_t cols = std::min(t.bk, p.Nk - j0);
@@ -202,7 +273,19 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
 
     // pass 1: pack once for all tiles of the item.
     phase.next(support::Phase::kPack);
-    if (f32) {
+    if (int8) {
+      // Smooth (subtract the channel means), then quantize each key with its own scale into (pairs, ldk, 2).
+      for (int64_t c = 0; c < cols; ++c) {
+        float* row = kw + c * Dk;
+        load_row(p, tk, p.k, p.ks.at(b, hk, j0 + c, 0), p.ks.d, Dk, row);
+        for (int64_t d = 0; d < Dk; ++d) row[d] -= mean[d];
+        // Entry d of key c goes to pair d/2, half d%2.
+        k_scale[c] = quantize_int8(row, Dk, [&](int64_t d, int16_t code) { kc[((d / 2) * t.ldk + c) * 2 + d % 2] = code; });
+        if (Dk % 2) kc[(Dk / 2) * 2 * t.ldk + 2 * c + 1] = 0;
+      }
+      for (int64_t x = 0; x < t.pairs; ++x) std::fill(kc + (x * t.ldk + cols) * 2, kc + (x + 1) * t.ldk * 2, int16_t{0});
+      std::fill(k_scale + cols, k_scale + t.ldk, 0.0f);
+    } else if (f32) {
       tk.pack_kt(static_cast<const float*>(p.k) + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
     } else {
       // Widen the block's key rows (a tile, not the tensor), then transpose as for float32.
@@ -238,7 +321,13 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       const int64_t tc = c1 - c0, tj = j0 + c0;
       // pass 2: S = scale·Q·Kᵀ.
       phase.next(support::Phase::kScores);
-      tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, scale, s, t.ldk);
+      if (int8) {
+        tk.scores_i8(reinterpret_cast<const int32_t*>(qc) + r0 * t.pairs, tr, t.pairs,
+                     reinterpret_cast<const int32_t*>(kc) + c0, t.ldk, tc, scale, q_scale + r0, k_scale + c0, s,
+                     t.ldk);
+      } else {
+        tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, scale, s, t.ldk);
+      }
       // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
       phase.next(support::Phase::kMask);
       if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, tj, tc);
@@ -271,7 +360,10 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       }
     }
     if (p.lse) {
-      p.lse[b * p.lse_sb + h * p.lse_sh + (i0 + r) * p.lse_sn] = fully_masked ? kNegInf : m[r] + std::log(l_row);
+      // int8 mode scored q·(k - mean): the LSE alone gets the row's constant scale·q·mean back.
+      const float smoothing = int8 ? scale * qm[r] : 0.0f;
+      p.lse[b * p.lse_sb + h * p.lse_sh + (i0 + r) * p.lse_sn] =
+          fully_masked ? kNegInf : m[r] + std::log(l_row) + smoothing;
     }
   }
 }
@@ -288,13 +380,18 @@ Status flash_forward(const Problem& p, const Policy& policy) {
   // All scratch is allocated before anything is written, so a failure leaves out untouched.
   support::TrackedBuffer<float> scratch(t.total * threads);
   if (!scratch.ok()) return ResourceExhausted("backend flash: could not allocate per-thread tiles; reduce block_q/block_k");
+  const bool int8 = p.precision == Precision::kInt8QK;
+  support::TrackedBuffer<float> k_means(int8 ? p.B * p.Hkv * std::max<int64_t>(p.Dk, 1) : 0);
+  if (int8 && !k_means.ok()) return ResourceExhausted("backend flash: could not allocate K's channel means");
+  if (int8) k_channel_means(p, k_means.data());
   // Items on demand: a thread that the shared machine deschedules, or that drew
   // long causal rows, does not hold up the others.
   support::parallel_for(items, threads, [&](int64_t item, int thread) {
     // Chunk-major, last chunk first: under a causal mask the late rows cost the
     // most, so the longest items start first and the short ones fill the gaps.
     const int64_t chunk = chunks - 1 - item / bh_count, bh = item % bh_count;
-    flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, chunk * t.item_rows);
+    flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, chunk * t.item_rows,
+               int8 ? k_means.data() : nullptr);
   }, support::Schedule::kDynamic);
   return Status::Ok();
 }

@@ -61,6 +61,7 @@ struct Problem {
   int64_t block_q = 0, block_k = 0;
   int64_t workspace_limit_bytes = 0;  // resolved, > 0
   bool force_portable = false;
+  Precision precision = Precision::kExact;
 
   int64_t kv_head(int64_t hq) const { return hq / group; }
   bool causally_visible(int64_t i, int64_t j) const {

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "goldilocks/flex.h"
 #include "goldilocks/status.h"
@@ -203,10 +204,13 @@ inline float quantize_int8(const float* x, int64_t n, const Store& store) {
 inline void k_channel_means(const Problem& p, float* means) {
   support::parallel_for(p.B * p.Hkv, p.threads, [&](int64_t bh, int) {
     const int64_t b = bh / p.Hkv, hk = bh % p.Hkv;
+    std::vector<double> sum(static_cast<size_t>(p.Dk), 0.0);
+    // Key-major: each key's row is read once (a column walk would touch a cache line per element).
+    for (int64_t j = 0; j < p.Nk; ++j) {
+      for (int64_t d = 0; d < p.Dk; ++d) sum[d] += support::load_as_float(p.k, p.dtype, p.ks.at(b, hk, j, d));
+    }
     for (int64_t d = 0; d < p.Dk; ++d) {
-      double sum = 0.0;
-      for (int64_t j = 0; j < p.Nk; ++j) sum += support::load_as_float(p.k, p.dtype, p.ks.at(b, hk, j, d));
-      const float mean = p.Nk > 0 ? static_cast<float>(sum / static_cast<double>(p.Nk)) : 0.0f;
+      const float mean = p.Nk > 0 ? static_cast<float>(sum[d] / static_cast<double>(p.Nk)) : 0.0f;
       means[bh * p.Dk + d] = std::isfinite(mean) ? mean : 0.0f;
     }
   });

@@ -151,3 +151,21 @@ def test_mixed_dtypes_raise_like_torch(rng, dtype):
         goldilocks.scaled_dot_product_attention(q, k, v, attn_mask=torch.zeros(5, 5))
     with goldilocks.sdpa_backend("math"), pytest.raises(NotImplementedError, match="dtype_float32"):
         goldilocks.scaled_dot_product_attention(q, k, v)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_int8_qk_is_opt_in_and_within_its_bounds(rng, dtype):
+    q, k, v = (randn(rng, 1, 4, 300, 64, dtype=dtype) for _ in range(3))
+    out, lse = goldilocks.attention(q, k, v, precision="int8_qk", return_lse=True)
+    exact, exact_lse = goldilocks.attention(q, k, v, return_lse=True)
+    oracle = oracle64(q, k, v)
+    rel = ((out.double() - oracle).norm() / oracle.norm()).item()
+    cos = F.cosine_similarity(out.double().flatten(), oracle.flatten(), dim=0).item()
+    assert out.dtype == dtype and rel <= 1e-2 and cos >= 0.9999, (rel, cos)
+    assert not torch.equal(out, exact), "int8_qk must actually change the arithmetic"
+    assert (lse - exact_lse).abs().max().item() < 0.05
+    for backend in ("reference", "math"):
+        with pytest.raises(NotImplementedError, match="precision is int8_qk"):
+            goldilocks.attention(q, k, v, precision="int8_qk", backend=backend)
+    with pytest.raises(ValueError, match="precision: 'int4' is not one of"):
+        goldilocks.attention(q, k, v, precision="int4")

@@ -8,6 +8,23 @@
 //   error of the plain fp32 math path plus a small absolute floor, and its
 //   NaN/+Inf/-Inf positions equal the oracle's exactly. LSE is held to the same
 //   rule against the oracle's LSE, plus 8 float32 ulps of the LSE's magnitude.
+//
+// HALF-PRECISION POLICY (float16 / bfloat16 q, k, v, out and float masks;
+// check_half_against_oracle):
+//   The inputs are rounded to the dtype first, and the oracle is the fp64
+//   reference on those rounded values (widened exactly), so input rounding is
+//   the caller's, not counted as error. The baseline is a plain fp32
+//   computation rounded to the output dtype: the math backend on the widened
+//   inputs, its output rounded to nearest even. That is how PyTorch's CPU SDPA
+//   computes these dtypes (fp32 accumulation, one rounding of the output), so
+//   the baseline's error stands for "PyTorch's own error for that dtype", which
+//   a C++ test cannot call. A backend passes when
+//     err <= 2 * err(baseline) + half_floor(dtype)   (eps(dtype) / 8)
+//   with NaN/+Inf/-Inf positions exactly the oracle's. LSE stays float32 and is
+//   held to the float32 rule. Flash must also equal, bit for bit, its own fp32
+//   run on the widened inputs rounded once to the dtype: the widening is exact
+//   and the arithmetic is the fp32 kernel's, so anything else is a packing or
+//   rounding bug the error bound could hide.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -22,6 +39,7 @@
 #include <vector>
 
 #include "goldilocks/attention.h"
+#include "support/half.h"
 
 namespace goldilocks::testing {
 
@@ -37,6 +55,7 @@ struct Tensor {
   std::vector<int64_t> stride;
   std::vector<T> storage;
   int64_t offset = 0;  // element offset of index (0,...,0) inside storage
+  DType half_dtype = DType::kBFloat16;  // Tensor<uint16_t> only: which 16-bit format it holds
 
   int64_t numel() const {
     int64_t n = 1;
@@ -54,6 +73,7 @@ struct Tensor {
   DType dtype() const {
     if constexpr (std::is_same_v<T, double>) return DType::kFloat64;
     if constexpr (std::is_same_v<T, uint8_t>) return DType::kBool;
+    if constexpr (std::is_same_v<T, uint16_t>) return half_dtype;
     return DType::kFloat32;
   }
   template <class View>
@@ -308,6 +328,142 @@ inline Inputs random_inputs(int64_t B, int64_t Hq, int64_t Hkv, int64_t Nq, int6
   return in;
 }
 
+// ---- half precision (float16 / bfloat16) -----------------------------------
 
+// eps(dtype) / 8: the floor of the half-precision policy (header comment).
+inline double half_floor(DType dtype) { return (dtype == DType::kFloat16 ? 0x1p-10 : 0x1p-7) / 8.0; }
+
+// The same layout and padding with every element rounded to `dtype` (nearest even; NaN stays NaN).
+inline Tensor<uint16_t> to_half(const Tensor<float>& t, DType dtype) {
+  Tensor<uint16_t> h;
+  h.shape = t.shape, h.stride = t.stride, h.offset = t.offset, h.half_dtype = dtype;
+  h.storage.resize(t.storage.size());
+  for (size_t i = 0; i < t.storage.size(); ++i) {
+    support::store_from_float(h.storage.data(), dtype, static_cast<int64_t>(i), t.storage[i]);
+  }
+  return h;
+}
+
+inline Tensor<float> widen(const Tensor<uint16_t>& h) {
+  Tensor<float> t;
+  t.shape = h.shape, t.stride = h.stride, t.offset = h.offset;
+  t.storage.resize(h.storage.size());
+  for (size_t i = 0; i < h.storage.size(); ++i) {
+    t.storage[i] = support::load_as_float(h.storage.data(), h.half_dtype, static_cast<int64_t>(i));
+  }
+  return t;
+}
+
+// Inputs in a 16-bit dtype, and `rounded`: the same values widened to float32
+// (what the oracle and the fp32 baseline see).
+struct HalfInputs {
+  DType dtype = DType::kBFloat16;
+  Tensor<uint16_t> q, k, v, add_mask;
+  Inputs rounded;
+};
+
+inline HalfInputs make_half_inputs(const Inputs& in, DType dtype) {
+  HalfInputs h;
+  h.dtype = dtype;
+  h.q = to_half(in.q, dtype), h.k = to_half(in.k, dtype), h.v = to_half(in.v, dtype);
+  h.rounded = in;
+  h.rounded.q = widen(h.q), h.rounded.k = widen(h.k), h.rounded.v = widen(h.v);
+  if (in.has_add_mask) {
+    h.add_mask = to_half(in.add_mask, dtype);
+    h.rounded.add_mask = widen(h.add_mask);
+  }
+  return h;
+}
+
+struct HalfResult {
+  Status status;
+  Tensor<uint16_t> out;  // [B, Hq, Nq, Dv] in the inputs' dtype
+  Tensor<float> lse;     // [B, Hq, Nq]
+};
+
+// Runs one backend on the 16-bit inputs; out is prefilled with a sentinel.
+inline HalfResult run_half(const HalfInputs& h, Backend backend, int threads = 0, int64_t block_q = 0,
+                           int64_t block_k = 0, IsaPreference isa = IsaPreference::kBest,
+                           Layout out_layout = Layout::kContiguous) {
+  HalfResult r;
+  const Inputs& in = h.rounded;
+  const int64_t B = in.q.shape[0], Hq = in.q.shape[1], Nq = in.q.shape[2], Dv = in.v.shape[3];
+  r.out = to_half(make_tensor<float>({B, Hq, Nq, Dv}, out_layout, 12345.0f), h.dtype);
+  r.lse = make_tensor<float>({B, Hq, Nq}, Layout::kContiguous, 12345.0f);
+  AttentionParams p;
+  p.q = h.q.view();
+  p.k = h.k.view();
+  p.v = h.v.view();
+  p.out = r.out.mutable_view();
+  p.lse = r.lse.mutable_view();
+  attach_mask(p, in);
+  if (in.has_add_mask) p.mask = h.add_mask.view();
+  p.backend = backend;
+  p.num_threads = threads;
+  p.block_q = block_q;
+  p.block_k = block_k;
+  p.isa = isa;
+  r.status = attention(p);
+  return r;
+}
+
+// Variants that take 16-bit inputs: flash on every instruction set, and the
+// oracle itself (math stays the float32 baseline and refuses them by name).
+inline std::vector<Variant> half_variants_under_test() {
+  return {{Backend::kFlash, IsaPreference::kBest},
+          {Backend::kFlash, IsaPreference::kPortable},
+          {Backend::kReference, IsaPreference::kBest}};
+}
+
+// The half-precision policy (header comment) for one backend.
+inline HalfResult check_half_against_oracle(const HalfInputs& h, Variant variant, uint64_t seed, int threads = 0,
+                                            int64_t block_q = 0, int64_t block_k = 0,
+                                            Layout out_layout = Layout::kContiguous) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", dtype " + dtype_name(h.dtype) + ", backend " +
+               variant_name(variant) + ", block " + std::to_string(block_q) + "x" + std::to_string(block_k));
+  const Oracle oracle = run_oracle(h.rounded);
+  const Result math = run_backend(h.rounded, Backend::kMath, threads);
+  EXPECT_TRUE(math.status.ok()) << math.status.to_string();
+  HalfResult got = run_half(h, variant.backend, threads, block_q, block_k, variant.isa, out_layout);
+  EXPECT_TRUE(got.status.ok()) << got.status.to_string();
+  if (!got.status.ok() || !math.status.ok()) return got;
+
+  // The baseline: fp32 math rounded once to the dtype.
+  const Tensor<float> baseline = widen(to_half(math.out, h.dtype));
+  const ErrorStats base_err = compare(baseline, oracle.out);
+  const ErrorStats err = compare(widen(got.out), oracle.out);
+  EXPECT_EQ(base_err.mismatch, "") << "fp32 baseline";
+  EXPECT_EQ(err.mismatch, "");
+  EXPECT_LE(err.max_abs, 2.0 * base_err.max_abs + half_floor(h.dtype))
+      << "max abs error " << err.max_abs << " vs fp32-rounded baseline " << base_err.max_abs;
+
+  const Tensor<double> oracle_lse = lse_as_double(oracle.lse);
+  const ErrorStats math_lse = compare(math.lse, oracle_lse);
+  const ErrorStats lse = compare(got.lse, oracle_lse);
+  EXPECT_EQ(lse.mismatch, "") << "lse";
+  EXPECT_LE(lse.max_abs, 2.0 * math_lse.max_abs + kAbsFloor * 8) << "lse max abs error " << lse.max_abs;
+
+  if (variant.backend == Backend::kFlash) {
+    // Bit for bit: flash's own fp32 run on the widened inputs, rounded once.
+    const Result f32 = run_backend(h.rounded, Backend::kFlash, threads, block_q, block_k, variant.isa);
+    EXPECT_TRUE(f32.status.ok()) << f32.status.to_string();
+    const Tensor<uint16_t> want = to_half(f32.out, h.dtype);
+    const Tensor<float> got_wide = widen(got.out), want_wide = widen(want);
+    int64_t differing = 0;
+    want.for_each_index([&](const std::vector<int64_t>& idx) {
+      // NaN payloads may differ between conversion instructions; NaN-ness may not.
+      const bool both_nan = std::isnan(got_wide.at(idx)) && std::isnan(want_wide.at(idx));
+      differing += (want.at(idx) != got.out.at(idx) && !both_nan);
+    });
+    EXPECT_EQ(differing, 0) << "elements differing from flash fp32 on the widened inputs, rounded";
+    int64_t lse_differing = 0;
+    f32.lse.for_each_index([&](const std::vector<int64_t>& idx) {
+      const float a = f32.lse.at(idx), b = got.lse.at(idx);
+      lse_differing += !(std::memcmp(&a, &b, 4) == 0 || (std::isnan(a) && std::isnan(b)));
+    });
+    EXPECT_EQ(lse_differing, 0) << "lse entries differing from flash fp32";
+  }
+  return got;
+}
 
 }  // namespace goldilocks::testing

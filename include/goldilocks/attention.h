@@ -50,6 +50,21 @@ const char* causal_align_name(CausalAlign align);
 // Parses "none", "top_left", "bottom_right"; returns false on anything else.
 bool parse_causal_align(const std::string& name, CausalAlign* align);
 
+// How the flash backend computes the scores Q·Kᵀ.
+enum class Precision : uint8_t {
+  kExact,   // float32 products of the (exactly widened) inputs: attention as specified
+  // Approximate (SageAttention's method), opt-in: K's per-channel mean over the
+  // keys is subtracted (softmax is unchanged by it; the LSE gets q·mean back),
+  // then each query row and each key is quantized to int8 with its own scale and
+  // Q·Kᵀ is an integer dot product; softmax and P·V stay float32. Error on
+  // Gaussian inputs: relative L2 <= 1e-2, cosine >= 0.9999 (tested). Flash only:
+  // asking for it with backend reference or math (exact attention) is an error.
+  kInt8QK,
+};
+const char* precision_name(Precision precision);
+// Parses "exact", "int8_qk"; returns false on anything else.
+bool parse_precision(const std::string& name, Precision* precision);
+
 // Instruction-set choice for the SIMD kernels.
 enum class IsaPreference : uint8_t {
   kBest,      // the widest instruction set this CPU supports (chosen once per call)
@@ -72,6 +87,7 @@ struct AttentionParams {
   Backend backend = Backend::kAuto;
   IsaPreference isa = IsaPreference::kBest;
   int num_threads = 0;  // 0 = default_num_threads()
+  Precision precision = Precision::kExact;  // kInt8QK: approximate int8 Q·Kᵀ (flash only)
 
   // Tile sizes for the flash backend (0 = the backend's choice). Must be
   // positive multiples of nothing in particular: any value >= 1 works.

@@ -19,7 +19,7 @@ def _check_inputs(query, key, value, attn_mask):
         raise TypeError(f"query, key, value: dtypes {', '.join(dtypes)} differ; they must share one dtype "
                         "(as in torch.nn.functional.scaled_dot_product_attention)")
     if dtypes[0] not in _FLOAT_DTYPES:
-        raise TypeError(f"query: dtype {dtypes[0]} is not a floating type; use float32")
+        raise TypeError(f"query: dtype {dtypes[0]} is not a floating type; use float32, float16 or bfloat16")
     m = None
     if attn_mask is not None:
         m = _arrays.prepare(attn_mask, "attn_mask")
@@ -65,8 +65,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     top-left is_causal, enable_gqa, scale defaulting to 1/sqrt(E). Inputs of any strides are read
     in place. A fully masked row gives 0 (PyTorch 2.13 on the CPU also gives 0; older versions NaN).
 
+    float16 / bfloat16 inputs give an output of the query's dtype, computed in float32 and rounded once.
     Raises ValueError/TypeError for invalid arguments and NotImplementedError for what Goldilocks
-    does not do (dropout_p > 0, float16/bfloat16, autograd); nothing is written then.
+    does not do (dropout_p > 0, autograd); nothing is written then.
     The backend is goldilocks.current_backend() (see sdpa_backend)."""
     return _run_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
@@ -74,17 +75,21 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 _CAUSAL = {None: "none", False: "none", True: "top_left", "top_left": "top_left", "bottom_right": "bottom_right"}
 
 
-def attention(query, key, value, *, mask=None, causal=None, scale=None, backend=None, isa="best", return_lse=False):
+def attention(query, key, value, *, mask=None, causal=None, scale=None, backend=None, isa="best", return_lse=False,
+              precision="exact"):
     """The native call: like scaled_dot_product_attention, plus
 
     causal: None, "top_left" (= True, PyTorch's is_causal) or "bottom_right" (FlashAttention's,
             for decoding against a KV cache); it may be combined with `mask`.
     return_lse: also return the per-row log-sum-exp (float32, shape out.shape[:-1], -inf for a
             fully masked row).
-    isa: "best" or "portable". Grouped-query attention is always allowed."""
+    isa: "best" or "portable". Grouped-query attention is always allowed.
+    precision: "exact" (default) or "int8_qk": approximate, opt-in int8 Q·Kᵀ (SageAttention's smoothing and
+            quantization; softmax and P·V in float32) on the flash backend; relative L2 error <= 1e-2 on Gaussian
+            inputs. An explicit backend="reference" or "math" (exact attention) with it raises NotImplementedError."""
     if causal not in _CAUSAL:
         raise ValueError(f"causal: {causal!r} is not one of None, True, 'top_left', 'bottom_right'")
     q, k, v, m = _check_inputs(query, key, value, mask)
     name = _normalize(backend) if backend is not None else current_backend()
     return _core.attention(q, k, v, m, _check_scale(scale), _CAUSAL[causal], True, name, isa,
-                           _arrays.allocator_like(q), bool(return_lse), False)
+                           _arrays.allocator_like(q), bool(return_lse), False, precision=str(precision))

@@ -70,7 +70,7 @@ double flops_of(const std::vector<AttentionParams>& calls) {
 nb::object attention(InArray query, InArray key, InArray value, std::optional<InArray> attn_mask,
                      std::optional<double> scale, const std::string& causal, bool enable_gqa,
                      const std::string& backend, const std::string& isa, nb::callable new_array, bool want_lse,
-                     bool explain_only, const FlexMods* flex, const BlockMask* block_mask) {
+                     bool explain_only, const FlexMods* flex, const BlockMask* block_mask, const std::string& precision) {
   const ArrayDesc q = describe(query, "query"), k = describe(key, "key"), v = describe(value, "value");
   std::optional<ArrayDesc> mask;
   if (attn_mask) mask = describe(*attn_mask, "attn_mask");
@@ -81,6 +81,9 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
   base.isa = parse_isa(isa);
   base.flex = flex;
   base.block_mask = block_mask;
+  if (!parse_precision(precision, &base.precision)) {
+    throw nb::value_error(("precision: '" + precision + "' is not one of 'exact', 'int8_qk'").c_str());
+  }
   if (!parse_backend(backend, &base.backend)) {
     throw nb::value_error(("backend: '" + backend + "' is not one of 'auto', 'reference', 'math', 'flash', 'decode'").c_str());
   }
@@ -137,7 +140,7 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
 void bind_attention(nb::module_& m) {
   m.def("attention", &attention, "query"_a, "key"_a, "value"_a, "attn_mask"_a.none(), "scale"_a.none(), "causal"_a,
         "enable_gqa"_a, "backend"_a, "isa"_a, "new_array"_a, "want_lse"_a, "explain_only"_a,
-        "flex"_a.none() = nb::none(), "block_mask"_a.none() = nb::none(),
+        "flex"_a.none() = nb::none(), "block_mask"_a.none() = nb::none(), "precision"_a = "exact",
         "Runs attention on CPU arrays of any framework (see goldilocks.functional).");
 }
 

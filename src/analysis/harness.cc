@@ -12,6 +12,7 @@
 #include "dispatch/validate.h"
 #include "goldilocks/goldilocks.h"
 #include "kernels/kernels.h"
+#include "support/half.h"
 #include "support/memory.h"
 #include "support/profiler.h"
 #include "support/threading.h"
@@ -59,7 +60,7 @@ AccuracyResult measure_accuracy(const CaseSpec& c, const AccuracyOptions& opt, I
   if (opt.mode == AccuracyMode::kOff) return r;
   // The oracle sees the original float32 K/V (so quantized storage shows its
   // error) and the same mask mods as the measured call.
-  AttentionParams p = params_for(c, in, threads);
+  AttentionParams p = params_for(c, in, threads, /*exact_float32=*/true);
   p.backend = Backend::kReference;
   copy_mask_mods(measured, &p);
   kernels::Problem problem;
@@ -71,7 +72,8 @@ AccuracyResult measure_accuracy(const CaseSpec& c, const AccuracyOptions& opt, I
   r.method = rows.size() == static_cast<size_t>(r.rows_total) ? "full" : "sampled";
   r.rows_checked = static_cast<int64_t>(rows.size());
   // Per-row partial sums, reduced in row order afterwards: deterministic for any thread count.
-  std::vector<double> max_abs(rows.size()), diff2(rows.size()), ref2(rows.size());
+  std::vector<double> max_abs(rows.size()), diff2(rows.size()), ref2(rows.size()), dot(rows.size()), got2(rows.size());
+  std::vector<double> lse_err(rows.size(), 0.0);
   support::parallel_for(static_cast<int64_t>(rows.size()), support::resolve_threads(threads), [&](int64_t n, int) {
     const int64_t row = rows[n];
     const int64_t i = row % c.Nq, h = (row / c.Nq) % c.Hq, b = row / (c.Nq * c.Hq);
@@ -84,15 +86,22 @@ AccuracyResult measure_accuracy(const CaseSpec& c, const AccuracyOptions& opt, I
       max_abs[n] = std::max(max_abs[n], std::abs(d));
       diff2[n] += d * d;
       ref2[n] += ref[e] * ref[e];
+      dot[n] += double(got[e]) * ref[e];
+      got2[n] += double(got[e]) * double(got[e]);
     }
+    if (!in.lse.empty() && std::isfinite(lse)) lse_err[n] = std::abs(double(in.lse[row]) - lse);
   });
-  double d2 = 0, r2 = 0;
+  double d2 = 0, r2 = 0, dp = 0, g2 = 0;
   for (size_t n = 0; n < rows.size(); ++n) {
     r.max_abs = std::max(r.max_abs, max_abs[n]);
     d2 += diff2[n];
     r2 += ref2[n];
+    dp += dot[n];
+    g2 += got2[n];
+    if (!in.lse.empty()) r.lse_max_abs = std::max(r.lse_max_abs, lse_err[n]);
   }
   r.rel_l2 = r2 > 0 ? std::sqrt(d2 / r2) : std::sqrt(d2);
+  r.cosine = r2 > 0 && g2 > 0 ? dp / std::sqrt(r2 * g2) : (d2 == 0 ? 1.0 : 0.0);
   return r;
 }
 
@@ -108,15 +117,39 @@ Inputs make_inputs(const CaseSpec& c, uint64_t seed) {
   in.out.assign(c.B * c.Hq * c.Nq * c.Dv, 0.0f);
   for (auto* t : {&in.q, &in.k, &in.v})
     for (float& x : *t) x = normal(rng);
+  // 16-bit cases: the same draws rounded (nearest even), the float32 copies widened back from them.
+  in.dtype = c.dtype == "f16" ? DType::kFloat16 : c.dtype == "bf16" ? DType::kBFloat16 : DType::kFloat32;
+  if (in.dtype != DType::kFloat32) {
+    for (auto [f, h] : {std::pair{&in.q, &in.q16}, std::pair{&in.k, &in.k16}, std::pair{&in.v, &in.v16}}) {
+      h->resize(f->size());
+      for (size_t i = 0; i < f->size(); ++i) {
+        support::store_from_float(h->data(), in.dtype, int64_t(i), (*f)[i]);
+        (*f)[i] = support::load_as_float(h->data(), in.dtype, int64_t(i));
+      }
+    }
+    in.out16.assign(in.out.size(), 0);
+  }
+  if (c.precision != "exact") in.lse.assign(c.B * c.Hq * c.Nq, 0.0f);
   return in;
 }
 
-AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads) {
+AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads, bool exact_float32) {
   AttentionParams p;
-  p.q = make_view(in.q.data(), {c.B, c.Hq, c.Nq, c.Dk});
-  p.k = make_view(in.k.data(), {c.B, c.Hkv, c.Nk, c.Dk});
-  p.v = make_view(in.v.data(), {c.B, c.Hkv, c.Nk, c.Dv});
-  p.out = make_mutable_view(in.out.data(), {c.B, c.Hq, c.Nq, c.Dv});
+  if (in.dtype == DType::kFloat32 || exact_float32) {
+    p.q = make_view(in.q.data(), {c.B, c.Hq, c.Nq, c.Dk});
+    p.k = make_view(in.k.data(), {c.B, c.Hkv, c.Nk, c.Dk});
+    p.v = make_view(in.v.data(), {c.B, c.Hkv, c.Nk, c.Dv});
+    p.out = make_mutable_view(in.out.data(), {c.B, c.Hq, c.Nq, c.Dv});
+  } else {
+    p.q = make_view(in.q16.data(), in.dtype, {c.B, c.Hq, c.Nq, c.Dk});
+    p.k = make_view(in.k16.data(), in.dtype, {c.B, c.Hkv, c.Nk, c.Dk});
+    p.v = make_view(in.v16.data(), in.dtype, {c.B, c.Hkv, c.Nk, c.Dv});
+    p.out = make_mutable_view(in.out16.data(), in.dtype, {c.B, c.Hq, c.Nq, c.Dv});
+  }
+  if (!exact_float32) {
+    parse_precision(c.precision, &p.precision);  // validated by the spec parser
+    if (!in.lse.empty()) p.lse = make_mutable_view(in.lse.data(), {c.B, c.Hq, c.Nq});
+  }
   p.causal = c.causal;
   p.backend = c.backend;
   p.num_threads = threads;
@@ -128,8 +161,9 @@ MemoryNeed memory_need(const CaseSpec& c) {
   const double B = double(c.B), q = B * c.Hq * c.Nq * c.Dk, out = B * c.Hq * c.Nq * c.Dv;
   const double kv = B * c.Hkv * c.Nk * double(c.Dk + c.Dv);
   MemoryNeed need;
-  // A cached case keeps the float32 K/V it filled the cache from, and the cache (at most as large).
-  need.io_bytes = 4 * (q + out + kv * (c.kv_layout == "none" ? 1 : 2));
+  // A cached case keeps the float32 K/V it filled the cache from, and the cache (at most as large);
+  // a 16-bit case keeps float32 copies (for the oracle) beside its 16-bit tensors.
+  need.io_bytes = (c.dtype == "f32" ? 4 : 6) * (q + out + kv * (c.kv_layout == "none" ? 1 : 2));
   if (c.backend == Backend::kMath) need.scratch_bytes = 4 * B * c.Hq * double(c.Nq) * double(c.Nk);
   return need;
 }
@@ -188,9 +222,10 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
     return r;
   }
   r.memory.cache_bytes = variant.cache_bytes;
-  const int64_t kv_bytes = variant.cache ? variant.cache_read_bytes : int64_t(in.k.size() + in.v.size()) * 4;
+  const int64_t esize = dtype_size(in.dtype);  // what the call reads and writes per element
+  const int64_t kv_bytes = variant.cache ? variant.cache_read_bytes : int64_t(in.k.size() + in.v.size()) * esize;
   r.memory.kv_bytes = variant.cache ? variant.cache_bytes : kv_bytes;
-  r.memory.io_bytes = int64_t(in.q.size() + in.out.size()) * 4 + r.memory.kv_bytes;
+  r.memory.io_bytes = int64_t(in.q.size() + in.out.size()) * esize + r.memory.kv_bytes;
 
   // Memory of the first call: library scratch (tracked) and the process's
   // resident set. The first call also allocates workspaces a backend keeps
@@ -217,7 +252,7 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
   const double visible = visible_entries_with_mask(c, variant);
   r.work.visible_fraction = c.Nq * c.Nk > 0 ? visible / (double(c.Nq) * double(c.Nk)) : 0;
   r.work.flops = 2.0 * double(c.B) * double(c.Hq) * visible * double(c.Dk + c.Dv);
-  r.work.bytes = double(int64_t(in.q.size() + in.out.size()) * 4 + kv_bytes);
+  r.work.bytes = double(int64_t(in.q.size() + in.out.size()) * esize + kv_bytes);
   if (r.time.median > 0) {
     r.work.gflops = r.work.flops / r.time.median / 1e9;
     r.work.gbs = r.work.bytes / r.time.median / 1e9;
@@ -238,6 +273,10 @@ CaseResult run_case(const CaseSpec& c, const ExperimentSpec& spec, const Harness
     for (int i = 0; i < support::kPhaseCount; ++i) r.phases.seconds[i] = double(totals.nanoseconds[i]) * 1e-9;
   }
 
+  // A 16-bit output is judged as the caller gets it: widened exactly from the rounded values.
+  if (in.dtype != DType::kFloat32) {
+    for (size_t i = 0; i < in.out.size(); ++i) in.out[i] = support::load_as_float(in.out16.data(), in.dtype, int64_t(i));
+  }
   r.accuracy = measure_accuracy(c, spec.accuracy, in, p, requested);
   return r;
 }

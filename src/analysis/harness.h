@@ -21,12 +21,19 @@ struct HarnessOptions {
 };
 
 // A case's contiguous float32 q, k, v (N(0, 1) from a seeded generator) and out.
+// For a 16-bit dtype the call reads q16/k16/v16 and writes out16; q, k, v then
+// hold the same rounded values widened (what the oracle sees) and out the
+// widened output after the call.
 struct Inputs {
   std::vector<float> q, k, v, out;
+  DType dtype = DType::kFloat32;
+  std::vector<uint16_t> q16, k16, v16, out16;
+  std::vector<float> lse;  // int8_qk cases: the call returns its LSE, which is part of its error
 };
 Inputs make_inputs(const CaseSpec& c, uint64_t seed);
-// Plain-tensor parameters over `in` for the case's shape, causal alignment and backend.
-AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads);
+// Plain-tensor parameters over `in` for the case's shape, causal alignment, backend, dtype and precision
+// (exact_float32: over the float32 copies, exact: the oracle's view of the same values).
+AttentionParams params_for(const CaseSpec& c, Inputs& in, int threads, bool exact_float32 = false);
 
 // Bytes a case needs: its inputs and outputs (and the K/V cache when it has
 // one) plus the backend's predicted scratch (the score matrix for math).

@@ -23,6 +23,7 @@ struct Namer {
             {"D", std::to_string(c.Dk) + (c.Dv != c.Dk ? "/" + std::to_string(c.Dv) : "")},
             {"Nq", c.Nq == c.Nk ? "=Nk" : std::to_string(c.Nq)},
             {"causal", causal_align_name(c.causal)}, {"mask", c.mask},     {"kv", c.kv_layout + "/" + c.kv_storage},
+            {"dtype", c.dtype + (c.precision != "exact" ? " " + c.precision : "")},
             {"t", std::to_string(c.threads)}};
   }
   explicit Namer(const std::vector<const CaseResult*>& cases) {

@@ -19,7 +19,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemoryResult, library_peak_bytes
                                                 process_rss_growth_bytes, io_bytes, cache_bytes, kv_bytes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WorkResult, flops, bytes, visible_fraction, gflops, gbs, fma_peak_fraction,
                                    read_bw_fraction)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AccuracyResult, method, rows_checked, rows_total, max_abs, rel_l2)
+// WITH_DEFAULT: files written before cosine / lse_max_abs existed still load.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(AccuracyResult, method, rows_checked, rows_total, max_abs, rel_l2,
+                                                cosine, lse_max_abs)
 
 namespace {
 
@@ -36,6 +38,8 @@ json case_to_json(const CaseResult& r) {
   j["mask"] = c.mask;
   j["kv_layout"] = c.kv_layout;
   j["kv_storage"] = c.kv_storage;
+  j["dtype"] = c.dtype;
+  j["precision"] = c.precision;
   j["threads_requested"] = c.threads;
   j["threads"] = r.threads;
   j["status"] = r.status;
@@ -59,6 +63,7 @@ Status case_from_json(const nlohmann::json& j, CaseResult* r) {
   c.Dk = j.at("Dk"), c.Dv = j.at("Dv");
   if (!parse_causal_align(j.at("causal").get<std::string>(), &c.causal)) return InvalidArgument("causal: unknown name");
   c.mask = j.at("mask"), c.kv_layout = j.at("kv_layout"), c.kv_storage = j.at("kv_storage");
+  c.dtype = j.value("dtype", "f32"), c.precision = j.value("precision", "exact");  // absent in older files
   c.threads = j.at("threads_requested");
   r->threads = j.at("threads");
   r->status = j.at("status");

@@ -69,9 +69,9 @@ void print_table(const RunResult& run, std::FILE* out) {
   std::string experiment;
   int width = 44;  // the case column fits the longest label, so the columns stay aligned
   for (const CaseResult& r : run.cases) width = std::max(width, static_cast<int>(r.spec.variant_label().size()));
-  std::fprintf(out, "\n%-*s %-9s %11s %5s %8s %5s %7s %5s %11s %7s %7s %10s %10s %10s\n", width, "case", "backend",
+  std::fprintf(out, "\n%-*s %-9s %11s %5s %8s %5s %7s %5s %11s %7s %7s %10s %10s %10s %8s %8s\n", width, "case", "backend",
                "median", "+-", "GFLOP/s", "%FMA", "GB/s", "%BW", "lib mem", "mem vs", "time vs", "K/V", "RSS peak",
-               "max err");
+               "max err", "rel L2", "LSE err");
   for (const CaseResult& r : run.cases) {
     if (r.spec.experiment != experiment) {
       experiment = r.spec.experiment;
@@ -88,12 +88,16 @@ void print_table(const RunResult& run, std::FILE* out) {
     if (r.accuracy.method != "off") {
       std::snprintf(err, sizeof err, "%.1e%s", r.accuracy.max_abs, r.accuracy.method == "sampled" ? " s" : "");
     }
-    std::fprintf(out, "%-*s %-9s %11s %5s %8.1f %5s %7.2f %5s %11s %7s %7s %10s %10s %10s\n", width, label.c_str(),
+    // Relative L2 and the LSE's error: the figures an approximate precision (int8_qk) is judged by.
+    char rel[16] = "-", lse[16] = "-";
+    if (r.accuracy.method != "off") std::snprintf(rel, sizeof rel, "%.1e", r.accuracy.rel_l2);
+    if (r.accuracy.lse_max_abs >= 0) std::snprintf(lse, sizeof lse, "%.1e", r.accuracy.lse_max_abs);
+    std::fprintf(out, "%-*s %-9s %11s %5s %8.1f %5s %7.2f %5s %11s %7s %7s %10s %10s %10s %8s %8s\n", width, label.c_str(),
                  backend_name(r.spec.backend), human_seconds(r.time.median).c_str(), pct(r.time.spread).c_str(),
                  r.work.gflops, pct(r.work.fma_peak_fraction).c_str(), r.work.gbs, pct(r.work.read_bw_fraction).c_str(),
                  human_bytes(double(r.memory.library_peak_bytes)).c_str(), memory_saved(r).c_str(), speed,
                  human_bytes(double(r.memory.kv_bytes)).c_str(), human_bytes(double(r.memory.process_peak_rss_bytes)).c_str(),
-                 err);
+                 err, rel, lse);
   }
   std::fprintf(out, "\n%zu cases in %.1f s\n", run.cases.size(), run.wall_seconds);
 }

@@ -56,6 +56,8 @@ struct AccuracyResult {
   int64_t rows_checked = 0, rows_total = 0;
   double max_abs = 0;  // max |out - fp64 reference|
   double rel_l2 = 0;   // ||out - ref||_2 / ||ref||_2 over the checked rows
+  double cosine = 0;   // <out, ref> / (||out|| ||ref||) over the checked rows
+  double lse_max_abs = -1;  // max |lse - fp64 lse| (measured for int8_qk cases, which return it; else -1)
 };
 
 struct PhaseResult {

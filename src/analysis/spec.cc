@@ -148,6 +148,11 @@ std::string check_string_value(const std::string& key, const std::string& v) {
                        v.find_first_not_of("0123456789", 6) == std::string::npos && std::stoll(v.substr(6)) > 0;
     return v == "none" || v == "contiguous" || paged ? "" : "\"" + v + "\" is not one of none, contiguous, paged:<page size>";
   }
+  if (key == "dtypes") return v == "f32" || v == "f16" || v == "bf16" ? "" : "\"" + v + "\" is not one of f32, f16, bf16";
+  if (key == "precisions") {
+    Precision p;
+    return parse_precision(v, &p) ? "" : "\"" + v + "\" is not one of exact, int8_qk";
+  }
   if (key == "kv_storage") {
     const size_t colon = v.find(':');
     const std::string k = v.substr(0, colon), vv = colon == std::string::npos ? k : v.substr(colon + 1);
@@ -178,7 +183,8 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
               std::vector<CaseSpec>* cases) {
   static const std::vector<std::string> kIntAxes = {"batch", "heads", "kv_heads", "seq_len", "nq", "nk",
                                                     "head_dim", "dk", "dv", "threads"};
-  static const std::vector<std::string> kStringAxes = {"causal", "masks", "kv_layout", "kv_storage", "backends"};
+  static const std::vector<std::string> kStringAxes = {"causal",   "masks",      "kv_layout", "kv_storage",
+                                                       "dtypes",   "precisions", "backends"};
   std::vector<Axis> axes;
   for (const auto& k : kIntAxes) GOLDILOCKS_RETURN_IF_ERROR(read_axis(t, k, false, where, err, &axes));
   for (const auto& k : kStringAxes) GOLDILOCKS_RETURN_IF_ERROR(read_axis(t, k, true, where, err, &axes));
@@ -268,6 +274,8 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
           if (k == "masks") c.mask = s;
           if (k == "kv_layout") c.kv_layout = s;
           if (k == "kv_storage") c.kv_storage = s;
+          if (k == "dtypes") c.dtype = s;
+          if (k == "precisions") c.precision = s;
         }
       }
     }
@@ -285,7 +293,12 @@ Status expand(const toml::table& t, const std::string& name, const std::string& 
     // is generated once, as decode, from a listing of flash, auto or decode;
     // the plain-tensor cases of the same computation are their baselines.
     const bool cached = c.kv_layout != "none";
-    if (!cached && c.kv_storage != "f32") {
+    // math computes float32 exactly, the reference exactly, a cache exactly: no such combination is generated.
+    const bool impossible = (c.backend == Backend::kMath && (c.dtype != "f32" || c.precision != "exact")) ||
+                            (c.precision != "exact" && (c.backend == Backend::kReference || cached));
+    if (impossible) {
+      // Not generated; the float32 exact case of the same computation is the baseline.
+    } else if (!cached && c.kv_storage != "f32") {
       if (!has_value(find("kv_layout"), "none", false)) {
         return err.at(find("kv_storage")->node, where + "kv_storage",
                       "quantized storage \"" + c.kv_storage + "\" needs a KV cache: set kv_layout to contiguous or paged:N");
@@ -351,6 +364,8 @@ std::string CaseSpec::variant_label() const {
   std::string s = shape_label();
   if (mask != "none") s += " mask=" + mask;
   if (kv_layout != "none") s += " kv=" + kv_layout + "/" + kv_storage;
+  if (dtype != "f32") s += " dtype=" + dtype;
+  if (precision != "exact") s += " " + precision;
   if (threads != 0) s += " t=" + std::to_string(threads);
   return s;
 }
@@ -361,6 +376,8 @@ std::string CaseSpec::computation_key() const {
   CaseSpec plain = *this;
   plain.kv_layout = "none";
   plain.kv_storage = "f32";
+  plain.dtype = "f32";
+  plain.precision = "exact";
   return plain.problem_key();
 }
 
@@ -438,7 +455,7 @@ Status parse_spec(std::string_view text, const std::string& source_name, Experim
     const std::string where = "experiment[" + std::to_string(i + 1) + "].";
     GOLDILOCKS_RETURN_IF_ERROR(reject_unknown_keys(
         t, {"name", "description", "batch", "heads", "kv_heads", "seq_len", "nq", "nk", "head_dim", "dk", "dv",
-            "causal", "backends", "masks", "kv_layout", "kv_storage", "threads", "zip"},
+            "causal", "backends", "masks", "kv_layout", "kv_storage", "dtypes", "precisions", "threads", "zip"},
         where, err));
     std::string name;
     if (!t.get("name")) return err.at(&t, where + "name", "missing: every experiment needs a name");

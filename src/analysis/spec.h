@@ -13,10 +13,14 @@
 //   causal = "none" | "top_left" | "bottom_right"                      string or array
 //   backends = ["math", "flash"]      masks = ["none", "causal+window:256"]
 //   kv_layout = ["none", "contiguous", "paged:16"]   kv_storage = ["f32", "int8", "int8:f16"]
+//   dtypes = ["f32", "bf16", "f16"]   q/k/v/out element type (inputs drawn in f32, then rounded)
+//   precisions = ["exact", "int8_qk"] Q·Kᵀ arithmetic (int8_qk: flash only, approximate)
 //   threads = 0                       zip = ["seq_len", "head_dim"]  (zipped, the rest crossed)
 //   Crossing kv_layout "none" with caches skips the combinations that cannot
 //   exist: quantized storage without a cache, and math/reference over a cache
-//   (a cache is read by the decode kernel only).
+//   (a cache is read by the decode kernel only). Likewise 16-bit dtypes and
+//   int8_qk are not generated for math (float32 only) nor int8_qk for the
+//   reference or a cache (exact only): the float32 exact cases are their baselines.
 //
 // Every error names the file, the line and the key ("spec.toml:12: experiment[2].seq_len: ...").
 #pragma once
@@ -62,6 +66,8 @@ struct CaseSpec {
   std::string kv_layout = "none";   // "none" (plain tensors), "contiguous", "paged:<page size>"
   std::string kv_storage = "f32";   // "<type>" for K and V, or "<k type>:<v type>"
   int threads = 0;                  // 0 = all cores (or the command line's --threads)
+  std::string dtype = "f32";        // "f32", "f16", "bf16": q, k, v and out
+  std::string precision = "exact";  // "exact", "int8_qk" (AttentionParams::precision)
 
   // "B=1 Hq=8 Hkv=8 Nq=1024 Nk=1024 D=64 causal=top_left": the shape, without the backend.
   std::string shape_label() const;
@@ -69,9 +75,9 @@ struct CaseSpec {
   std::string variant_label() const;
   // Everything except the backend: cases with the same key are the same problem.
   std::string problem_key() const;
-  // problem_key without the KV-cache layout and storage: a cached or quantized
-  // case computes the same attention as the plain-tensor case with this key
-  // (same inputs; its baseline is that case's).
+  // problem_key without the KV-cache layout and storage, dtype and precision:
+  // a cached, quantized, 16-bit or int8_qk case computes the same attention as
+  // the plain float32 exact case with this key (same inputs; its baseline is that case's).
   std::string computation_key() const;
 };
 

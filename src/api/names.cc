@@ -86,6 +86,24 @@ bool parse_causal_align(const std::string& name, CausalAlign* align) {
   return false;
 }
 
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::kExact: return "exact";
+    case Precision::kInt8QK: return "int8_qk";
+  }
+  return "unknown";
+}
+
+bool parse_precision(const std::string& name, Precision* precision) {
+  for (Precision p : {Precision::kExact, Precision::kInt8QK}) {
+    if (name == precision_name(p)) {
+      *precision = p;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string Explanation::to_string() const {
   std::string s;
   if (!validation.ok()) s += "error: " + validation.to_string() + "\n";

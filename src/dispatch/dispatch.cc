@@ -22,7 +22,22 @@ struct Check {
 };
 
 std::string check_float32(const Problem& p) {
+  // Half inputs are served by flash (and the reference); math stays the plain float32 baseline.
   return p.dtype == DType::kFloat32 ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend computes in float32 only";
+}
+
+// Flash widens float16 / bfloat16 tiles as it packs them and computes in float32.
+std::string check_flash_dtype(const Problem& p) {
+  const bool ok = p.dtype == DType::kFloat32 || p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16;
+  return ok ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend takes float32, float16 or bfloat16";
+}
+
+// Reference and math compute exact attention: an approximate precision was asked of the wrong backend.
+std::string check_exact_precision(const Problem& p) {
+  return p.precision == Precision::kExact ? ""
+                                          : std::string("precision is ") + precision_name(p.precision) +
+                                                " (approximate) but this backend computes exact attention; use "
+                                                "backend flash (or auto), or precision exact";
 }
 
 std::string check_math_workspace(const Problem& p) {
@@ -63,16 +78,21 @@ std::string check_rows_contiguous(const Problem& p) {
 }
 
 const std::vector<Check>& checks_for(Backend backend) {
-  static const std::vector<Check> kReference = {{"no_kv_cache", check_no_kv_cache}};
+  // The oracle supports everything that validates, exactly.
+  static const std::vector<Check> kReference = {{"no_kv_cache", check_no_kv_cache},
+                                                {"exact_precision", check_exact_precision}};
   static const std::vector<Check> kMath = {{"no_kv_cache", check_no_kv_cache},
                                            {"dtype_float32", check_float32},
                                            {"score_matrix_fits", check_math_workspace},
-                                           {"no_flex_mods", check_no_flex}};
-  static const std::vector<Check> kFlash = {{"no_kv_cache", check_no_kv_cache}, {"dtype_float32", check_float32}};
+                                           {"no_flex_mods", check_no_flex},
+                                           {"exact_precision", check_exact_precision}};
+  static const std::vector<Check> kFlash = {{"no_kv_cache", check_no_kv_cache},
+                                            {"dtype_float32_or_half", check_flash_dtype}};
   static const std::vector<Check> kDecode = {{"few_query_rows", check_few_query_rows},
                                              {"dtype_float32_or_half", check_decode_dtype},
                                              {"no_flex_mods", check_no_flex},
-                                             {"rows_contiguous", check_rows_contiguous}};
+                                             {"rows_contiguous", check_rows_contiguous},
+                                             {"exact_precision", check_exact_precision}};
   switch (backend) {
     case Backend::kReference:
       return kReference;

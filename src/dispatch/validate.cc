@@ -157,6 +157,9 @@ Status validate_over_cache(const AttentionParams& params, Problem* problem) {
   if (params.flex != nullptr || params.block_mask != nullptr) {
     return InvalidArgument("flex: flex mods and block masks are not supported with kv_cache yet; leave flex unset");
   }
+  if (params.precision != Precision::kExact) {
+    return InvalidArgument("precision: int8_qk is not supported with kv_cache; use precision exact");
+  }
   const TensorView& q = params.q;
   if (q.rank == 4) {
     if (q.shape[0] != c.batch) {
@@ -207,8 +210,11 @@ Status validate(const AttentionParams& params, Problem* problem) {
   GOLDILOCKS_RETURN_IF_ERROR(check_layout("out", out, &rout));
 
   // dtypes: q, k, v and out share one floating type.
-  if (q.dtype != DType::kFloat32 && q.dtype != DType::kFloat64) {
-    return Unsupported(std::string("q: dtype ") + dtype_name(q.dtype) + " is not supported; use float32 (or float64 with backend reference)");
+  // float16 / bfloat16 are widened to float32 as tiles are read; arithmetic stays float32.
+  if (q.dtype != DType::kFloat32 && q.dtype != DType::kFloat64 && q.dtype != DType::kFloat16 &&
+      q.dtype != DType::kBFloat16) {
+    return Unsupported(std::string("q: dtype ") + dtype_name(q.dtype) +
+                       " is not supported; use float32, float16 or bfloat16 (or float64 with backend reference)");
   }
   for (auto [name, dt] : {std::pair{"k", k.dtype}, std::pair{"v", v.dtype}, std::pair{"out", out.dtype}}) {
     if (dt != q.dtype) {
@@ -258,13 +264,18 @@ Status validate(const AttentionParams& params, Problem* problem) {
     }
     if (m.dtype == DType::kBool) {
       mask_kind = MaskKind::kBool;
-    } else if (m.dtype == DType::kFloat32 || (m.dtype == DType::kFloat64 && q.dtype == DType::kFloat64)) {
-      // PyTorch's rule: an additive mask has the query's float dtype (float32 stays accepted for any q).
+    } else if ((m.dtype == DType::kFloat32 && (q.dtype == DType::kFloat32 || q.dtype == DType::kFloat64)) ||
+               (m.dtype == DType::kFloat64 && q.dtype == DType::kFloat64)) {
+      // PyTorch's rule: an additive mask has the query's float dtype (float32 stays accepted for float64 q).
       mask_kind = MaskKind::kAdditive;
+    } else if (m.dtype == q.dtype && (q.dtype == DType::kFloat16 || q.dtype == DType::kBFloat16)) {
+      mask_kind = MaskKind::kAdditive;  // PyTorch's rule: a float mask has the query's dtype
     } else {
+      const bool half = q.dtype == DType::kFloat16 || q.dtype == DType::kBFloat16;
       return InvalidArgument(std::string("mask: dtype ") + dtype_name(m.dtype) +
-                             " is not supported; use bool (true = attend), float32 or the query's float dtype "
-                             "(added to the scores)");
+                             " is not supported with q of dtype " + dtype_name(q.dtype) +
+                             "; use bool (true = attend) or " + (half ? dtype_name(q.dtype) : "float32") +
+                             " (added to the scores)");
     }
     GOLDILOCKS_RETURN_IF_ERROR(check_layout("mask", m, &rmask));
     const int64_t target[4] = {B, Hq, Nq, Nk};
@@ -310,6 +321,14 @@ Status validate(const AttentionParams& params, Problem* problem) {
     return InvalidArgument("workspace_limit_bytes: must be >= 0 (0 = physical memory)");
   }
 
+  if (params.precision != Precision::kExact && params.precision != Precision::kInt8QK) {
+    return InvalidArgument("precision: unknown value; use Precision::kExact or Precision::kInt8QK");
+  }
+  if (params.precision == Precision::kInt8QK && q.dtype == DType::kFloat64) {
+    return InvalidArgument("precision: int8_qk quantizes float32/float16/bfloat16 inputs; float64 runs exact on the "
+                           "reference backend only, so use precision exact or float32 inputs");
+  }
+
   // FlexAttention mods and their block mask.
   const FlexMods* flex = params.flex ? params.flex : params.block_mask ? &params.block_mask->mods() : nullptr;
   if (flex != nullptr) {
@@ -350,8 +369,8 @@ Status validate(const AttentionParams& params, Problem* problem) {
   }
   p.mask_kind = mask_kind;
   p.mask = params.mask.present() ? params.mask.data : nullptr;
-  p.mask_dtype = params.mask.present() && params.mask.dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
   p.ms = mask_strides;
+  if (mask_kind == MaskKind::kAdditive) p.mask_dtype = params.mask.dtype;
   p.scale = params.scale.has_value() ? *params.scale : (Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(Dk)) : 1.0);
   p.causal = params.causal;
   p.causal_offset = params.causal == CausalAlign::kBottomRight ? Nk - Nq : 0;
@@ -368,6 +387,7 @@ Status validate(const AttentionParams& params, Problem* problem) {
   p.workspace_limit_bytes = params.workspace_limit_bytes > 0 ? params.workspace_limit_bytes : support::physical_memory_bytes();
   if (p.workspace_limit_bytes <= 0) p.workspace_limit_bytes = INT64_MAX;
   p.force_portable = params.isa == IsaPreference::kPortable;
+  p.precision = params.precision;
   return Status::Ok();
 }
 

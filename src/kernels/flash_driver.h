@@ -27,11 +27,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include "goldilocks/flex.h"
 #include "goldilocks/status.h"
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
+#include "support/half.h"
 #include "support/memory.h"
 #include "support/profiler.h"
 #include "support/threading.h"
@@ -65,6 +68,10 @@ struct FlashTiles {
   int64_t dvp = 0;        // leading dim of acc, columns of V computed: Dv padded to kTilePad
   int64_t ldv = 0;        // leading dim of the V tile
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
+  int64_t kw_off = 0;  // float16/bfloat16 or int8: one key block's rows widened (bk, Dk) before the transpose
+  // Precision::kInt8QK only (4-byte slots in the float scratch): Q codes (item_rows, pairs) and their
+  // scales, K codes (pairs, ldk) and their scales (ldk), q·mean(K) per row for the LSE.
+  int64_t pairs = 0, qc_off = 0, qsc_off = 0, kc_off = 0, ksc_off = 0, qm_off = 0;
 };
 
 inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -123,6 +130,14 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   t.acc_off = take(mul(t.item_rows, t.dvp));
   t.m_off = take(t.item_rows);
   t.l_off = take(mul(t.item_rows, kTilePad));  // partial sums, see TileKernels::softmax_pv
+  const bool int8 = p.precision == Precision::kInt8QK;
+  t.kw_off = take(support::is_half(p.dtype) || int8 ? mul(t.bk, p.Dk) : 0);
+  t.pairs = int8 ? (p.Dk + 1) / 2 : 0;
+  t.qc_off = take(mul(t.item_rows, t.pairs));
+  t.qsc_off = take(int8 ? t.item_rows : 0);
+  t.kc_off = take(mul(t.pairs, t.ldk));
+  t.ksc_off = take(int8 ? t.ldk : 0);
+  t.qm_off = take(int8 ? t.item_rows : 0);
   // Bytes must fit too: callers multiply total by 4 and by the thread count.
   t.total = overflow || off > INT64_MAX / 4 / 1024 ? -1 : off;
   return t;
@@ -132,22 +147,33 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
 // padded width (so whole vectors never read past the tensor) and at the tile's
 // pitch, so no copy is needed.
 inline bool v_usable_in_place(const Problem& p, const FlashTiles& t) {
-  return p.vs.d == 1 && p.Dv == t.dvp && p.vs.n == t.ldv;
+  return p.dtype == DType::kFloat32 && p.vs.d == 1 && p.Dv == t.dvp && p.vs.n == t.ldv;
+}
+
+// n elements of a q/k/v row (element `offset`, element stride `stride`) as
+// float32: the one place float16/bfloat16 inputs are widened, a row at a time
+// into a tile, so no full-size float32 copy of an input ever exists.
+inline void load_row(const Problem& p, const TileKernels& tk, const void* base, int64_t offset, int64_t stride,
+                     int64_t n, float* dst) {
+  if (stride == 1) {
+    tk.widen(p.dtype, static_cast<const char*>(base) + offset * dtype_size(p.dtype), n, dst);
+  } else {
+    for (int64_t e = 0; e < n; ++e) dst[e] = support::load_as_float(base, p.dtype, offset + e * stride);
+  }
 }
 
 // V tile (cols, ldv) with zeros in the padding columns. Returns whether every
 // element is finite (if not, masked keys must be skipped rather than multiplied by 0).
 inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t, int64_t b, int64_t hk, int64_t j0,
                    int64_t cols, float* vt) {
-  const auto* v = static_cast<const float*>(p.v);
   bool finite = true;
   for (int64_t c = 0; c < cols; ++c) {
-    const float* src = v + p.vs.at(b, hk, j0 + c, 0);
     float* row = vt + c * t.ldv;
-    if (p.vs.d == 1) {
-      std::copy(src, src + p.Dv, row);
-    } else {
+    if (p.dtype == DType::kFloat32 && p.vs.d != 1) {
+      const float* src = static_cast<const float*>(p.v) + p.vs.at(b, hk, j0 + c, 0);
       for (int64_t e = 0; e < p.Dv; ++e) row[e] = src[e * p.vs.d];
+    } else {
+      load_row(p, tk, p.v, p.vs.at(b, hk, j0 + c, 0), p.vs.d, p.Dv, row);
     }
     finite &= tk.all_finite(row, p.Dv);
     std::fill(row + p.Dv, row + t.ldv, 0.0f);
@@ -155,13 +181,55 @@ inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t,
   return finite;
 }
 
+// ---- Precision::kInt8QK (SageAttention's smoothing + per-row / per-key int8) ----
+
+// Symmetric int8 codes of n floats with one scale (max |x| / 127, round to
+// nearest even), handed to store(e, code); returns the scale. An
+// all-zero row has scale 0; a non-finite value makes the scale NaN, so every
+// score it touches is NaN (poisoning like the exact path, never silently finite).
+template <class Store>
+inline float quantize_int8(const float* x, int64_t n, const Store& store) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t e = 0; e < n; ++e) {
+    finite &= std::isfinite(x[e]);
+    amax = std::max(amax, std::abs(x[e]));
+  }
+  if (!finite) {
+    for (int64_t e = 0; e < n; ++e) store(e, int16_t{0});
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int64_t e = 0; e < n; ++e) {
+    store(e, static_cast<int16_t>(std::clamp(std::nearbyint(x[e] * inv), -127.0f, 127.0f)));
+  }
+  return amax / 127.0f;
+}
+
+// K's per-channel mean over all keys of each (b, KV head), [B, Hkv, Dk]: the
+// smoothing that takes a shared offset out of K before quantization. Summed in
+// double in key order, so the result is the same for any thread count; a
+// non-finite mean (NaN/Inf in K) smooths nothing (0) rather than poison every key.
+inline void k_channel_means(const Problem& p, float* means) {
+  support::parallel_for(p.B * p.Hkv, p.threads, [&](int64_t bh, int) {
+    const int64_t b = bh / p.Hkv, hk = bh % p.Hkv;
+    std::vector<double> sum(static_cast<size_t>(p.Dk), 0.0);
+    // Key-major: each key's row is read once (a column walk would touch a cache line per element).
+    for (int64_t j = 0; j < p.Nk; ++j) {
+      for (int64_t d = 0; d < p.Dk; ++d) sum[d] += support::load_as_float(p.k, p.dtype, p.ks.at(b, hk, j, d));
+    }
+    for (int64_t d = 0; d < p.Dk; ++d) {
+      const float mean = p.Nk > 0 ? static_cast<float>(sum[d] / static_cast<double>(p.Nk)) : 0.0f;
+      means[bh * p.Dk + d] = std::isfinite(mean) ? mean : 0.0f;
+    }
+  });
+}
+
 template <class Policy>
 void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, const FlashTiles& t, float* scratch,
-                int64_t b, int64_t h, int64_t i0) {
-  const auto* q = static_cast<const float*>(p.q);
-  const auto* k = static_cast<const float*>(p.k);
-  auto* out = static_cast<float*>(p.out);
+                int64_t b, int64_t h, int64_t i0, const float* k_means) {
   const int64_t hk = p.kv_head(h);
+  const bool f32 = p.dtype == DType::kFloat32;
   const int64_t rows = std::min(t.item_rows, p.Nq - i0);
   const int64_t Dk = p.Dk, Dv = p.Dv, dvp = t.dvp;
   const float scale = static_cast<float>(p.scale);
@@ -174,13 +242,38 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
   float* acc = scratch + t.acc_off;  // (rows, dvp)
   float* m = scratch + t.m_off;
   float* l = scratch + t.l_off;
+  float* kw = scratch + t.kw_off;    // (bk, Dk), half-precision K or int8 mode only
+  // int8 mode: codes as int16 pairs (TileKernels::scores_i8), scales, and q·mean(K) per row.
+  const bool int8 = p.precision == Precision::kInt8QK;
+  auto* qc = reinterpret_cast<int16_t*>(scratch + t.qc_off);  // (rows, 2·pairs)
+  auto* kc = reinterpret_cast<int16_t*>(scratch + t.kc_off);  // (pairs, ldk, 2)
+  float* q_scale = scratch + t.qsc_off;
+  float* k_scale = scratch + t.ksc_off;
+  float* qm = scratch + t.qm_off;
+  const float* mean = int8 ? k_means + (b * p.Hkv + hk) * Dk : nullptr;
 
   support::PhaseTimer phase(support::Phase::kPack);  // zones cost one untaken branch when off
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] = q[p.qs.at(b, h, i0 + r, d)];
+    if (f32) {
+      const auto* q = static_cast<const float*>(p.q);
+      for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] = q[p.qs.at(b, h, i0 + r, d)];
+    } else {
+      load_row(p, tk, p.q, p.qs.at(b, h, i0 + r, 0), p.qs.d, Dk, qt + r * Dk);
+    }
     std::fill(acc + r * dvp, acc + (r + 1) * dvp, 0.0f);
     m[r] = kNegInf;
     std::fill(l + r * kTilePad, l + (r + 1) * kTilePad, 0.0f);
+  }
+  if (int8) {
+    // Quantize each query row (its own scale), and keep q·mean(K) in fp32 for the LSE.
+    for (int64_t r = 0; r < rows; ++r) {
+      int16_t* codes = qc + r * 2 * t.pairs;
+      q_scale[r] = quantize_int8(qt + r * Dk, Dk, [&](int64_t d, int16_t code) { codes[d] = code; });
+      if (Dk % 2) codes[Dk] = 0;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < Dk; ++d) dot += qt[r * Dk + d] * mean[d];
+      qm[r] = dot;
+    }
   }
 
   for (int64_t j0 = 0; j0 < p.Nk; j0 += t.bk) {
@@ -193,7 +286,25 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
 
     // pass 1: pack once for all tiles of the item.
     phase.next(support::Phase::kPack);
-    tk.pack_kt(k + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
+    if (int8) {
+      // Smooth (subtract the channel means), then quantize each key with its own scale into (pairs, ldk, 2).
+      for (int64_t c = 0; c < cols; ++c) {
+        float* row = kw + c * Dk;
+        load_row(p, tk, p.k, p.ks.at(b, hk, j0 + c, 0), p.ks.d, Dk, row);
+        for (int64_t d = 0; d < Dk; ++d) row[d] -= mean[d];
+        // Entry d of key c goes to pair d/2, half d%2.
+        k_scale[c] = quantize_int8(row, Dk, [&](int64_t d, int16_t code) { kc[((d / 2) * t.ldk + c) * 2 + d % 2] = code; });
+        if (Dk % 2) kc[(Dk / 2) * 2 * t.ldk + 2 * c + 1] = 0;
+      }
+      for (int64_t x = 0; x < t.pairs; ++x) std::fill(kc + (x * t.ldk + cols) * 2, kc + (x + 1) * t.ldk * 2, int16_t{0});
+      std::fill(k_scale + cols, k_scale + t.ldk, 0.0f);
+    } else if (f32) {
+      tk.pack_kt(static_cast<const float*>(p.k) + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
+    } else {
+      // Widen the block's key rows (a tile, not the tensor), then transpose as for float32.
+      for (int64_t c = 0; c < cols; ++c) load_row(p, tk, p.k, p.ks.at(b, hk, j0 + c, 0), p.ks.d, Dk, kw + c * Dk);
+      tk.pack_kt(kw, Dk, 1, cols, Dk, kt, t.ldk);
+    }
     const float* vb = vt;  // (cols, ldv)
     bool v_all_finite;
     if (in_place_v) {
@@ -223,7 +334,13 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       const int64_t tc = c1 - c0, tj = j0 + c0;
       // pass 2: S = scale·Q·Kᵀ.
       phase.next(support::Phase::kScores);
-      tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, scale, s, t.ldk);
+      if (int8) {
+        tk.scores_i8(reinterpret_cast<const int32_t*>(qc) + r0 * t.pairs, tr, t.pairs,
+                     reinterpret_cast<const int32_t*>(kc) + c0, t.ldk, tc, scale, q_scale + r0, k_scale + c0, s,
+                     t.ldk);
+      } else {
+        tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, scale, s, t.ldk);
+      }
       // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
       phase.next(support::Phase::kMask);
       if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, tj, tc);
@@ -241,9 +358,25 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     const bool fully_masked = (m[r] == kNegInf);
     const float l_row = sum_row_partials(l + r * kTilePad);
     const float inv_l = fully_masked ? 0.0f : 1.0f / l_row;
-    for (int64_t e = 0; e < Dv; ++e) out[p.os.at(b, h, i0 + r, e)] = fully_masked ? 0.0f : acc[r * dvp + e] * inv_l;
+    if (f32) {
+      auto* out = static_cast<float*>(p.out);
+      for (int64_t e = 0; e < Dv; ++e) out[p.os.at(b, h, i0 + r, e)] = fully_masked ? 0.0f : acc[r * dvp + e] * inv_l;
+    } else {
+      // Normalise in float32, then round once to the output dtype (nearest even).
+      float* ar = acc + r * dvp;
+      for (int64_t e = 0; e < Dv; ++e) ar[e] = fully_masked ? 0.0f : ar[e] * inv_l;
+      const int64_t at = p.os.at(b, h, i0 + r, 0);
+      if (p.os.d == 1) {
+        tk.narrow(p.dtype, ar, Dv, static_cast<char*>(p.out) + at * dtype_size(p.dtype));
+      } else {
+        for (int64_t e = 0; e < Dv; ++e) support::store_from_float(p.out, p.dtype, at + e * p.os.d, ar[e]);
+      }
+    }
     if (p.lse) {
-      p.lse[b * p.lse_sb + h * p.lse_sh + (i0 + r) * p.lse_sn] = fully_masked ? kNegInf : m[r] + std::log(l_row);
+      // int8 mode scored q·(k - mean): the LSE alone gets the row's constant scale·q·mean back.
+      const float smoothing = int8 ? scale * qm[r] : 0.0f;
+      p.lse[b * p.lse_sb + h * p.lse_sh + (i0 + r) * p.lse_sn] =
+          fully_masked ? kNegInf : m[r] + std::log(l_row) + smoothing;
     }
   }
 }
@@ -261,13 +394,18 @@ Status flash_forward(const Problem& p, const Policy& policy) {
   if (t.total < 0) return ResourceExhausted("backend flash: the per-thread tiles' size overflows int64; the head dims are too large");
   support::TrackedBuffer<float> scratch(t.total * threads);
   if (!scratch.ok()) return ResourceExhausted("backend flash: could not allocate per-thread tiles; reduce block_q/block_k");
+  const bool int8 = p.precision == Precision::kInt8QK;
+  support::TrackedBuffer<float> k_means(int8 ? p.B * p.Hkv * std::max<int64_t>(p.Dk, 1) : 0);
+  if (int8 && !k_means.ok()) return ResourceExhausted("backend flash: could not allocate K's channel means");
+  if (int8) k_channel_means(p, k_means.data());
   // Items on demand: a thread that the shared machine deschedules, or that drew
   // long causal rows, does not hold up the others.
   support::parallel_for(items, threads, [&](int64_t item, int thread) {
     // Chunk-major, last chunk first: under a causal mask the late rows cost the
     // most, so the longest items start first and the short ones fill the gaps.
     const int64_t chunk = chunks - 1 - item / bh_count, bh = item % bh_count;
-    flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, chunk * t.item_rows);
+    flash_item(p, policy, tk, t, scratch.data() + thread * t.total, bh / p.Hq, bh % p.Hq, chunk * t.item_rows,
+               int8 ? k_means.data() : nullptr);
   }, support::Schedule::kDynamic);
   return Status::Ok();
 }

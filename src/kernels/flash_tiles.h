@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "goldilocks/tensor.h"
+
 namespace goldilocks::kernels {
 
 // 16 floats = one AVX-512 vector = one cache line.
@@ -48,6 +50,21 @@ struct TileKernels {
 
   // Whether all n consecutive floats are finite (no NaN, no ±Inf).
   bool (*all_finite)(const float* x, int64_t n);
+
+  // n consecutive elements of dtype (float32, float16 or bfloat16) → float32
+  // (exact), and back with round to nearest even (NaN stays NaN, f16 overflows
+  // to ±inf). SIMD sets use the CPU's conversions (F16C) where it has them.
+  void (*widen)(DType dtype, const void* x, int64_t n, float* out);
+  void (*narrow)(DType dtype, const float* x, int64_t n, void* out);
+
+  // Precision::kInt8QK scores: s[r][c] = (float(Σ_d q[r][d]·k[d][c]) · (scale·q_scale[r])) · k_scale[c],
+  // the sum exact in int32. Codes are int8 values held as int16 pairs (one int32
+  // per pair of head-dim entries, so vpmaddwd multiplies and adds a pair):
+  //   q  is (rows, pairs) int32: pair p of row r holds entries 2p (low half) and 2p+1
+  //   kt is (pairs, ldk) int32: pair p of key c likewise, keys along the fast axis
+  // k_scale is read for whole vectors past cols (the driver pads it with zeros).
+  void (*scores_i8)(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
+                    float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds);
 };
 
 // A row's running sum from its kTilePad partial sums, added in index order.

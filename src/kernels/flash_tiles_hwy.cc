@@ -20,6 +20,7 @@
 
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
+#include "support/half.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace goldilocks::kernels {
@@ -150,6 +151,78 @@ void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t l
   ForBlocks<kVecs>(vecs, [&](auto V, int64_t j) HWY_ATTR {
     ScoresStrip<decltype(V)::value>(q, rows, dk, kt + j * N, ldk, vscale, s + j * N, lds);
   });
+}
+
+// ---------------------------------------------------------------------------
+// Precision::kInt8QK: S = (Σ q·k in int32) · scale·q_scale[r] · k_scale[c]. One
+// ReorderWidenMulAccumulate (vpmaddwd on x86) multiplies a query's broadcast
+// int16 pair by each key's pair and adds both products into the key's int32
+// lane: 2 multiply-adds per lane per instruction against 1 for fp32 FMA.
+#if HWY_TARGET != HWY_SCALAR  // one lane cannot hold an int16 pair
+template <int R, int V>
+HWY_INLINE void MulBlockI8(const int32_t* q, int64_t pairs, const int32_t* kt, int64_t ldk, float scale,
+                           const float* q_scale, const float* k_scale, float* s, int64_t lds) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const hn::Repartition<int16_t, decltype(di)> dw;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  using VI = hn::Vec<decltype(di)>;
+  VI sum0[R][V], sum1[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) sum0[r][j] = sum1[r][j] = hn::Zero(di);
+  for (int64_t x = 0; x < pairs; ++x) {
+    hn::Vec<decltype(dw)> bv[V];
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) bv[j] = hn::BitCast(dw, hn::LoadU(di, kt + x * ldk + j * N));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const auto av = hn::BitCast(dw, hn::Set(di, q[r * pairs + x]));
+#pragma GCC unroll 8
+      for (int j = 0; j < V; ++j) sum0[r][j] = hn::ReorderWidenMulAccumulate(di, av, bv[j], sum0[r][j], sum1[r][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const VF row_scale = hn::Set(d, scale * q_scale[r]);
+#pragma GCC unroll 8
+    for (int j = 0; j < V; ++j) {
+      const VF dot = hn::ConvertTo(d, hn::RearrangeToOddPlusEven(sum0[r][j], sum1[r][j]));
+      hn::StoreU(hn::Mul(hn::Mul(dot, row_scale), hn::LoadU(d, k_scale + j * N)), d, s + r * lds + j * N);
+    }
+  }
+}
+
+#endif
+
+void ScoresI8(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols, float scale,
+              const float* q_scale, const float* k_scale, float* s, int64_t lds) {
+#if HWY_TARGET == HWY_SCALAR
+  // The same sums and scaling order as the vector targets and the portable set.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float row_scale = scale * q_scale[r];
+    for (int64_t c = 0; c < cols; ++c) {
+      int32_t dot = 0;
+      for (int64_t x = 0; x < pairs; ++x) {
+        const auto qp = static_cast<uint32_t>(q[r * pairs + x]), kp = static_cast<uint32_t>(kt[x * ldk + c]);
+        dot += static_cast<int16_t>(qp & 0xFFFFu) * static_cast<int16_t>(kp & 0xFFFFu) +
+               static_cast<int16_t>(qp >> 16) * static_cast<int16_t>(kp >> 16);
+      }
+      s[r * lds + c] = static_cast<float>(dot) * row_scale * k_scale[c];
+    }
+  }
+#else
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t vecs = (cols + N - 1) / N;  // the padded tail is computed, never read
+  ForBlocks<kVecs>(vecs, [&](auto V, int64_t j) HWY_ATTR {
+    ForBlocks<kRows>(rows, [&](auto R, int64_t r) HWY_ATTR {
+      MulBlockI8<decltype(R)::value, decltype(V)::value>(q + r * pairs, pairs, kt + j * N, ldk, scale, q_scale + r,
+                                                         k_scale + j * N, s + r * lds + j * N, lds);
+    });
+  });
+#endif
 }
 
 // ---------------------------------------------------------------------------
@@ -404,6 +477,62 @@ bool AllFinite(const float* x, int64_t n) {
   return finite;
 }
 
+// float16 / bfloat16 → float32: exact, one PromoteTo per vector (F16C's
+// vcvtph2ps for f16 on AVX2/AVX-512; a 16-bit shift for bf16).
+void Widen(DType dtype, const void* x, int64_t n, float* out) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  if (dtype == DType::kFloat16) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    const auto* src = static_cast<const hwy::float16_t*>(x);
+    for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, src + i)), d, out + i);
+  } else if (dtype == DType::kBFloat16) {
+    const hn::Rebind<hwy::bfloat16_t, DF> dh;
+    const auto* src = static_cast<const hwy::bfloat16_t*>(x);
+    for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, src + i)), d, out + i);
+  } else {
+    std::copy(static_cast<const float*>(x), static_cast<const float*>(x) + n, out);
+    return;
+  }
+  for (; i < n; ++i) out[i] = support::load_as_float(x, dtype, i);
+}
+
+// float32 → float16 / bfloat16, round to nearest even. f16 uses F16C's
+// vcvtps2ph (rounding immediate 0 = nearest even) on x86 AVX2 and up; this
+// Highway's bf16 DemoteTo truncates, so bf16 rounds with integer ops instead:
+// add 0x7FFF plus the lowest kept bit, keep the high half; NaN keeps a quiet NaN.
+void Narrow(DType dtype, const float* x, int64_t n, void* out) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  if (dtype == DType::kBFloat16) {
+    const hn::RebindToUnsigned<DF> du;
+    const hn::RebindToSigned<DF> di;
+    const hn::Rebind<uint16_t, DF> du16;
+    auto* dst = static_cast<uint16_t*>(out);
+    for (; i + N <= n; i += N) {
+      const VF v = hn::LoadU(d, x + i);
+      const auto u = hn::BitCast(du, v);
+      const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u));
+      const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du, 0x7FFFu), lsb)));
+      const auto nan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du, 0x40u));
+      const auto bits = hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), nan, rounded);
+      hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di, bits)), du16, dst + i);
+    }
+  } else if (dtype == DType::kFloat16) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    auto* dst = static_cast<hwy::float16_t*>(out);
+    for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(d, x + i)), dh, dst + i);
+#endif
+  } else {
+    std::copy(x, x + n, static_cast<float*>(out));
+    return;
+  }
+  for (; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
+}
+
 const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -417,6 +546,9 @@ HWY_EXPORT(SoftmaxPV);
 HWY_EXPORT(PackKt);
 HWY_EXPORT(AllFinite);
 HWY_EXPORT(IsaName);
+HWY_EXPORT(Widen);
+HWY_EXPORT(ScoresI8);
+HWY_EXPORT(Narrow);
 
 namespace {
 // One indirect call per tile: Highway picks the best target on first use.
@@ -433,11 +565,17 @@ void pack_kt_simd(const float* k, int64_t stride_n, int64_t stride_d, int64_t co
   HWY_DYNAMIC_DISPATCH(PackKt)(k, stride_n, stride_d, cols, dk, kt, ldk);
 }
 bool all_finite_simd(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(AllFinite)(x, n); }
+void scores_i8_simd(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
+                    float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
+  HWY_DYNAMIC_DISPATCH(ScoresI8)(q, rows, pairs, kt, ldk, cols, scale, q_scale, k_scale, s, lds);
+}
+void widen_simd(DType dtype, const void* x, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(Widen)(dtype, x, n, out); }
+void narrow_simd(DType dtype, const float* x, int64_t n, void* out) { HWY_DYNAMIC_DISPATCH(Narrow)(dtype, x, n, out); }
 }  // namespace
 
 const TileKernels& simd_tile_kernels() {
   static const TileKernels kSimd{HWY_DYNAMIC_DISPATCH(IsaName)(), scores_simd, softmax_pv_simd, pack_kt_simd,
-                                 all_finite_simd};
+                                 all_finite_simd, widen_simd, narrow_simd, scores_i8_simd};
   return kSimd;
 }
 

@@ -7,6 +7,7 @@
 
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
+#include "support/half.h"
 
 namespace goldilocks::kernels {
 namespace {
@@ -78,11 +79,39 @@ bool all_finite_portable(const float* x, int64_t n) {
   return non_finite == 0;
 }
 
+void widen_portable(DType dtype, const void* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = support::load_as_float(x, dtype, i);
+}
+
+void narrow_portable(DType dtype, const float* x, int64_t n, void* out) {
+  for (int64_t i = 0; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
+}
+
+// The int16 halves of an int32 pair, low half first (little-endian memory order).
+inline int32_t lo16(int32_t x) { return static_cast<int16_t>(static_cast<uint32_t>(x) & 0xFFFFu); }
+inline int32_t hi16(int32_t x) { return static_cast<int16_t>(static_cast<uint32_t>(x) >> 16); }
+
+void scores_i8_portable(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
+                        float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float row_scale = scale * q_scale[r];
+    for (int64_t c = 0; c < cols; ++c) {
+      int32_t dot = 0;  // exact: |codes| <= 127, so 2·127²·pairs fits for any head dim below 66k
+      for (int64_t x = 0; x < pairs; ++x) {
+        const int32_t qp = q[r * pairs + x], kp = kt[x * ldk + c];
+        dot += lo16(qp) * lo16(kp) + hi16(qp) * hi16(kp);
+      }
+      s[r * lds + c] = static_cast<float>(dot) * row_scale * k_scale[c];
+    }
+  }
+}
+
 }  // namespace
 
 const TileKernels& portable_tile_kernels() {
-  static const TileKernels kPortable{"portable", scores_portable, softmax_pv_portable, pack_kt_portable,
-                                     all_finite_portable};
+  static const TileKernels kPortable{"portable",          scores_portable, softmax_pv_portable, pack_kt_portable,
+                                     all_finite_portable, widen_portable,  narrow_portable,
+                                     scores_i8_portable};
   return kPortable;
 }
 

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "goldilocks/attention.h"
+#include "support/half.h"
 
 namespace goldilocks {
 class FlexMods;
@@ -34,7 +35,7 @@ struct Problem {
   int64_t B = 0, Hq = 0, Hkv = 0, Nq = 0, Nk = 0, Dk = 0, Dv = 0;
   int64_t group = 1;  // Hq / Hkv: query heads per KV head
 
-  DType dtype = DType::kFloat32;  // of q, k, v and out
+  DType dtype = DType::kFloat32;  // of q, k, v and out: float32, float16, bfloat16 (float64: reference only)
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;
@@ -46,7 +47,7 @@ struct Problem {
 
   MaskKind mask_kind = MaskKind::kNone;
   const void* mask = nullptr;  // uint8_t (bool) or float, broadcast strides below
-  // Of an additive mask: float32, or float64 with float64 q (the reference backend only).
+  // Of an additive mask: float32, the query's 16-bit type, or float64 with float64 q (reference only).
   DType mask_dtype = DType::kFloat32;
   Strides4 ms;                 // over (b, h, i, j)
 
@@ -71,6 +72,7 @@ struct Problem {
   int64_t block_q = 0, block_k = 0;
   int64_t workspace_limit_bytes = 0;  // resolved, > 0
   bool force_portable = false;
+  Precision precision = Precision::kExact;
 
   int64_t kv_head(int64_t hq) const { return hq / group; }
   bool causally_visible(int64_t i, int64_t j) const {
@@ -88,8 +90,14 @@ struct Problem {
       case MaskKind::kBool:
         return static_cast<const uint8_t*>(mask)[ms.at(b, h, i, j)] != 0;
       case MaskKind::kAdditive:
-        *bias = mask_dtype == DType::kFloat64 ? static_cast<Bias>(static_cast<const double*>(mask)[ms.at(b, h, i, j)])
-                                              : static_cast<Bias>(static_cast<const float*>(mask)[ms.at(b, h, i, j)]);
+        // float32 masks take the first branch; a half-precision mask is widened per element.
+        if (mask_dtype == DType::kFloat32) {
+          *bias = static_cast<Bias>(static_cast<const float*>(mask)[ms.at(b, h, i, j)]);
+        } else if (mask_dtype == DType::kFloat64) {
+          *bias = static_cast<Bias>(static_cast<const double*>(mask)[ms.at(b, h, i, j)]);
+        } else {
+          *bias = static_cast<Bias>(support::load_as_float(mask, mask_dtype, ms.at(b, h, i, j)));
+        }
         // An additive -inf is a mask, not a number: the key is skipped entirely.
         return *bias != -std::numeric_limits<Bias>::infinity();
     }

@@ -301,5 +301,75 @@ TEST(Harness, CasesOverTheMemoryLimitAreSkippedWithWhatTheyNeed) {
   EXPECT_NE(huge.status.find("available"), std::string::npos) << huge.status;
 }
 
+// dtypes and precisions: 16-bit and int8_qk cases run on the same draws, are
+// judged against the oracle on the values they were given, report rel L2,
+// cosine and (int8_qk) the LSE's error, and link to math in float32.
+TEST(Harness, DtypesAndPrecisionsReportTheirError) {
+  ExperimentSpec spec;
+  const Status parsed = parse_spec(R"(name = "precision"
+[timing]
+min_repetitions = 1
+max_repetitions = 1
+min_seconds = 0
+max_seconds = 0.05
+[accuracy]
+mode = "full"
+[[experiment]]
+name = "p"
+heads = 2
+seq_len = 130
+head_dim = 64
+threads = 2
+dtypes = ["f32", "bf16", "f16"]
+precisions = ["exact", "int8_qk"]
+backends = ["math", "flash"]
+)",
+                                   "precision.toml", &spec);
+  ASSERT_TRUE(parsed.ok()) << parsed.to_string();
+  // math only in f32 exact (its baseline role); flash in every dtype and precision.
+  ASSERT_EQ(spec.cases.size(), 1u + 3u * 2u);
+  RunResult run;
+  ASSERT_TRUE(run_spec(spec, no_peak(), &run).ok());
+  std::map<std::string, const CaseResult*> by;
+  for (const CaseResult& r : run.cases) {
+    ASSERT_TRUE(r.ok()) << r.spec.variant_label() << ": " << r.status;
+    by[r.spec.dtype + "/" + r.spec.precision + "/" + backend_name(r.spec.backend)] = &r;
+  }
+  const CaseResult& f32 = *by.at("f32/exact/flash");
+  const CaseResult& bf16 = *by.at("bf16/exact/flash");
+  const CaseResult& f16 = *by.at("f16/exact/flash");
+  const CaseResult& int8 = *by.at("f32/int8_qk/flash");
+  EXPECT_LT(f32.accuracy.max_abs, 1e-5);
+  // One rounding of the output: half an ulp of values of order 1.
+  EXPECT_GT(bf16.accuracy.max_abs, f16.accuracy.max_abs);
+  EXPECT_LT(bf16.accuracy.max_abs, 0x1p-7);
+  EXPECT_LT(f16.accuracy.max_abs, 0x1p-10);
+  EXPECT_EQ(bf16.memory.kv_bytes * 2, f32.memory.kv_bytes);  // half the bytes read
+  EXPECT_GT(int8.accuracy.rel_l2, f32.accuracy.rel_l2);
+  EXPECT_LT(int8.accuracy.rel_l2, 1e-2);
+  EXPECT_GT(int8.accuracy.cosine, 0.9999);
+  EXPECT_GE(int8.accuracy.lse_max_abs, 0.0);
+  EXPECT_LT(int8.accuracy.lse_max_abs, 0.05);
+  EXPECT_EQ(f32.accuracy.lse_max_abs, -1.0);  // exact cases do not return the LSE
+  EXPECT_GT(bf16.baseline_speedup, 0.0);      // linked to math in float32
+  EXPECT_GT(int8.baseline_speedup, 0.0);
+  // The JSON round trip keeps dtype, precision and the new error figures.
+  RunResult back;
+  ASSERT_TRUE(from_json(to_json(run), "run.json", &back).ok());
+  for (size_t i = 0; i < run.cases.size(); ++i) {
+    EXPECT_EQ(back.cases[i].spec.dtype, run.cases[i].spec.dtype);
+    EXPECT_EQ(back.cases[i].spec.precision, run.cases[i].spec.precision);
+    EXPECT_EQ(back.cases[i].accuracy.cosine, run.cases[i].accuracy.cosine);
+    EXPECT_EQ(back.cases[i].accuracy.lse_max_abs, run.cases[i].accuracy.lse_max_abs);
+  }
+  // Impossible combinations are not generated; a bad value names the key.
+  ExperimentSpec bad;
+  const Status s = parse_spec("name = \"x\"\n[[experiment]]\nname = \"e\"\nseq_len = 8\nhead_dim = 8\n"
+                              "dtypes = \"f8\"\nbackends = \"flash\"\n",
+                              "bad.toml", &bad);
+  EXPECT_NE(s.message().find("experiment[1].dtypes: \"f8\" is not one of f32, f16, bf16"), std::string::npos)
+      << s.to_string();
+}
+
 }  // namespace
 }  // namespace goldilocks::analysis

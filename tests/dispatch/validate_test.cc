@@ -90,8 +90,8 @@ const BadCase kBadCases[] = {
     {"dtype_mismatch", [](Fixture&, AttentionParams& p) { p.v.dtype = DType::kFloat64; }, StatusCode::kInvalidArgument,
      "v: dtype float64 differs"},
     {"dtype_unsupported",
-     [](Fixture&, AttentionParams& p) { p.q.dtype = p.k.dtype = p.v.dtype = p.out.dtype = DType::kFloat16; },
-     StatusCode::kUnsupported, "q: dtype float16"},
+     [](Fixture&, AttentionParams& p) { p.q.dtype = p.k.dtype = p.v.dtype = p.out.dtype = DType::kInt8; },
+     StatusCode::kUnsupported, "q: dtype int8 is not supported; use float32, float16 or bfloat16"},
     {"float64_with_flash",
      [](Fixture& f, AttentionParams& p) {
        p.q = f.q64.view(), p.k = f.k64.view(), p.v = f.v64.view();

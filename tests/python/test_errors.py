@@ -67,8 +67,6 @@ def test_mask_and_is_causal_together_is_an_error_like_torch(qkv):
 
 
 @pytest.mark.parametrize("dtype,exc,match", [
-    (torch.float16, NotImplementedError, "dtype float16 is not supported"),
-    (torch.bfloat16, NotImplementedError, "dtype bfloat16 is not supported"),
     (torch.int32, TypeError, "dtype int32 is not a floating type"),
 ])
 def test_wrong_dtype(qkv, dtype, exc, match):
@@ -112,7 +110,9 @@ def test_autograd_is_refused_not_silently_dropped(qkv):
 def test_explicit_backend_that_cannot_run(qkv):
     q, k, v = (t.double() for t in qkv)
     with goldilocks.sdpa_backend("flash"):
-        call_expecting(NotImplementedError, "backend: flash is not eligible .*float32 only", q, k, v)
+        call_expecting(NotImplementedError, "backend: flash is not eligible .*takes float32, float16 or bfloat16", q, k, v)
+    with goldilocks.sdpa_backend("math"):  # math is the float32 baseline; flash serves the 16-bit types
+        call_expecting(NotImplementedError, "backend: math is not eligible .*dtype_float32: dtype is bfloat16", *(t.to(torch.bfloat16) for t in qkv))
     with pytest.raises(ValueError, match="backend: 'fast' is not one of"):
         with goldilocks.sdpa_backend("fast"):
             pass
@@ -123,7 +123,7 @@ def test_explain_reports_why(qkv):
     e = goldilocks.explain(q, k, v)
     assert e["valid"] and e["chosen"] == "reference"
     flash = next(x for x in e["verdicts"] if x["backend"] == "flash")
-    assert not flash["eligible"] and "float32 only" in flash["failed_checks"][0]
+    assert not flash["eligible"] and "float32, float16 or bfloat16" in flash["failed_checks"][0]
     with pytest.raises(ValueError, match="value of shape"):
         goldilocks.explain(q, k, v[..., :3, :])
 

@@ -138,10 +138,15 @@ HWY_INLINE void ApplyMask(const DecodeProblem& p, int64_t b, int64_t hk, int64_t
       for (int64_t c = 0; c < cols; ++c) {
         if (mr[c * p.ms.d] == 0) sr[c] = -inf;
       }
-    } else {
+    } else if (p.mask_dtype == DType::kFloat32) {
       const auto* mr = static_cast<const float*>(p.mask) + row_at;
       for (int64_t c = 0; c < cols; ++c) {
         const float bias = mr[c * p.ms.d];
+        sr[c] = bias == -inf ? -inf : sr[c] + bias;
+      }
+    } else {  // a 16-bit additive mask, widened per element
+      for (int64_t c = 0; c < cols; ++c) {
+        const float bias = support::load_as_float(p.mask, p.mask_dtype, row_at + c * p.ms.d);
         sr[c] = bias == -inf ? -inf : sr[c] + bias;
       }
     }
@@ -357,7 +362,7 @@ Status run_decode(const Problem& p) {
   d.io_dtype = p.dtype;
   d.q = p.q, d.qs = p.qs, d.out = p.out, d.os = p.os;
   d.lse = p.lse, d.lse_sb = p.lse_sb, d.lse_sh = p.lse_sh, d.lse_sn = p.lse_sn;
-  d.mask_kind = p.mask_kind, d.mask = p.mask, d.ms = p.ms;
+  d.mask_kind = p.mask_kind, d.mask = p.mask, d.ms = p.ms, d.mask_dtype = p.mask_dtype;
   d.scale = static_cast<float>(p.scale);
   d.causal = p.causal;
   d.threads = p.threads;

@@ -67,6 +67,7 @@ struct DecodeProblem {
   float* lse = nullptr;  // optional [B, Hq, Nq]
   int64_t lse_sb = 0, lse_sh = 0, lse_sn = 0;
   MaskKind mask_kind = MaskKind::kNone;  // an explicit mask, broadcast strides over (b, h, i, j)
+  DType mask_dtype = DType::kFloat32;    // of an additive mask: float32 or the query's 16-bit type
   const void* mask = nullptr;
   Strides4 ms;
   float scale = 1.0f;

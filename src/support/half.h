@@ -1,0 +1,72 @@
+// Scalar conversions between float32 and the 16-bit float formats (IEEE
+// binary16 "f16" and bfloat16), and element loads by DType. Every narrowing
+// rounds to nearest even (as PyTorch's .to(dtype) does) and keeps NaN a NaN;
+// f16 overflows to ±inf like IEEE. Kernels use the SIMD forms in their tile
+// tables (flash_tiles.h); these are the portable path and the oracle's loads.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "goldilocks/tensor.h"
+
+namespace goldilocks::support {
+
+inline uint16_t float_to_f16(float x) {
+  const _Float16 h = static_cast<_Float16>(x);  // gcc >= 12: IEEE round to nearest even
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+
+inline float f16_to_float(uint16_t bits) {
+  _Float16 h;
+  std::memcpy(&h, &bits, 2);
+  return static_cast<float>(h);
+}
+
+inline uint16_t float_to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if (std::isnan(x)) return static_cast<uint16_t>((u >> 16) | 0x40);  // stay a (quiet) NaN
+  u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even on the 16 dropped bits
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float bf16_to_float(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+inline bool is_half(DType dtype) { return dtype == DType::kFloat16 || dtype == DType::kBFloat16; }
+
+// Element `offset` of a float32 / float16 / bfloat16 tensor, widened to float.
+inline float load_as_float(const void* base, DType dtype, int64_t offset) {
+  switch (dtype) {
+    case DType::kFloat16:
+      return f16_to_float(static_cast<const uint16_t*>(base)[offset]);
+    case DType::kBFloat16:
+      return bf16_to_float(static_cast<const uint16_t*>(base)[offset]);
+    default:
+      return static_cast<const float*>(base)[offset];
+  }
+}
+
+// Stores a float into element `offset`, rounded to nearest even for the 16-bit types.
+inline void store_from_float(void* base, DType dtype, int64_t offset, float value) {
+  switch (dtype) {
+    case DType::kFloat16:
+      static_cast<uint16_t*>(base)[offset] = float_to_f16(value);
+      return;
+    case DType::kBFloat16:
+      static_cast<uint16_t*>(base)[offset] = float_to_bf16(value);
+      return;
+    default:
+      static_cast<float*>(base)[offset] = value;
+  }
+}
+
+}  // namespace goldilocks::support

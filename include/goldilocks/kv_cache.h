@@ -70,7 +70,7 @@ struct KvCacheConfig {
   // k_channel_tokens = G, tokens sharing one (scale, min) per channel; 0 =
   // default: 32 (contiguous), the largest divisor of page_size <= 32 (paged).
   // Paged: G must divide page_size so a token group never straddles pages.
-  // Semantics beyond the per-token cache (see docs/performance.md, KIVI):
+  // Semantics beyond the per-token cache (see docs/log/performance-log.md, KIVI):
   //   truncate into a completed group reopens it into the f32 residual; that is
   //   exact when the group is the last completed one (its f32 rows are kept, so
   //   rolling back an append of <= G tokens restores the exact state), and

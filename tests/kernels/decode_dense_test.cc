@@ -245,6 +245,27 @@ TEST(DecodeDense, ExplainNamesTheDecodeChoiceAndEachRejection) {
   EXPECT_FALSE(attention(pc).ok());
 }
 
+// bfloat16 / float16 q, k, v, out (and a 16-bit additive mask) under the
+// half-precision policy of test_util.h: K/V rows are read in their own format.
+TEST(DecodeDense, HalfDtypesMatchTheOracle) {
+  std::mt19937_64 rng(7900);
+  uint64_t seed = 7900;
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (const Shape& s : {Shape{1, 8, 2, 1, 301, 64, 64}, Shape{2, 4, 4, 3, 33, 17, 9}, Shape{1, 4, 1, 16, 0, 8, 8}}) {
+      SCOPED_TRACE(describe(s) + " " + dtype_name(dtype));
+      Inputs in = random_inputs(s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.Dk, s.Dv, ++seed, static_cast<Layout>(seed % 4));
+      if (s.Nk > 0 && seed % 2 == 0) {
+        in.add_mask = random_additive_mask({s.Nq, s.Nk}, rng);
+        in.has_add_mask = true;
+      } else {
+        in.causal = CausalAlign::kBottomRight;
+      }
+      const HalfInputs h = make_half_inputs(in, dtype);
+      for (const Variant& v : kDecodeVariants) check_half_against_oracle(h, v, seed);
+    }
+  }
+}
+
 TEST(DecodeDense, ErrorsLeaveTheOutputUntouched) {
   Inputs in = random_inputs(1, 4, 2, 1, 50, 8, 8, 7800);
   Tensor<float> out = make_tensor<float>({1, 4, 1, 8}, Layout::kContiguous, 77.0f);

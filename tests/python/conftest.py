@@ -52,3 +52,12 @@ def assert_matches_oracle(out, torch_out, oracle, floor=2e-6):
 def _reset_threads():
     yield
     goldilocks.set_num_threads(0)
+
+
+# goldilocks.tune drives the `goldilocks` command-line tool; the suite uses the one
+# scripts/test built in this checkout (an installed package cannot find it by itself).
+import os as _os
+
+_CLI = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "..", "..", "build", "release", "goldilocks")
+if _os.path.exists(_CLI):
+    _os.environ.setdefault("GOLDILOCKS_CLI", _os.path.abspath(_CLI))

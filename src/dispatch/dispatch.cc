@@ -71,7 +71,7 @@ std::string check_decode_dtype(const Problem& p) {
 
 // The decode kernel loads each K/V row as consecutive elements.
 std::string check_rows_contiguous(const Problem& p) {
-  if (p.cache != nullptr) return "";
+  if (p.cache != nullptr || p.B * p.Hkv * p.Nk == 0) return "";  // no rows at all (empty views carry zero strides)
   if ((p.Dk <= 1 || p.ks.d == 1) && (p.Dv <= 1 || p.vs.d == 1)) return "";
   return "k.stride[3] = " + std::to_string(p.ks.d) + ", v.stride[3] = " + std::to_string(p.vs.d) +
          "; decode needs each key/value row contiguous (stride 1 along the head dim)";

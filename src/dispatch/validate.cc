@@ -362,14 +362,23 @@ Status validate(const AttentionParams& params, Problem* problem) {
   p.group = Hkv > 0 ? Hq / Hkv : 1;
   p.dtype = q.dtype;
   p.q = q.data, p.k = k.data, p.v = v.data, p.out = out.data;
-  p.qs = strides_of(q.stride), p.ks = strides_of(k.stride), p.vs = strides_of(v.stride), p.os = strides_of(out.stride);
+  // An empty tensor's strides address nothing and its data may be null: zero
+  // strides make every offset a kernel forms into it 0, so no address is ever
+  // computed from a null pointer.
+  auto strides_if_any = [](const auto& view) {
+    for (int i = 0; i < view.rank; ++i) {
+      if (view.shape[i] == 0) return Strides4{};
+    }
+    return strides_of(view.stride);
+  };
+  p.qs = strides_if_any(q), p.ks = strides_if_any(k), p.vs = strides_if_any(v), p.os = strides_if_any(out);
   if (params.lse.present()) {
     p.lse = static_cast<float*>(params.lse.data);
     p.lse_sb = params.lse.stride[0], p.lse_sh = params.lse.stride[1], p.lse_sn = params.lse.stride[2];
   }
   p.mask_kind = mask_kind;
   p.mask = params.mask.present() ? params.mask.data : nullptr;
-  p.ms = mask_strides;
+  p.ms = params.mask.present() && rmask.empty ? Strides4{} : mask_strides;
   if (mask_kind == MaskKind::kAdditive) p.mask_dtype = params.mask.dtype;
   p.scale = params.scale.has_value() ? *params.scale : (Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(Dk)) : 1.0);
   p.causal = params.causal;

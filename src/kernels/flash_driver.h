@@ -155,6 +155,7 @@ inline bool v_usable_in_place(const Problem& p, const FlashTiles& t) {
 // into a tile, so no full-size float32 copy of an input ever exists.
 inline void load_row(const Problem& p, const TileKernels& tk, const void* base, int64_t offset, int64_t stride,
                      int64_t n, float* dst) {
+  if (n <= 0) return;  // an empty row of an empty tensor: its data may be null, so form no address
   if (stride == 1) {
     tk.widen(p.dtype, static_cast<const char*>(base) + offset * dtype_size(p.dtype), n, dst);
   } else {
@@ -260,6 +261,11 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     } else {
       load_row(p, tk, p.q, p.qs.at(b, h, i0 + r, 0), p.qs.d, Dk, qt + r * Dk);
     }
+    // Exact mode folds the scale into q once (as PyTorch's math path does), so
+    // a q·k that overflows fp32 but is scaled back into range stays finite.
+    if (!int8) {
+      for (int64_t d = 0; d < Dk; ++d) qt[r * Dk + d] *= scale;
+    }
     std::fill(acc + r * dvp, acc + (r + 1) * dvp, 0.0f);
     m[r] = kNegInf;
     std::fill(l + r * kTilePad, l + (r + 1) * kTilePad, 0.0f);
@@ -339,7 +345,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
                      reinterpret_cast<const int32_t*>(kc) + c0, t.ldk, tc, scale, q_scale + r0, k_scale + c0, s,
                      t.ldk);
       } else {
-        tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, scale, s, t.ldk);
+        tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, 1.0f, s, t.ldk);  // q carries the scale
       }
       // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
       phase.next(support::Phase::kMask);

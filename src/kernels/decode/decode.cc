@@ -9,7 +9,7 @@
 // Per item:
 //   pack the item's query rows (G heads × query block), m = -inf, l = 0, acc = 0
 //   per tile of kTile keys of the item's split:
-//     pass 1: S = scale·q·kᵀ, each K row dequantized once for all rows   (ScoreTile<K storage>;
+//     pass 1: S = (scale·q)·kᵀ, each K row dequantized once for all rows (ScoreTile<K storage>;
 //             per-channel K: ScoreTileChannel, q∘scale formed once per token group)
 //     pass 2: causal mask on tiles that cross the diagonal
 //     pass 3: online softmax (vector exp)                                 (SoftmaxTile)
@@ -182,6 +182,9 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     const int64_t h = hk * p.group + r / nq, i = q0 + r % nq;
     float* qr = q + r * t.dkp;
     LoadIoRow(p.io_dtype, p.q, p.qs.at(b, h, i, 0), p.qs.d, p.Dk, qr);
+    // The scale is folded into q once (as PyTorch's math path does), so a q·k
+    // that overflows fp32 but is scaled back into range stays finite.
+    for (int64_t d = 0; d < p.Dk; ++d) qr[d] *= p.scale;
     std::fill(qr + p.Dk, qr + t.dkp, 0.0f);
     std::fill(acc + r * t.dvp, acc + (r + 1) * t.dvp, 0.0f);
     m[r] = -inf;
@@ -212,11 +215,11 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     }
     // pass 1
     if (!kv.k_per_channel) {
-      score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, p.scale, s, tk);
+      score_tile(p.kv.kf, krows, cols, q, rows, t.dkp, 1.0f, s, tk);
     } else if (kv.kf.storage == KvStorage::kInt4) {
-      ScoreTileChannel<KvStorage::kInt4>(p.Dk, krows, kparams, cols, q, rows, t.dkp, p.scale, s, scratch + t.qs_off);
+      ScoreTileChannel<KvStorage::kInt4>(p.Dk, krows, kparams, cols, q, rows, t.dkp, 1.0f, s, scratch + t.qs_off);
     } else {
-      ScoreTileChannel<KvStorage::kInt8>(p.Dk, krows, kparams, cols, q, rows, t.dkp, p.scale, s, scratch + t.qs_off);
+      ScoreTileChannel<KvStorage::kInt8>(p.Dk, krows, kparams, cols, q, rows, t.dkp, 1.0f, s, scratch + t.qs_off);
     }
     for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kTile + cols, s + (r + 1) * kTile, -inf);
     // pass 2: the explicit mask, then causal on tiles crossing the first row's diagonal.

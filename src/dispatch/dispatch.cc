@@ -26,8 +26,8 @@ std::string check_float32(const Problem& p) {
   return p.dtype == DType::kFloat32 ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend computes in float32 only";
 }
 
-// Flash widens float16 / bfloat16 tiles as it packs them and computes in float32.
-std::string check_flash_dtype(const Problem& p) {
+// Flash and decode widen float16 / bfloat16 as they pack tiles and rows, and compute in float32.
+std::string check_float32_or_half(const Problem& p) {
   const bool ok = p.dtype == DType::kFloat32 || p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16;
   return ok ? "" : std::string("dtype is ") + dtype_name(p.dtype) + "; this backend takes float32, float16 or bfloat16";
 }
@@ -64,10 +64,6 @@ std::string check_few_query_rows(const Problem& p) {
          std::to_string(kernels::kDecodeMaxQueryRows) + " (flash tiles serve longer query blocks)";
 }
 
-std::string check_decode_dtype(const Problem& p) {
-  if (p.dtype == DType::kFloat32 || p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16) return "";
-  return std::string("dtype is ") + dtype_name(p.dtype) + "; decode reads float32, float16 or bfloat16";
-}
 
 // The decode kernel loads each K/V row as consecutive elements.
 std::string check_rows_contiguous(const Problem& p) {
@@ -87,9 +83,9 @@ const std::vector<Check>& checks_for(Backend backend) {
                                            {"no_flex_mods", check_no_flex},
                                            {"exact_precision", check_exact_precision}};
   static const std::vector<Check> kFlash = {{"no_kv_cache", check_no_kv_cache},
-                                            {"dtype_float32_or_half", check_flash_dtype}};
+                                            {"dtype_float32_or_half", check_float32_or_half}};
   static const std::vector<Check> kDecode = {{"few_query_rows", check_few_query_rows},
-                                             {"dtype_float32_or_half", check_decode_dtype},
+                                             {"dtype_float32_or_half", check_float32_or_half},
                                              {"no_flex_mods", check_no_flex},
                                              {"rows_contiguous", check_rows_contiguous},
                                              {"exact_precision", check_exact_precision}};

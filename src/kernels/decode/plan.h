@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/decode/decode.h"
+#include "support/half.h"
 
 namespace goldilocks::kernels {
 
@@ -20,28 +21,12 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // n elements base[at + e·step] of the call's q dtype (f32, f16, bf16) into dst
 // as float: queries are widened once, when an item packs them.
 inline void LoadIoRow(DType dtype, const void* base, int64_t at, int64_t step, int64_t n, float* dst) {
-  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
-    const auto* x = static_cast<const uint16_t*>(base) + at;
-    for (int64_t e = 0; e < n; ++e) {
-      dst[e] = dtype == DType::kFloat16 ? quant::half_to_float(x[e * step]) : quant::bfloat16_to_float(x[e * step]);
-    }
-    return;
-  }
-  const auto* x = static_cast<const float*>(base) + at;
-  for (int64_t e = 0; e < n; ++e) dst[e] = x[e * step];
+  for (int64_t e = 0; e < n; ++e) dst[e] = support::load_as_float(base, dtype, at + e * step);
 }
 
 // The inverse for out rows (f16/bf16 round to nearest even).
 inline void StoreIoRow(const float* src, int64_t n, DType dtype, void* base, int64_t at, int64_t step) {
-  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
-    auto* x = static_cast<uint16_t*>(base) + at;
-    for (int64_t e = 0; e < n; ++e) {
-      x[e * step] = dtype == DType::kFloat16 ? quant::float_to_half(src[e]) : quant::float_to_bfloat16(src[e]);
-    }
-    return;
-  }
-  auto* x = static_cast<float*>(base) + at;
-  for (int64_t e = 0; e < n; ++e) x[e * step] = src[e];
+  for (int64_t e = 0; e < n; ++e) support::store_from_float(base, dtype, at + e * step, src[e]);
 }
 
 // Scratch layout of one thread and the item decomposition; shared by every ISA.

@@ -40,8 +40,10 @@ struct DensePolicy {
         bool shown;
         if constexpr (kMask == MaskKind::kBool) {
           shown = static_cast<const uint8_t*>(p.mask)[at + c * p.ms.d] != 0;
-        } else {
+        } else if (p.mask_dtype == DType::kFloat32) {
           shown = static_cast<const float*>(p.mask)[at + c * p.ms.d] != kNegInf;
+        } else {  // f16/bf16 additive mask: widen, as mask_allows does
+          shown = support::load_as_float(p.mask, p.mask_dtype, at + c * p.ms.d) != kNegInf;
         }
         any_shown |= shown;
         any_hidden |= !shown;

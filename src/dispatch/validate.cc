@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "goldilocks/flex.h"
@@ -95,6 +96,28 @@ Status check_no_self_overlap(const char* name, const View& v) {
       return InvalidArgument(std::string(name) + ": stride[" + std::to_string(i) +
                              "] is 0 with size > 1, so elements overlap; pass a buffer with distinct elements");
     }
+  }
+  // Nonzero strides can alias too ((2, 3) with strides (1, 1)): written in parallel, such
+  // an output would depend on the thread schedule. Sufficient for distinct elements:
+  // with the dims of size > 1 sorted by |stride|, each stride exceeds the span of the
+  // smaller ones (every dense or sliced layout passes; extents were checked before, so
+  // nothing here overflows).
+  int order[kMaxRank];
+  int n = 0;
+  for (int i = 0; i < v.rank; ++i) {
+    if (v.shape[i] > 1) order[n++] = i;
+  }
+  std::stable_sort(order, order + n, [&](int a, int b) { return std::abs(v.stride[a]) < std::abs(v.stride[b]); });
+  int64_t span = 0;  // elements reached by the smaller dims, minus one
+  for (int k = 0; k < n; ++k) {
+    const int i = order[k];
+    if (std::abs(v.stride[i]) <= span) {
+      return InvalidArgument(std::string(name) + ": stride[" + std::to_string(i) + "] = " +
+                             std::to_string(v.stride[i]) +
+                             " makes elements overlap (it does not step past the smaller dims' span of " +
+                             std::to_string(span) + "); pass a buffer with distinct elements, e.g. a contiguous one");
+    }
+    span += std::abs(v.stride[i]) * (v.shape[i] - 1);
   }
   return Status::Ok();
 }

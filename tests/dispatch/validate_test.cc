@@ -111,6 +111,13 @@ const BadCase kBadCases[] = {
      "lse: overlaps out"},
     {"out_stride_zero", [](Fixture&, AttentionParams& p) { p.out.stride[2] = 0; }, StatusCode::kInvalidArgument,
      "out: stride[2] is 0"},
+    // Nonzero strides that alias: row i+1 starts at element 2 of row i (found by libFuzzer).
+    {"out_strides_alias", [](Fixture&, AttentionParams& p) { p.out.stride[2] = 2; }, StatusCode::kInvalidArgument,
+     "out: stride[2] = 2 makes elements overlap"},
+    {"out_strides_alias_negative", [](Fixture&, AttentionParams& p) { p.out.stride[1] = -7; },
+     StatusCode::kInvalidArgument, "out: stride[1] = -7 makes elements overlap"},
+    {"lse_strides_alias", [](Fixture&, AttentionParams& p) { p.lse.stride[1] = 3; }, StatusCode::kInvalidArgument,
+     "lse: stride[1] = 3 makes elements overlap"},
     {"lse_shape", [](Fixture&, AttentionParams& p) { p.lse.shape[2] = 4; }, StatusCode::kInvalidArgument, "lse.shape[2]"},
     {"lse_dtype", [](Fixture&, AttentionParams& p) { p.lse.dtype = DType::kFloat64; }, StatusCode::kInvalidArgument,
      "lse: dtype float64"},

@@ -273,8 +273,18 @@ void fuzz_attention(FuzzedDataProvider& fdp) {
     std::fprintf(stderr, "backend %s isa %d threads %d block %lld x %lld scale %g dtype %s\n",
                  gl::backend_name(p.backend), static_cast<int>(p.isa), p.num_threads, static_cast<long long>(p.block_q),
                  static_cast<long long>(p.block_k), p.scale.value_or(-1.0), gl::dtype_name(q.dtype));
-    for (const auto& [name, t] : {std::pair<const char*, const Operand*>{"q", &q}, {"k", &k}, {"v", &v}}) {
-      std::fprintf(stderr, "%s:", name);
+    for (const auto& [name, t] : {std::pair<const char*, const Operand*>{"q", &q}, {"k", &k}, {"v", &v},
+                                  {"mask", mask.get()}, {"out", &o.out}}) {
+      if (t == nullptr) continue;
+      std::fprintf(stderr, "%s (shape", name);
+      for (const int64_t n : t->shape) std::fprintf(stderr, " %lld", static_cast<long long>(n));
+      std::fprintf(stderr, ", strides");
+      for (const int64_t st : t->stride) std::fprintf(stderr, " %lld", static_cast<long long>(st));
+      std::fprintf(stderr, "):");
+      if (t == &o.out) {
+        std::fprintf(stderr, "\n");
+        continue;
+      }
       int64_t idx[4] = {0, 0, 0, 0};
       for (int64_t n = 0; n < t->numel(); ++n) {
         int64_t r = n;
@@ -305,7 +315,11 @@ void fuzz_attention(FuzzedDataProvider& fdp) {
   std::string mismatch;
   const double err = max_error(o.out, oracle.out, &mismatch);
   if (!mismatch.empty()) {
-    fail("NaN/Inf positions differ from the oracle (backend " + std::string(gl::backend_name(gl::explain(p).chosen)) +
+    gl::AttentionParams pv = p;  // explain sees the call's views, as attention() did
+    pv.q = q.view<gl::TensorView>(), pv.k = k.view<gl::TensorView>(), pv.v = v.view<gl::TensorView>();
+    pv.out = o.out.view<gl::MutableTensorView>();
+    if (mask) pv.mask = mask->view<gl::TensorView>();
+    fail("NaN/Inf positions differ from the oracle (backend " + std::string(gl::backend_name(gl::explain(pv).chosen)) +
          ", B" + std::to_string(B) + " Hq" + std::to_string(Hq) + " Hkv" + std::to_string(Hkv) + " Nq" +
          std::to_string(Nq) + " Nk" + std::to_string(Nk) + " Dk" + std::to_string(Dk) + " Dv" + std::to_string(Dv) +
          " causal " + gl::causal_align_name(p.causal) + " mask " + std::to_string(mask_kind) + "): " + mismatch);

@@ -184,5 +184,34 @@ TEST(ReliabilityEmpty, EmptyViewsWithZeroStridesAreAccepted) {
   }
 }
 
+
+// libFuzzer: Dk = 0 (q and k empty), bottom-right causal, a bool mask hiding
+// every key: each row sees no key, so out is 0; decode gave NaN.
+TEST(ReliabilityEmpty, EmptyHeadDimWithEveryKeyMaskedGivesZero) {
+  const float v[3] = {3.96875f, -0.53125f, -0.78125f};
+  const bool hidden = false;
+  for (Variant var : all_variants()) {
+    for (int threads : {1, 3}) {
+      SCOPED_TRACE(variant_name(var) + " threads " + std::to_string(threads));
+      std::vector<float> out(2 * 2 * 3, 7.0f);
+      AttentionParams p;
+      p.q = expanded<TensorView>(static_cast<const float*>(nullptr), {1, 2, 2, 0});
+      p.k = expanded<TensorView>(static_cast<const float*>(nullptr), {1, 1, 1, 0});
+      p.v = make_view(v, {1, 1, 1, 3});
+      p.out = make_mutable_view(out.data(), {1, 2, 2, 3});
+      TensorView m = expanded<TensorView>(&hidden, {1, 1, 1, 1});
+      m.dtype = DType::kBool;
+      p.mask = m;
+      p.causal = CausalAlign::kBottomRight;
+      p.backend = var.backend;
+      p.isa = var.isa;
+      p.num_threads = threads;
+      const Status s = attention(p);
+      ASSERT_TRUE(s.ok()) << s.to_string();
+      for (float x : out) EXPECT_EQ(x, 0.0f);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace goldilocks::testing

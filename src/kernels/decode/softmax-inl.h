@@ -31,10 +31,11 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const VF pos_inf = hn::Set(df, inf), neg_inf = hn::Set(df, -inf);
   VF vmax = neg_inf;
-  bool poisoned = false;
+  bool poisoned = false, any_visible = false;
   for (int64_t c = 0; c < kTile; c += N) {
     const VF x = hn::Load(df, s + c);
     poisoned |= !hn::AllTrue(df, hn::Lt(x, pos_inf));  // NaN or +inf
+    any_visible |= !hn::AllTrue(df, hn::Eq(x, neg_inf));
     vmax = hn::Max(vmax, x);
   }
   if (poisoned || std::isnan(*m)) {
@@ -43,7 +44,10 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
     *l = std::numeric_limits<float>::quiet_NaN();
     return;
   }
-  const float m_new = std::max(*m, hn::GetLane(hn::MaxOfLanes(df, vmax)));
+  // "Nothing visible" is decided by the scores themselves, not by the reduced
+  // max: some targets' MaxOfLanes (clang's portable build) yield -FLT_MAX for
+  // an all -inf vector, which read as a visible key made the row 0/0 = NaN.
+  const float m_new = any_visible ? std::max(*m, hn::GetLane(hn::MaxOfLanes(df, vmax))) : *m;
   if (m_new == -inf) {  // nothing visible yet
     for (int64_t c = 0; c < kTile; c += N) hn::Store(hn::Set(df, kMaskedP), df, s + c);
     return;

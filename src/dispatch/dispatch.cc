@@ -179,11 +179,17 @@ Status run_backend(Backend backend, const Problem& p) {
     case Backend::kReference:
       return kernels::run_reference(p);
     case Backend::kMath:
-      return kernels::run_math(p);
     case Backend::kFlash:
-      return p.flex ? kernels::run_flash_flex(p) : kernels::run_flash(p);
-    case Backend::kDecode:
-      return kernels::run_decode(p);
+    case Backend::kDecode: {
+      // The fp32 kernels. A row they made non-finite where the exact answer may be
+      // finite (an overflowed accumulator, 0·Inf from an underflowed weight) is redone exactly.
+      const Status s = backend == Backend::kMath     ? kernels::run_math(p)
+                       : backend == Backend::kDecode ? kernels::run_decode(p)
+                       : p.flex                      ? kernels::run_flash_flex(p)
+                                                     : kernels::run_flash(p);
+      if (s.ok()) kernels::recompute_nonfinite_rows(p);
+      return s;
+    }
     case Backend::kAuto:
       break;
   }

@@ -107,4 +107,22 @@ Status run_reference(const Problem& p) {
   return Status::Ok();
 }
 
+void recompute_nonfinite_rows(const Problem& p) {
+  if (p.cache != nullptr || p.Dv == 0) return;
+  support::parallel_for(p.B * p.Hq, p.threads, [&](int64_t bh, int) {
+    const int64_t b = bh / p.Hq, h = bh % p.Hq;
+    std::vector<double> row;
+    for (int64_t i = 0; i < p.Nq; ++i) {
+      bool finite = true;
+      for (int64_t c = 0; c < p.Dv && finite; ++c) finite = std::isfinite(load(p.out, p.dtype, p.os.at(b, h, i, c)));
+      if (finite) continue;
+      row.resize(static_cast<size_t>(p.Dv));
+      double lse = 0.0;
+      reference_row(p, b, h, i, row.data(), &lse);
+      for (int64_t c = 0; c < p.Dv; ++c) store(p.out, p.dtype, p.os.at(b, h, i, c), row[c]);
+      if (p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sn] = static_cast<float>(lse);
+    }
+  });
+}
+
 }  // namespace goldilocks::kernels

@@ -221,8 +221,9 @@ TEST(MathBlas, NonFiniteValuesReachOnlyTheRowsThatAttendToThem) {
         const float got = dirty.out.at({0, h, i, c});
         if (i < 34) {
           ASSERT_TRUE(got == 0.0f && !std::signbit(got)) << "fully masked row " << i << " seed " << seed;
-        } else if (i < 34 + 5 || (c != 1 && c != 3)) {
-          // Rows before key 5 is visible, and the untouched columns: the same bits as without the poison.
+        } else if (i < 34 + 5) {
+          // Rows before key 5 is visible: the same bits as without the poison. (A row the
+          // poison reaches is non-finite, so it is recomputed exactly: the oracle check covers it.)
           ASSERT_EQ(0, std::memcmp(&got, &clean.out.at({0, h, i, c}), sizeof(float))) << i << "," << c;
         }
       }

@@ -25,6 +25,13 @@ View expanded(T* one, std::vector<int64_t> shape) {
   return v;
 }
 
+// The variants plus the decode kernel (few query rows), best and portable.
+std::vector<Variant> with_decode(std::vector<Variant> v) {
+  v.push_back({Backend::kDecode, IsaPreference::kBest});
+  v.push_back({Backend::kDecode, IsaPreference::kPortable});
+  return v;
+}
+
 class Reliability : public ::testing::TestWithParam<Variant> {};
 
 // Expanded views claiming 2^61 head dims or 2^61..2^62 keys: the call's work
@@ -190,7 +197,7 @@ TEST(ReliabilityEmpty, EmptyViewsWithZeroStridesAreAccepted) {
 TEST(ReliabilityEmpty, EmptyHeadDimWithEveryKeyMaskedGivesZero) {
   const float v[3] = {3.96875f, -0.53125f, -0.78125f};
   const bool hidden = false;
-  for (Variant var : all_variants()) {
+  for (Variant var : with_decode(all_variants())) {
     for (int threads : {1, 3}) {
       SCOPED_TRACE(variant_name(var) + " threads " + std::to_string(threads));
       std::vector<float> out(2 * 2 * 3, 7.0f);
@@ -210,6 +217,61 @@ TEST(ReliabilityEmpty, EmptyHeadDimWithEveryKeyMaskedGivesZero) {
       ASSERT_TRUE(s.ok()) << s.to_string();
       for (float x : out) EXPECT_EQ(x, 0.0f);
     }
+  }
+}
+
+
+// libFuzzer: values near FLT_MAX. The tiled kernels sum unnormalised weights
+// times v, 5 × 2e38 = Inf in fp32, where the answer (the mean, 2e38) is finite
+// and math and PyTorch give it. Such a row is redone exactly.
+TEST(ReliabilityRange, ValuesNearFloatMaxStayFinite) {
+  const int64_t Nq = 4, Nk = 5, D = 3;
+  std::vector<float> q(Nq * D), k(Nk * D, 0.0f), v(Nk * D), out(Nq * D), lse(Nq);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = 0.5f + 0.25f * static_cast<float>(i % 5);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 2e38f - 1e37f * static_cast<float>(i % 3);
+  for (Variant var : with_decode(all_variants())) {
+    SCOPED_TRACE(variant_name(var));
+    AttentionParams p;
+    p.q = make_view(q.data(), {1, 1, Nq, D});
+    p.k = make_view(k.data(), {1, 1, Nk, D});
+    p.v = make_view(v.data(), {1, 1, Nk, D});
+    p.out = make_mutable_view(out.data(), {1, 1, Nq, D});
+    p.lse = make_mutable_view(lse.data(), {1, 1, Nq});
+    p.backend = var.backend;
+    p.isa = var.isa;
+    ASSERT_TRUE(attention(p).ok());
+    for (int64_t i = 0; i < Nq; ++i) {
+      for (int64_t c = 0; c < D; ++c) {
+        double mean = 0;  // k = 0: equal weights
+        for (int64_t j = 0; j < Nk; ++j) mean += v[j * D + c] / double{Nk};
+        EXPECT_NEAR(out[i * D + c], mean, 1e-6 * mean) << "row " << i << " col " << c;
+      }
+      EXPECT_NEAR(lse[i], std::log(5.0), 1e-6);
+    }
+  }
+}
+
+// Python fuzzer seed 43708: an Inf in v at a key whose weight is exp(-355):
+// 1e-154 in fp64, 0 in fp32, so fp32 gave 0 · Inf = NaN where the exact answer is Inf.
+TEST(ReliabilityRange, InfInVAtAnUnderflowingWeightIsInfNotNaN) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float q[2] = {1.0f, 0.0f};
+  const float k[4] = {400.0f, 0.0f, 45.0f, 0.0f};  // scores (scale 1) 400 and 45: weight exp(-355)
+  const float v[4] = {1.0f, 2.0f, inf, 3.0f};
+  for (Variant var : with_decode(all_variants())) {
+    SCOPED_TRACE(variant_name(var));
+    float out[2] = {7.0f, 7.0f};
+    AttentionParams p;
+    p.q = make_view(q, {1, 1, 1, 2});
+    p.k = make_view(k, {1, 1, 2, 2});
+    p.v = make_view(v, {1, 1, 2, 2});
+    p.out = make_mutable_view(out, {1, 1, 1, 2});
+    p.scale = 1.0;
+    p.backend = var.backend;
+    p.isa = var.isa;
+    ASSERT_TRUE(attention(p).ok());
+    EXPECT_EQ(out[0], inf);
+    EXPECT_FLOAT_EQ(out[1], 2.0f);
   }
 }
 

@@ -135,7 +135,9 @@ Status run_math(const Problem& p) {
   const int64_t rb = std::min<int64_t>(kRowBlock, std::max<int64_t>(p.Nq, 1));
   const BlasView qv = blas_view(rb, p.Dk, p.qs.n, p.qs.d), kv = blas_view(p.Nk, p.Dk, p.ks.n, p.ks.d);
   const BlasView vv = blas_view(p.Nk, p.Dv, p.vs.n, p.vs.d), ov = blas_view(rb, p.Dv, p.os.n, p.os.d);
-  const bool blas_qk = blas && qv.ok && kv.ok;
+  // Scale 0: sgemm with alpha = 0 reads neither operand, so a NaN or Inf in q or k
+  // would not reach its score; the loop below folds the scale into q instead.
+  const bool blas_qk = blas && qv.ok && kv.ok && scale != 0.0f;
   // out is written by sgemm only as a plain row-major matrix (beta = 0 then
   // overwrites it; a transposed C has no such form).
   const bool blas_pv_layout = blas && vv.ok && ov.ok && !ov.trans;
@@ -214,8 +216,10 @@ Status run_math(const Problem& p) {
           float dot = 0.0f;
           const float* kj = kh + j * p.ks.n;
 #pragma omp simd reduction(+ : dot)
-          for (int64_t d = 0; d < p.Dk; ++d) dot += qi[d * p.qs.d] * kj[d * p.ks.d];
-          srow[j] = dot * scale + bias;
+          // The scale folded into q, as in flash: a q·k beyond fp32's range that the scale
+          // brings back stays finite, and a NaN or Inf in q or k poisons the score even at scale 0.
+          for (int64_t d = 0; d < p.Dk; ++d) dot += (qi[d * p.qs.d] * scale) * kj[d * p.ks.d];
+          srow[j] = dot + bias;
         }
       }
     }

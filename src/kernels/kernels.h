@@ -18,9 +18,11 @@ void reference_row(const Problem& p, int64_t b, int64_t h, int64_t i, double* ou
 // Rows of out holding Inf or NaN are recomputed by reference_row. In fp32 a
 // finite answer can come out non-finite: the tiled kernels sum unnormalised
 // weights times v, which overflows for |v| near FLT_MAX / Nk, and a weight that
-// underflows to 0 times an Inf in v is NaN where fp64 gives Inf. Such rows are
-// rare, so the check costs one read of out and the repair is exact. Dense
-// tensors only: over a KV cache p.k and p.v are not set.
+// underflows to 0 times an Inf in v is NaN where fp64 gives Inf; and a row whose
+// every visible score overflowed to -inf reads as fully masked (zeros), so a
+// zero row with a visible key is redone too. Such rows are rare, so the check
+// costs one read of out (and mask lookups for zero rows) and the repair is
+// exact. Dense tensors only: over a KV cache p.k and p.v are not set.
 void recompute_nonfinite_rows(const Problem& p);
 
 // fp32 standard SDPA: materialises [B, Hq, Nq, Nk] scores, softmax, then P·V.

@@ -109,13 +109,30 @@ Status run_reference(const Problem& p) {
 
 void recompute_nonfinite_rows(const Problem& p) {
   if (p.cache != nullptr || p.Dv == 0) return;
+  const FlexFns* flex = p.flex ? &p.flex->fns() : nullptr;
+  const FlexCall call{p.B, p.Hq, p.Nq, p.Nk};
+  // A row of zeros is what a fully masked row gives, and also what an fp32 kernel
+  // gives when every visible score overflowed to -inf (|q·k| beyond FLT_MAX, finite
+  // in fp64): such a row is redone when some key is visible (mask lookups only).
+  auto any_visible = [&](int64_t b, int64_t h, int64_t i) {
+    for (int64_t j = 0; j < p.Nk; ++j) {
+      double bias;
+      if (!p.mask_allows(b, h, i, j, &bias)) continue;
+      if (flex && flex->mask_at && !flex->mask_at(p.flex->state(), call, b, h, i, j)) continue;
+      return true;
+    }
+    return false;
+  };
   support::parallel_for(p.B * p.Hq, p.threads, [&](int64_t bh, int) {
     const int64_t b = bh / p.Hq, h = bh % p.Hq;
     std::vector<double> row;
     for (int64_t i = 0; i < p.Nq; ++i) {
-      bool finite = true;
-      for (int64_t c = 0; c < p.Dv && finite; ++c) finite = std::isfinite(load(p.out, p.dtype, p.os.at(b, h, i, c)));
-      if (finite) continue;
+      bool finite = true, zero = true;
+      for (int64_t c = 0; c < p.Dv && finite; ++c) {
+        const double x = load(p.out, p.dtype, p.os.at(b, h, i, c));
+        finite = std::isfinite(x), zero = zero && x == 0.0;
+      }
+      if (finite && !(zero && any_visible(b, h, i))) continue;
       row.resize(static_cast<size_t>(p.Dv));
       double lse = 0.0;
       reference_row(p, b, h, i, row.data(), &lse);

@@ -275,5 +275,25 @@ TEST(ReliabilityRange, InfInVAtAnUnderflowingWeightIsInfNotNaN) {
   }
 }
 
+
+// libFuzzer: q·k = -6.9e38 is finite in fp64 but -inf in fp32, where -inf means
+// "masked": the row's only key looked hidden and the row came out 0, not v.
+TEST(ReliabilityRange, ScoresOverflowingToMinusInfAreNotAMask) {
+  const float q[3] = {-4.0f, 3.96875f, -4.0f}, k[3] = {3.96875f, -400.0f, 3e38f}, v[3] = {-4.0f, -2.5f, 1.5f};
+  for (Variant var : with_decode(all_variants())) {
+    SCOPED_TRACE(variant_name(var));
+    float out[3] = {7.0f, 7.0f, 7.0f};
+    AttentionParams p;
+    p.q = make_view(q, {1, 1, 1, 3});
+    p.k = make_view(k, {1, 1, 1, 3});
+    p.v = make_view(v, {1, 1, 1, 3});
+    p.out = make_mutable_view(out, {1, 1, 1, 3});
+    p.backend = var.backend;
+    p.isa = var.isa;
+    ASSERT_TRUE(attention(p).ok());
+    for (int c = 0; c < 3; ++c) EXPECT_EQ(out[c], v[c]) << c;
+  }
+}
+
 }  // namespace
 }  // namespace goldilocks::testing

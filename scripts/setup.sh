@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   chromium  # headless browser for the HTML report render test
   clang-16 libclang-rt-16-dev libomp-16-dev  # the libFuzzer target (tests/fuzz): clang 16 (14 lacks x86 _Float16), its fuzzer runtime, OpenMP
   ccache    # scripts/test: the Python build reuses the Release objects
+  clang-format-16  # scripts/check-format (git-clang-format-16)
 )
 
 missing=()

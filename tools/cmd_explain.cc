@@ -1,7 +1,9 @@
 // goldilocks explain: which backend a call would use, and why each other
 // backend was or was not eligible.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <vector>
 
 #include "analysis/spec.h"
 #include "commands.h"
@@ -22,16 +24,16 @@ int explain_call(const analysis::CaseSpec& s, const std::string& backend_name, c
     std::fprintf(stderr, "error: --causal %s is not one of none, top_left, bottom_right\n", causal_name.c_str());
     return 2;
   }
-  // Explain needs only shapes: inputs point at one element with stride 0.
-  static const float dummy_in = 0.0f;
-  static float dummy_out = 0.0f;
+  // Explain needs only shapes. Inputs are one contiguous row repeated (stride 0
+  // except along the head dim), so row-layout checks see an ordinary tensor;
+  // out gets row-major strides from the end of that row: explain() only
+  // validates, so out's memory is never touched, and it overlaps no input.
+  std::vector<float> row(static_cast<size_t>(std::max<int64_t>({s.Dk, s.Dv, 1})) + 1, 0.0f);
   gl::AttentionParams p;
-  p.q = gl::make_strided_view(&dummy_in, gl::DType::kFloat32, {s.B, s.Hq, s.Nq, s.Dk}, {0, 0, 0, 0});
-  p.k = gl::make_strided_view(&dummy_in, gl::DType::kFloat32, {s.B, s.Hkv, s.Nk, s.Dk}, {0, 0, 0, 0});
-  p.v = gl::make_strided_view(&dummy_in, gl::DType::kFloat32, {s.B, s.Hkv, s.Nk, s.Dv}, {0, 0, 0, 0});
-  // explain() only validates and never touches data, but the output must
-  // still look like distinct elements: give it row-major strides.
-  p.out = gl::make_strided_mutable_view(&dummy_out, gl::DType::kFloat32, {s.B, s.Hq, s.Nq, s.Dv},
+  p.q = gl::make_strided_view(row.data(), gl::DType::kFloat32, {s.B, s.Hq, s.Nq, s.Dk}, {0, 0, 0, 1});
+  p.k = gl::make_strided_view(row.data(), gl::DType::kFloat32, {s.B, s.Hkv, s.Nk, s.Dk}, {0, 0, 0, 1});
+  p.v = gl::make_strided_view(row.data(), gl::DType::kFloat32, {s.B, s.Hkv, s.Nk, s.Dv}, {0, 0, 0, 1});
+  p.out = gl::make_strided_mutable_view(row.data() + row.size(), gl::DType::kFloat32, {s.B, s.Hq, s.Nq, s.Dv},
                                         {s.Hq * s.Nq * s.Dv, s.Nq * s.Dv, s.Dv, 1});
   p.causal = causal;
   p.backend = backend;

@@ -13,8 +13,8 @@
 
 #include "analysis/peak.h"
 #include "commands.h"
+#include "goldilocks/attention.h"
 #include "goldilocks/kv_cache.h"
-#include "kernels/decode/decode.h"
 #include "kv_options.h"
 #include "support/memory.h"
 
@@ -170,7 +170,7 @@ int run(const Options& o, int threads) {
         }
         if (st == gl::KvStorage::kFloat16) ratio[1] = med;
         if (st == gl::KvStorage::kInt8 && !channel) ratio[2] = med;
-        const int64_t splits = gl::kernels::choose_decode_splits(o.batch, hkv, o.nk, 0);
+        const int64_t splits = gl::explain(p).kv_splits;
         std::printf("%-7s %4lld %6lld %10.1f %10.3f %11.3f %9.2f %8.1f%% %7s %7lld %9s\n", label.c_str(),
                     (long long)hkv, (long long)splits, bytes / (1 << 20), med * 1e3, target * 1e3, bytes / med / 1e9,
                     100.0 * bytes / med / bw, med <= target ? "met" : "MISSED", (long long)allocs, rel);

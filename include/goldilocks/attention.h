@@ -132,6 +132,7 @@ struct Explanation {
   std::string isa;                // instruction set the chosen backend would use
   std::string reason;             // one line: why `chosen` was picked
   std::vector<BackendVerdict> verdicts;
+  int64_t kv_splits = 0;  // decode: chunks each sequence's keys are split into (0 otherwise)
   std::string to_string() const;
 };
 

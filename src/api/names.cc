@@ -114,6 +114,7 @@ std::string Explanation::to_string() const {
   if (validation.ok()) {
     s += std::string("chosen: ") + backend_name(chosen) + (isa.empty() ? "" : " (isa " + isa + ")") + "\n";
     s += "why: " + reason + "\n";
+    if (kv_splits > 0) s += "kv splits: " + std::to_string(kv_splits) + "\n";
   }
   return s;
 }

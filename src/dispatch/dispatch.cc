@@ -213,6 +213,7 @@ Explanation explain(const AttentionParams& params) {
     return e;
   }
   e.isa = isa_for(e.chosen, p);
+  if (e.chosen == Backend::kDecode) e.kv_splits = kernels::decode_splits(p);
   return e;
 }
 

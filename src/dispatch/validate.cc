@@ -9,9 +9,14 @@
 
 #include "goldilocks/flex.h"
 #include "kv_cache/kv_cache_state.h"
+#include "support/checked.h"
 #include "support/memory.h"
 
 namespace goldilocks::dispatch {
+
+using support::checked_add;
+using support::checked_mul;
+
 namespace {
 
 using kernels::MaskKind;
@@ -112,8 +117,8 @@ Status check_no_self_overlap(const char* name, const View& v) {
   for (int k = 0; k < n; ++k) {
     const int i = order[k];
     if (std::abs(v.stride[i]) <= span) {
-      return InvalidArgument(std::string(name) + ": stride[" + std::to_string(i) + "] = " +
-                             std::to_string(v.stride[i]) +
+      return InvalidArgument(std::string(name) + ": stride[" + std::to_string(i) +
+                             "] = " + std::to_string(v.stride[i]) +
                              " makes elements overlap (it does not step past the smaller dims' span of " +
                              std::to_string(span) + "); pass a buffer with distinct elements, e.g. a contiguous one");
     }
@@ -157,9 +162,6 @@ Status check_work(int64_t B, int64_t Hq, int64_t Nq, int64_t Nk, int64_t Dk, int
 Strides4 strides_of(const int64_t* s) { return Strides4{s[0], s[1], s[2], s[3]}; }
 
 }  // namespace
-
-bool checked_mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
-bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
 
 namespace {
 

@@ -4,14 +4,12 @@
 #include <cstring>
 
 #include "distributed/common.h"
+#include "support/checked.h"
 
 namespace goldilocks {
 namespace distributed_detail {
 
-bool checked_mul(int64_t a, int64_t b, int64_t* out) {
-  if (a < 0 || b < 0) return false;
-  return !__builtin_mul_overflow(a, b, out);
-}
+bool checked_mul(int64_t a, int64_t b, int64_t* out) { return a >= 0 && b >= 0 && support::checked_mul(a, b, out); }
 
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0 ? 1 : 0); }

@@ -4,6 +4,8 @@
 //
 // q is (B,Hq,Nq,Dk), k is (B,Hkv,Nk,Dk), v is (B,Hkv,Nk,Dv), out is (B,Hq,Nq,Dv).
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -123,14 +125,29 @@ void recompute_nonfinite_rows(const Problem& p) {
     }
     return false;
   };
-  support::parallel_for(p.B * p.Hq, p.threads, [&](int64_t bh, int) {
+  // A decode step's out is a few thousand floats: one thread reads it faster than a team wakes.
+  const int threads = p.B * p.Hq * p.Nq * p.Dv > (int64_t{1} << 16) ? p.threads : 1;
+  support::parallel_for(p.B * p.Hq, threads, [&](int64_t bh, int) {
     const int64_t b = bh / p.Hq, h = bh % p.Hq;
     std::vector<double> row;
     for (int64_t i = 0; i < p.Nq; ++i) {
       bool finite = true, zero = true;
-      for (int64_t c = 0; c < p.Dv && finite; ++c) {
-        const double x = load(p.out, p.dtype, p.os.at(b, h, i, c));
-        finite = std::isfinite(x), zero = zero && x == 0.0;
+      if (p.dtype == DType::kFloat32 && p.os.d == 1) {
+        // The common case as bit tests the compiler vectorises: exponent all ones, or no bits but the sign.
+        const float* r = static_cast<const float*>(p.out) + p.os.at(b, h, i, 0);
+        uint32_t nonfinite = 0, nonzero = 0;
+        for (int64_t c = 0; c < p.Dv; ++c) {
+          uint32_t u;
+          std::memcpy(&u, r + c, sizeof(u));
+          nonfinite |= (u & 0x7f800000u) + 0x00800000u;  // bit 31 set iff the exponent is all ones
+          nonzero |= u & 0x7fffffffu;
+        }
+        finite = (nonfinite >> 31) == 0, zero = nonzero == 0;
+      } else {
+        for (int64_t c = 0; c < p.Dv && finite; ++c) {
+          const double x = load(p.out, p.dtype, p.os.at(b, h, i, c));
+          finite = std::isfinite(x), zero = zero && x == 0.0;
+        }
       }
       if (finite && !(zero && any_visible(b, h, i))) continue;
       row.resize(static_cast<size_t>(p.Dv));

@@ -6,16 +6,16 @@
 #include <cstring>
 #include <string>
 
-#include "dispatch/validate.h"
 #include "kv_cache/kv_attention.h"
 #include "kv_cache/kv_cache_state.h"
 #include "quant/channel_group.h"
+#include "support/checked.h"
 
 namespace goldilocks {
 namespace {
 
-using dispatch::checked_add;
-using dispatch::checked_mul;
+using support::checked_add;
+using support::checked_mul;
 
 std::string num(int64_t x) { return std::to_string(x); }
 

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <vector>
 
-#include "dispatch/validate.h"
 #include "goldilocks/flex.h"
+#include "support/checked.h"
 #include "support/threading.h"
 
 namespace goldilocks {
@@ -79,7 +79,7 @@ Status BlockMask::build(const FlexMods& mods, int64_t batch, int64_t heads, int6
   m.deps_head_ = mods.deps().head;
   const int64_t stored_b = m.deps_batch_ ? batch : 1, stored_h = m.deps_head_ ? heads : 1;
   int64_t n = 0;
-  if (!dispatch::checked_mul(stored_b * stored_h, m.q_blocks_ * m.k_blocks_, &n)) {
+  if (!support::checked_mul(stored_b * stored_h, m.q_blocks_ * m.k_blocks_, &n)) {
     return InvalidArgument("block_mask: the number of blocks overflows int64; use larger blocks");
   }
   m.kinds_.assign(static_cast<size_t>(n), static_cast<uint8_t>(FlexBlock::kEmpty));

@@ -39,30 +39,41 @@ void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 const BadCase kBadCases[] = {
     {"q_rank", [](Fixture&, AttentionParams& p) { p.q.rank = 3; }, StatusCode::kInvalidArgument, "q: expected rank 4"},
-    {"k_missing", [](Fixture&, AttentionParams& p) { p.k = TensorView{}; }, StatusCode::kInvalidArgument, "k: expected rank 4"},
-    {"out_rank5", [](Fixture& f, AttentionParams& p) { p.out = make_mutable_view(f.out.storage.data(), {1, 2, 4, 5, 6}); },
+    {"k_missing", [](Fixture&, AttentionParams& p) { p.k = TensorView{}; }, StatusCode::kInvalidArgument,
+     "k: expected rank 4"},
+    {"out_rank5",
+     [](Fixture& f, AttentionParams& p) {
+       p.out = make_mutable_view(f.out.storage.data(), {1, 2, 4, 5, 6});
+     },
      StatusCode::kInvalidArgument, "out: expected rank 4"},
-    {"negative_size", [](Fixture&, AttentionParams& p) { p.q.shape[2] = -1; }, StatusCode::kInvalidArgument, "q: shape"},
+    {"negative_size", [](Fixture&, AttentionParams& p) { p.q.shape[2] = -1; }, StatusCode::kInvalidArgument,
+     "q: shape"},
     {"overflowing_size",
      [](Fixture&, AttentionParams& p) {
        p.k.shape[2] = INT64_MAX / 2;
        p.v.shape[2] = INT64_MAX / 2;
      },
      StatusCode::kInvalidArgument, "k: shape"},
-    {"overflowing_stride", [](Fixture&, AttentionParams& p) { p.v.stride[0] = INT64_MAX / 2; }, StatusCode::kInvalidArgument,
-     "v: strides overflow"},
-    {"null_q", [](Fixture&, AttentionParams& p) { p.q.data = nullptr; }, StatusCode::kInvalidArgument, "q: data is null"},
+    {"overflowing_stride", [](Fixture&, AttentionParams& p) { p.v.stride[0] = INT64_MAX / 2; },
+     StatusCode::kInvalidArgument, "v: strides overflow"},
+    {"null_q", [](Fixture&, AttentionParams& p) { p.q.data = nullptr; }, StatusCode::kInvalidArgument,
+     "q: data is null"},
     {"null_mask",
      [](Fixture& f, AttentionParams& p) {
        p.mask = f.mask.view();
        p.mask.data = nullptr;
      },
      StatusCode::kInvalidArgument, "mask: data is null"},
-    {"batch_mismatch", [](Fixture&, AttentionParams& p) { p.k.shape[0] = 1; }, StatusCode::kInvalidArgument, "k.shape[0]"},
-    {"head_dim_mismatch", [](Fixture&, AttentionParams& p) { p.k.shape[3] = 4; }, StatusCode::kInvalidArgument, "k.shape[3]"},
-    {"kv_len_mismatch", [](Fixture&, AttentionParams& p) { p.v.shape[2] = 6; }, StatusCode::kInvalidArgument, "v.shape[2]"},
-    {"kv_heads_mismatch", [](Fixture&, AttentionParams& p) { p.v.shape[1] = 1; }, StatusCode::kInvalidArgument, "v.shape[1]"},
-    {"out_shape", [](Fixture&, AttentionParams& p) { p.out.shape[3] = 5; }, StatusCode::kInvalidArgument, "out.shape[3]"},
+    {"batch_mismatch", [](Fixture&, AttentionParams& p) { p.k.shape[0] = 1; }, StatusCode::kInvalidArgument,
+     "k.shape[0]"},
+    {"head_dim_mismatch", [](Fixture&, AttentionParams& p) { p.k.shape[3] = 4; }, StatusCode::kInvalidArgument,
+     "k.shape[3]"},
+    {"kv_len_mismatch", [](Fixture&, AttentionParams& p) { p.v.shape[2] = 6; }, StatusCode::kInvalidArgument,
+     "v.shape[2]"},
+    {"kv_heads_mismatch", [](Fixture&, AttentionParams& p) { p.v.shape[1] = 1; }, StatusCode::kInvalidArgument,
+     "v.shape[1]"},
+    {"out_shape", [](Fixture&, AttentionParams& p) { p.out.shape[3] = 5; }, StatusCode::kInvalidArgument,
+     "out.shape[3]"},
     {"gqa_ratio",
      [](Fixture&, AttentionParams& p) {
        p.k.shape[1] = 3;
@@ -76,10 +87,14 @@ const BadCase kBadCases[] = {
      },
      StatusCode::kInvalidArgument, "mask: shape [3, 7] does not broadcast"},
     {"mask_batch_not_broadcastable",
-     [](Fixture& f, AttentionParams& p) { p.mask = make_view(f.mask.storage.data(), DType::kBool, {3, 1, 1, 7}); },
+     [](Fixture& f, AttentionParams& p) {
+       p.mask = make_view(f.mask.storage.data(), DType::kBool, {3, 1, 1, 7});
+     },
      StatusCode::kInvalidArgument, "mask: shape [3, 1, 1, 7]"},
     {"mask_rank5",
-     [](Fixture& f, AttentionParams& p) { p.mask = make_view(f.mask.storage.data(), DType::kBool, {1, 1, 1, 5, 7}); },
+     [](Fixture& f, AttentionParams& p) {
+       p.mask = make_view(f.mask.storage.data(), DType::kBool, {1, 1, 1, 5, 7});
+     },
      StatusCode::kInvalidArgument, "mask: rank 5"},
     {"mask_dtype",
      [](Fixture& f, AttentionParams& p) {
@@ -118,7 +133,8 @@ const BadCase kBadCases[] = {
      StatusCode::kInvalidArgument, "out: stride[1] = -7 makes elements overlap"},
     {"lse_strides_alias", [](Fixture&, AttentionParams& p) { p.lse.stride[1] = 3; }, StatusCode::kInvalidArgument,
      "lse: stride[1] = 3 makes elements overlap"},
-    {"lse_shape", [](Fixture&, AttentionParams& p) { p.lse.shape[2] = 4; }, StatusCode::kInvalidArgument, "lse.shape[2]"},
+    {"lse_shape", [](Fixture&, AttentionParams& p) { p.lse.shape[2] = 4; }, StatusCode::kInvalidArgument,
+     "lse.shape[2]"},
     {"lse_dtype", [](Fixture&, AttentionParams& p) { p.lse.dtype = DType::kFloat64; }, StatusCode::kInvalidArgument,
      "lse: dtype float64"},
     {"scale_nan", [](Fixture&, AttentionParams& p) { p.scale = NAN; }, StatusCode::kInvalidArgument, "scale:"},

@@ -273,8 +273,11 @@ void fuzz_attention(FuzzedDataProvider& fdp) {
     std::fprintf(stderr, "backend %s isa %d threads %d block %lld x %lld scale %g dtype %s\n",
                  gl::backend_name(p.backend), static_cast<int>(p.isa), p.num_threads, static_cast<long long>(p.block_q),
                  static_cast<long long>(p.block_k), p.scale.value_or(-1.0), gl::dtype_name(q.dtype));
-    for (const auto& [name, t] : {std::pair<const char*, const Operand*>{"q", &q}, {"k", &k}, {"v", &v},
-                                  {"mask", mask.get()}, {"out", &o.out}}) {
+    for (const auto& [name, t] : {std::pair<const char*, const Operand*>{"q", &q},
+                                  {"k", &k},
+                                  {"v", &v},
+                                  {"mask", mask.get()},
+                                  {"out", &o.out}}) {
       if (t == nullptr) continue;
       std::fprintf(stderr, "%s (shape", name);
       for (const int64_t n : t->shape) std::fprintf(stderr, " %lld", static_cast<long long>(n));
@@ -474,8 +477,11 @@ void fuzz_kv_cache(FuzzedDataProvider& fdp) {
       if (std::getenv("GOLDILOCKS_FUZZ_DUMP")) {
         std::fprintf(stderr, "cache H %lld Hq %lld len %lld Dk %lld Dv %lld storage %d\n", (long long)H, (long long)Hq,
                      (long long)len, (long long)Dk, (long long)Dv, static_cast<int>(cfg.k_storage));
-        for (const auto& [name, t] : {std::pair<const char*, const std::vector<float>*>{"q", &q}, {"k", &kk},
-                                      {"v", &vv}, {"out", &out}, {"oracle", &want}}) {
+        for (const auto& [name, t] : {std::pair<const char*, const std::vector<float>*>{"q", &q},
+                                      {"k", &kk},
+                                      {"v", &vv},
+                                      {"out", &out},
+                                      {"oracle", &want}}) {
           std::fprintf(stderr, "%s:", name);
           for (float x : *t) std::fprintf(stderr, " %.9g", x);
           std::fprintf(stderr, "\n");
@@ -499,9 +505,9 @@ void fuzz_kv_cache(FuzzedDataProvider& fdp) {
       const double bound = 8 * std::ldexp(1.0, -24) * (1 + s_abs) * v_abs;
       for (size_t i = 0; i < out.size(); ++i) {
         if (!(std::abs(out[i] - want[i]) <= 1e-5 * (1.0 + std::abs(want[i])) + bound)) {
-          fail("attention over the cache differs from the oracle: out[" + std::to_string(i) + "] = " +
-               std::to_string(out[i]) + ", oracle " + std::to_string(want[i]) + " (len " + std::to_string(len) +
-               " Dk " + std::to_string(Dk) + " Nq " + std::to_string(Nq) + ")");
+          fail("attention over the cache differs from the oracle: out[" + std::to_string(i) +
+               "] = " + std::to_string(out[i]) + ", oracle " + std::to_string(want[i]) + " (len " +
+               std::to_string(len) + " Dk " + std::to_string(Dk) + " Nq " + std::to_string(Nq) + ")");
         }
       }
     }

@@ -253,7 +253,8 @@ TEST(DecodeDense, HalfDtypesMatchTheOracle) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
     for (const Shape& s : {Shape{1, 8, 2, 1, 301, 64, 64}, Shape{2, 4, 4, 3, 33, 17, 9}, Shape{1, 4, 1, 16, 0, 8, 8}}) {
       SCOPED_TRACE(describe(s) + " " + dtype_name(dtype));
-      Inputs in = random_inputs(s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.Dk, s.Dv, ++seed, static_cast<Layout>(seed % 4));
+      ++seed;  // its own statement: argument evaluation order is unspecified
+      Inputs in = random_inputs(s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.Dk, s.Dv, seed, static_cast<Layout>(seed % 4));
       if (s.Nk > 0 && seed % 2 == 0) {
         in.add_mask = random_additive_mask({s.Nq, s.Nk}, rng);
         in.has_add_mask = true;

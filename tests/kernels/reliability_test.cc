@@ -191,7 +191,6 @@ TEST(ReliabilityEmpty, EmptyViewsWithZeroStridesAreAccepted) {
   }
 }
 
-
 // libFuzzer: Dk = 0 (q and k empty), bottom-right causal, a bool mask hiding
 // every key: each row sees no key, so out is 0; decode gave NaN.
 TEST(ReliabilityEmpty, EmptyHeadDimWithEveryKeyMaskedGivesZero) {
@@ -219,7 +218,6 @@ TEST(ReliabilityEmpty, EmptyHeadDimWithEveryKeyMaskedGivesZero) {
     }
   }
 }
-
 
 // libFuzzer: values near FLT_MAX. The tiled kernels sum unnormalised weights
 // times v, 5 × 2e38 = Inf in fp32, where the answer (the mean, 2e38) is finite
@@ -274,7 +272,6 @@ TEST(ReliabilityRange, InfInVAtAnUnderflowingWeightIsInfNotNaN) {
     EXPECT_FLOAT_EQ(out[1], 2.0f);
   }
 }
-
 
 // libFuzzer: q·k = -6.9e38 is finite in fp64 but -inf in fp32, where -inf means
 // "masked": the row's only key looked hidden and the row came out 0, not v.

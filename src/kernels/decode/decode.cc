@@ -359,6 +359,13 @@ KvRows dense_kv_rows(const Problem& p) {
   return kv;
 }
 
+int64_t decode_splits(const Problem& p) {
+  int64_t max_len = p.cache ? 0 : p.Nk;
+  for (int64_t b = 0; p.cache && b < p.B; ++b) max_len = std::max(max_len, p.cache->length(b));
+  // Query rows hint at items already there (a prefill chunk over a cache).
+  return choose_decode_splits(p.B, p.Hkv * std::max<int64_t>(1, p.Nq), max_len, p.kv_splits);
+}
+
 Status run_decode(const Problem& p) {
   DecodeProblem d;
   d.B = p.B, d.Hq = p.Hq, d.Hkv = p.Hkv, d.group = p.group, d.Nq = p.Nq, d.Dk = p.Dk, d.Dv = p.Dv;
@@ -371,10 +378,7 @@ Status run_decode(const Problem& p) {
   d.threads = p.threads;
   d.force_portable = p.force_portable;
   d.kv = p.cache ? *p.cache : dense_kv_rows(p);
-  int64_t max_len = 0;
-  for (int64_t b = 0; b < p.B; ++b) max_len = std::max(max_len, d.kv.length(b));
-  // Query rows hint at items already there (a prefill chunk over a cache).
-  d.splits = choose_decode_splits(p.B, p.Hkv * std::max<int64_t>(1, p.Nq), max_len, p.kv_splits);
+  d.splits = decode_splits(p);
   if (p.cache_workspace) return run_decode(d, p.cache_workspace);
   // Plain tensors: each calling thread keeps its scratch for its next call, so
   // a generation loop allocates nothing per step; an unusually large one is

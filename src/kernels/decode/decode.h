@@ -95,6 +95,8 @@ inline constexpr int64_t kDecodeMaxQueryRows = 16;
 // items only), chunks of at least 256 keys. Depends only on
 // the shape, so the result is bitwise identical for any thread count.
 int64_t choose_decode_splits(int64_t B, int64_t Hkv, int64_t max_length, int64_t requested);
+// The split count run_decode uses for a validated problem (dense or over a cache).
+int64_t decode_splits(const Problem& p);
 
 // The KvRows of plain strided K/V tensors (Problem::k, Problem::v), whose rows
 // are consecutive elements (stride 1 along the head dim).

@@ -62,7 +62,8 @@ Status measure_sparsity(const AttentionParams& params, SparsityReport* report) {
   if (flex == nullptr) return InvalidArgument("flex: measure_sparsity needs params.flex or params.block_mask");
   kernels::Problem problem;
   GOLDILOCKS_RETURN_IF_ERROR(dispatch::validate(params, &problem));
-  if (problem.dtype != DType::kFloat32) return InvalidArgument("q: measure_sparsity runs the flash backend: use float32");
+  if (problem.dtype != DType::kFloat32)
+    return InvalidArgument("q: measure_sparsity runs the flash backend: use float32");
   const int64_t B = problem.B, H = problem.Hq, Nq = problem.Nq, Dv = problem.Dv;
 
   SparsityReport r;
@@ -79,7 +80,8 @@ Status measure_sparsity(const AttentionParams& params, SparsityReport* report) {
   masked.flex = flex;
   dense.flex = &dense_mods;
   dense.block_mask = nullptr;
-  for (auto [p, out, lse] : {std::tuple{&masked, &out_masked, &lse_masked}, std::tuple{&dense, &out_dense, &lse_dense}}) {
+  for (auto [p, out, lse] :
+       {std::tuple{&masked, &out_masked, &lse_masked}, std::tuple{&dense, &out_dense, &lse_dense}}) {
     p->backend = Backend::kFlash;
     p->out = make_mutable_view(out->data(), {B, H, Nq, Dv});
     p->lse = make_mutable_view(lse->data(), DType::kFloat32, {B, H, Nq});
@@ -91,7 +93,8 @@ Status measure_sparsity(const AttentionParams& params, SparsityReport* report) {
   int64_t rows = 0;
   for (size_t i = 0; i < lse_dense.size(); ++i) {
     if (!std::isfinite(lse_dense[i])) continue;
-    const double kept = std::isfinite(lse_masked[i]) ? std::exp(static_cast<double>(lse_masked[i]) - lse_dense[i]) : 0.0;
+    const double kept =
+        std::isfinite(lse_masked[i]) ? std::exp(static_cast<double>(lse_masked[i]) - lse_dense[i]) : 0.0;
     const double dropped = std::max(0.0, 1.0 - kept);
     dropped_sum += dropped;
     r.mass_dropped_max = std::max(r.mass_dropped_max, dropped);

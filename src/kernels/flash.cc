@@ -71,7 +71,7 @@ struct DensePolicy {
         if (!p.mask_allows(b, h, i0 + r, j0 + c, &bias)) {
           s[r * lds + c] = kNegInf;
         } else if constexpr (kMask == MaskKind::kAdditive) {
-          s[r * lds + c] += bias;
+          s[r * lds + c] = unmasked_score(s[r * lds + c] + bias);  // a finite bias: an overflow is no mask
         }
       }
     }

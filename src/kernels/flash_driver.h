@@ -349,6 +349,8 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       }
       // pass 3: score modifiers, then masks (after, so a mod cannot unmask).
       phase.next(support::Phase::kMask);
+      // Skipping a -inf key differs from weighing it 0 only when its V is not finite (rare: one scan then).
+      if (!v_all_finite) poison_unmasked_neg_inf(s, t.ldk, tr, tc);
       if constexpr (Policy::kScoreMod) policy.score_tile(s, t.ldk, b, h, ti, tr, tj, tc);
       if (kind == BlockKind::kPartial) policy.mask_tile(s, t.ldk, b, h, ti, tr, tj, tc);
       // pass 4: online softmax and P·V.

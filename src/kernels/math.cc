@@ -199,9 +199,11 @@ Status run_math(const Problem& p) {
           float* srow = sblk + r * p.Nk;
           for (int64_t j = 0; j < p.Nk; ++j) {
             float bias;
-            srow[j] = p.mask_allows(b, h, i0 + r, j, &bias) ? srow[j] + bias : kNegInf;
+            srow[j] = p.mask_allows(b, h, i0 + r, j, &bias) ? unmasked_score(srow[j] + bias) : kNegInf;
           }
         }
+      } else if (!blas_pv || dirty) {  // skipping a -inf key matters only when its V may be non-finite
+        poison_unmasked_neg_inf(sblk, p.Nk, rows, p.Nk);
       }
     } else {
       for (int64_t r = 0; r < rows; ++r) {
@@ -219,7 +221,7 @@ Status run_math(const Problem& p) {
           // The scale folded into q, as in flash: a q·k beyond fp32's range that the scale
           // brings back stays finite, and a NaN or Inf in q or k poisons the score even at scale 0.
           for (int64_t d = 0; d < p.Dk; ++d) dot += (qi[d * p.qs.d] * scale) * kj[d * p.ks.d];
-          srow[j] = dot + bias;
+          srow[j] = unmasked_score(dot + bias);
         }
       }
     }

@@ -107,4 +107,16 @@ struct Problem {
 
 inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// fp32 kernels read a score of -inf as "masked" and never multiply that key's
+// V. A -inf that no mask wrote (q·k or score + bias overflowed fp32, or q/k
+// hold an infinity) is not a mask: the fp64 oracle weighs such a key by
+// exp(-huge) = 0, and 0 times a non-finite V is NaN. Such scores become NaN,
+// so the row goes to the table's exact repair (recompute_nonfinite_rows),
+// which alone can tell the two apart.
+inline float unmasked_score(float s) { return s == kNegInf ? std::numeric_limits<float>::quiet_NaN() : s; }
+inline void poison_unmasked_neg_inf(float* s, int64_t lds, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) s[r * lds + c] = unmasked_score(s[r * lds + c]);
+}
+
 }  // namespace goldilocks::kernels

@@ -289,9 +289,10 @@ void fuzz_attention(FuzzedDataProvider& fdp) {
         continue;
       }
       int64_t idx[4] = {0, 0, 0, 0};
+      const int rank = static_cast<int>(t->shape.size());  // masks may have rank below 4
       for (int64_t n = 0; n < t->numel(); ++n) {
         int64_t r = n;
-        for (int d = 3; d >= 0; --d) idx[d] = r % t->shape[d], r /= t->shape[d];
+        for (int d = rank - 1; d >= 0; --d) idx[d] = r % t->shape[d], r /= t->shape[d];
         std::fprintf(stderr, " %g", t->get(idx));
       }
       std::fprintf(stderr, "\n");

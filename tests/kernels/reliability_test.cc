@@ -292,5 +292,45 @@ TEST(ReliabilityRange, ScoresOverflowingToMinusInfAreNotAMask) {
   }
 }
 
+// CI's libFuzzer run (input 7ba52de1): q·k = -1.1e39 overflows fp32 to -inf at
+// a key whose V is -inf. fp32 kernels skipped it as masked and gave a finite
+// out; the oracle weighs it exp(-1.1e39) = 0, and 0 · -inf = NaN. Case 1: a
+// finite additive bias takes a finite score (-3e38) below -FLT_MAX the same way.
+TEST(ReliabilityRange, OverflowedScoreAtNonFiniteVIsWeighedNotSkipped) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float v[4] = {3.96875f, 3.96875f, -inf, 3.96875f};  // key 1's V holds -inf
+  const float bias[2] = {0.0f, -3e38f};
+  for (int with_bias = 0; with_bias < 2; ++with_bias) {
+    // Case 0: q = -3.75, k = (0, 3e38), scale 1. Case 1: q = 1, k = (0, -1), scale 3e38, plus the bias.
+    const float q = with_bias ? 1.0f : -3.75f;
+    const float k[2] = {0.0f, with_bias ? -1.0f : 3e38f};
+    for (Variant var : with_decode(all_variants())) {
+      SCOPED_TRACE(variant_name(var) + (with_bias ? " additive bias" : " no mask"));
+      float out[2] = {7.0f, 7.0f}, want[2] = {7.0f, 7.0f};
+      AttentionParams p;
+      p.q = make_view(&q, {1, 1, 1, 1});
+      p.k = make_view(k, {1, 1, 2, 1});
+      p.v = make_view(v, {1, 1, 2, 2});
+      p.out = make_mutable_view(out, {1, 1, 1, 2});
+      p.scale = with_bias ? 3e38 : 1.0;
+      if (with_bias) p.mask = make_view(bias, {2});
+      p.backend = var.backend;
+      p.isa = var.isa;
+      ASSERT_TRUE(attention(p).ok());
+      AttentionParams r = p;
+      r.out = make_mutable_view(want, {1, 1, 1, 2});
+      r.backend = Backend::kReference;
+      ASSERT_TRUE(attention(r).ok());
+      EXPECT_TRUE(std::isnan(want[0]));  // the oracle: 0 · -inf
+      for (int c = 0; c < 2; ++c) {
+        EXPECT_EQ(std::isnan(out[c]), std::isnan(want[c])) << c << ": " << out[c] << " vs " << want[c];
+        if (!std::isnan(want[c])) {
+          EXPECT_FLOAT_EQ(out[c], want[c]) << c;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace goldilocks::testing

@@ -142,12 +142,12 @@ HWY_INLINE void ApplyMask(const DecodeProblem& p, int64_t b, int64_t hk, int64_t
       const auto* mr = static_cast<const float*>(p.mask) + row_at;
       for (int64_t c = 0; c < cols; ++c) {
         const float bias = mr[c * p.ms.d];
-        sr[c] = bias == -inf ? -inf : sr[c] + bias;
+        sr[c] = bias == -inf ? -inf : unmasked_score(sr[c] + bias);
       }
     } else {  // a 16-bit additive mask, widened per element
       for (int64_t c = 0; c < cols; ++c) {
         const float bias = support::load_as_float(p.mask, p.mask_dtype, row_at + c * p.ms.d);
-        sr[c] = bias == -inf ? -inf : sr[c] + bias;
+        sr[c] = bias == -inf ? -inf : unmasked_score(sr[c] + bias);
       }
     }
   }
@@ -221,6 +221,8 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     } else {
       ScoreTileChannel<KvStorage::kInt8>(p.Dk, krows, kparams, cols, q, rows, t.dkp, 1.0f, s, scratch + t.qs_off);
     }
+    // Dense calls are repaired by the table; over a cache a -inf stays "skipped" (documented).
+    if (p.repaired) poison_unmasked_neg_inf(s, kTile, rows, cols);
     for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kTile + cols, s + (r + 1) * kTile, -inf);
     // pass 2: the explicit mask, then causal on tiles crossing the first row's diagonal.
     if (p.mask_kind != MaskKind::kNone) ApplyMask(p, b, hk, q0, nq, rows, j0, cols, s);
@@ -378,6 +380,7 @@ Status run_decode(const Problem& p) {
   d.threads = p.threads;
   d.force_portable = p.force_portable;
   d.kv = p.cache ? *p.cache : dense_kv_rows(p);
+  d.repaired = p.cache == nullptr;  // as recompute_nonfinite_rows decides
   d.splits = decode_splits(p);
   if (p.cache_workspace) return run_decode(d, p.cache_workspace);
   // Plain tensors: each calling thread keeps its scratch for its next call, so

@@ -76,6 +76,7 @@ struct DecodeProblem {
   int threads = 1;
   bool force_portable = false;
   int64_t splits = 1;  // key chunks per sequence: fixed by the problem, never by the thread count
+  bool repaired = false;  // the table recomputes NaN rows exactly afterwards (dense K/V, not a cache)
 };
 
 // Scratch reused across calls (owned by the cache, or per calling thread for

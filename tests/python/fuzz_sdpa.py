@@ -22,11 +22,14 @@ import torch.nn.functional as F
 
 import goldilocks as G
 
-# The dtypes the package claims. One place, so new ones (float16, bfloat16) are
-# one entry each: (name, torch dtype, error floor of the policy).
+# The dtypes the package claims (docs/python.md): (name, torch dtype, error floor of
+# the policy). Half types are computed in fp32 and rounded once; their floor is eps/8,
+# as in docs/python.md. NumPy has no bfloat16, so those calls are torch only.
 DTYPES = {
     "float32": (torch.float32, 2e-6),
     "float64": (torch.float64, 1e-12),
+    "float16": (torch.float16, torch.finfo(torch.float16).eps / 8),
+    "bfloat16": (torch.bfloat16, torch.finfo(torch.bfloat16).eps / 8),
 }
 
 
@@ -120,7 +123,7 @@ def draw_call(seed):
         kw["scale"] = float(rng.choice([0.0, 0.01, 1.0, 3.0, -1.5]))
     if gqa and with_heads:
         kw["enable_gqa"] = True
-    use_numpy = rng.random() < 0.3 and "enable_gqa" not in kw
+    use_numpy = rng.random() < 0.3 and "enable_gqa" not in kw and dtype != torch.bfloat16
     return (q, k, v), kw, use_numpy, floor
 
 
@@ -190,8 +193,13 @@ def check(seed):
             # scores (large |k|, cancelling dot products) round differently in every fp32 GEMM, and
             # PyTorch's summation order is sometimes the luckier one there (seed 103274: 3.8e-5 for
             # Goldilocks' math and flash alike, 5.4e-6 for PyTorch). Beyond both is a failure.
-            with G.sdpa_backend("math"):
-                own_math = G.scaled_dot_product_attention(q, k, v, **kw)
+            with G.sdpa_backend("math"):  # float32 only: a half call's plain path is fp32, rounded once
+                half = q.dtype in (torch.float16, torch.bfloat16)
+                kw32 = dict(kw)
+                if half and "attn_mask" in kw32 and kw32["attn_mask"].dtype != torch.bool:
+                    kw32["attn_mask"] = kw32["attn_mask"].float()
+                own_math = G.scaled_dot_product_attention(*(t.float() if half else t for t in (q, k, v)), **kw32)
+                own_math = own_math.to(q.dtype)
             merr = (own_math.double() - oracle)[fin].abs().nan_to_num(0).max().item()
             if not err <= 2 * max(terr, merr) + floor * scale:
                 return f"error {err:.3g} vs PyTorch's {terr:.3g} and Goldilocks math's {merr:.3g} against the fp64 oracle"

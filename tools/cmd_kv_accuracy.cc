@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/kv_accuracy.h"
 #include "commands.h"
 #include "goldilocks/kv_cache.h"
 #include "kv_options.h"
@@ -16,7 +17,7 @@ namespace gl = goldilocks;
 namespace {
 
 struct Options {
-  gl::KvAccuracyRequest request;
+  analysis::KvAccuracyRequest request;
   std::string storage = "f16,bf16,int8,int4";  // applied to K and V alike unless --k/--v are given
   std::string k, v;
   std::string k_scales = "token";  // token, channel, or both (one row each)
@@ -30,7 +31,7 @@ bool parse(const std::string& name, gl::KvStorage* s) {
 }
 
 int run(const Options& o, int threads) {
-  gl::KvAccuracyRequest r = o.request;
+  analysis::KvAccuracyRequest r = o.request;
   r.num_threads = threads;
   std::printf("goldilocks kv-accuracy: B=%lld Hq=%lld Hkv=%lld Nq=%lld Nk=%lld D=%lld, N(0,1) inputs", (long long)r.batch,
               (long long)r.q_heads, (long long)r.kv_heads, (long long)r.queries, (long long)r.keys, (long long)r.head_dim);
@@ -58,11 +59,11 @@ int run(const Options& o, int threads) {
       r.k_scales = mode;
       const int64_t k_channel_tokens = r.k_channel_tokens;
       if (!channel) r.k_channel_tokens = 0;
-      gl::KvAccuracy worst;
+      analysis::KvAccuracy worst;
       for (uint64_t seed = 1; seed <= o.seeds; ++seed) {  // the worst over seeds, not a lucky one
         r.seed = seed;
-        gl::KvAccuracy a;
-        if (gl::Status s = gl::measure_kv_accuracy(r, &a); !s.ok()) {
+        analysis::KvAccuracy a;
+        if (gl::Status s = analysis::measure_kv_accuracy(r, &a); !s.ok()) {
           std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
           return 1;
         }

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "analysis/kv_accuracy.h"
 #include "analysis/peak.h"
 #include "commands.h"
 #include "goldilocks/attention.h"
@@ -160,13 +161,13 @@ int run(const Options& o, int threads) {
         const int64_t allocs = gl::support::tracked_allocation_count() - allocs_before;
         char rel[32] = "-";
         if (o.accuracy && st != gl::KvStorage::kFloat32) {
-          gl::KvAccuracyRequest req;
+          analysis::KvAccuracyRequest req;
           req.batch = o.batch, req.q_heads = o.hq, req.kv_heads = hkv, req.keys = o.nk, req.head_dim = o.d;
           req.k_storage = req.v_storage = st;
           req.k_scales = c.k_scales, req.k_channel_tokens = c.k_channel_tokens;
           req.num_threads = threads;
-          gl::KvAccuracy acc;
-          if (gl::measure_kv_accuracy(req, &acc).ok()) std::snprintf(rel, sizeof rel, "%.2e", acc.rel_l2);
+          analysis::KvAccuracy acc;
+          if (analysis::measure_kv_accuracy(req, &acc).ok()) std::snprintf(rel, sizeof rel, "%.2e", acc.rel_l2);
         }
         if (st == gl::KvStorage::kFloat16) ratio[1] = med;
         if (st == gl::KvStorage::kInt8 && !channel) ratio[2] = med;

@@ -1,11 +1,12 @@
 // goldilocks mask SPEC: what a mask computes and what it drops. Prints the
 // fraction of blocks and score entries the flash kernel computes and, against
 // dense attention on the same random inputs, the softmax mass the mask drops
-// and the change in the output (measure_sparsity in goldilocks/flex.h).
+// and the change in the output (analysis::measure_sparsity, src/analysis/sparsity.h).
 #include <cstdio>
 #include <memory>
 
 #include "analysis/harness.h"
+#include "analysis/sparsity.h"
 #include "commands.h"
 #include "goldilocks/flex.h"
 
@@ -38,8 +39,8 @@ int mask_report(MaskOptions o, int threads) {
   gl::AttentionParams p = analysis::params_for(s, b, threads);
   p.flex = &mods;
   p.block_mask = &block_mask;
-  gl::SparsityReport r;
-  if (gl::Status st = gl::measure_sparsity(p, &r); !st.ok()) {
+  analysis::SparsityReport r;
+  if (gl::Status st = analysis::measure_sparsity(p, &r); !st.ok()) {
     std::fprintf(stderr, "error: %s\n", st.message().c_str());
     return 1;
   }

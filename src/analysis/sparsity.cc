@@ -1,16 +1,19 @@
 // Sparsity measured, not assumed: what fraction of blocks and score entries a
 // mask computes, and what it costs against dense attention on the same inputs
 // (the softmax mass the mask drops and the change in the output).
+#include "analysis/sparsity.h"
+
 #include <cmath>
 #include <tuple>
 #include <vector>
 
+#include "analysis/output_difference.h"
 #include "dispatch/validate.h"
 #include "goldilocks/attention.h"
 #include "goldilocks/flex.h"
 #include "kernels/flash_driver.h"
 
-namespace goldilocks {
+namespace goldilocks::analysis {
 namespace {
 
 // Counts, at the flash kernel's tile size, the tiles it computes (not
@@ -101,19 +104,13 @@ Status measure_sparsity(const AttentionParams& params, SparsityReport* report) {
     ++rows;
   }
   r.mass_dropped_mean = rows ? dropped_sum / rows : 0.0;
-  double err2 = 0, dense2 = 0;
-  for (size_t i = 0; i < out_dense.size(); ++i) {
-    const double e = static_cast<double>(out_masked[i]) - out_dense[i];
-    r.output_err_max = std::max(r.output_err_max, std::abs(e));
-    err2 += e * e;
-    dense2 += static_cast<double>(out_dense[i]) * out_dense[i];
-  }
-  if (!out_dense.empty()) {
-    r.output_err_rms = std::sqrt(err2 / out_dense.size());
-    r.output_dense_rms = std::sqrt(dense2 / out_dense.size());
-  }
+  const OutputDifference diff =
+      compare_outputs(out_masked.data(), out_dense.data(), static_cast<int64_t>(out_dense.size()));
+  r.output_err_max = diff.max_abs;
+  r.output_err_rms = diff.err_rms();
+  r.output_dense_rms = diff.ref_rms();
   *report = r;
   return Status::Ok();
 }
 
-}  // namespace goldilocks
+}  // namespace goldilocks::analysis

@@ -1,22 +1,26 @@
 // Accuracy of quantized K/V storage against an f32 cache on the same Gaussian
 // inputs (optionally with outlier K channels): output error through the same decode kernel, and the KL divergence
 // of the attention weights (computed in double from the dequantized keys).
+#include "analysis/kv_accuracy.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <string>
 
+#include "analysis/output_difference.h"
 #include "goldilocks/attention.h"
 #include "goldilocks/kv_cache.h"
 #include "support/memory.h"
 
-namespace goldilocks {
+namespace goldilocks::analysis {
 namespace {
 
 using support::TrackedBuffer;
 
-Status fill_cache(const KvCacheConfig& cfg, const float* k, const float* v, int64_t Nk, std::unique_ptr<KvCache>* cache) {
+Status fill_cache(const KvCacheConfig& cfg, const float* k, const float* v, int64_t Nk,
+                  std::unique_ptr<KvCache>* cache) {
   GOLDILOCKS_RETURN_IF_ERROR(KvCache::create(cfg, cache));
   const KvCacheConfig& c = (*cache)->config();  // head_dim_v resolved
   return (*cache)->append_all(make_view(k, {c.batch, c.kv_heads, Nk, c.head_dim_k}),
@@ -45,8 +49,9 @@ void softmax(double* s, int64_t n) {
 
 Status measure_kv_accuracy(const KvAccuracyRequest& r, KvAccuracy* result) {
   if (result == nullptr) return InvalidArgument("result: null");
-  for (auto [name, x] : {std::pair{"batch", r.batch}, std::pair{"q_heads", r.q_heads}, std::pair{"kv_heads", r.kv_heads},
-                         std::pair{"queries", r.queries}, std::pair{"keys", r.keys}, std::pair{"head_dim", r.head_dim}}) {
+  for (auto [name, x] :
+       {std::pair{"batch", r.batch}, std::pair{"q_heads", r.q_heads}, std::pair{"kv_heads", r.kv_heads},
+        std::pair{"queries", r.queries}, std::pair{"keys", r.keys}, std::pair{"head_dim", r.head_dim}}) {
     if (x < 1) return InvalidArgument(std::string(name) + ": must be >= 1");
   }
   if (r.queries > r.keys) return InvalidArgument("queries: must be <= keys (the queries are the last positions)");
@@ -82,14 +87,9 @@ Status measure_kv_accuracy(const KvAccuracyRequest& r, KvAccuracy* result) {
   GOLDILOCKS_RETURN_IF_ERROR(attend(*quantized, q.data(), out_q.data(), r));
 
   KvAccuracy acc;
-  double err2 = 0, ref2 = 0;
-  for (int64_t i = 0; i < out_f.size(); ++i) {
-    const double d = static_cast<double>(out_q[i]) - out_f[i];
-    acc.max_abs = std::max(acc.max_abs, std::abs(d));
-    err2 += d * d;
-    ref2 += static_cast<double>(out_f[i]) * out_f[i];
-  }
-  acc.rel_l2 = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  const OutputDifference diff = compare_outputs(out_q.data(), out_f.data(), out_f.size());
+  acc.max_abs = diff.max_abs;
+  acc.rel_l2 = diff.rel_l2();
 
   // KL(p_exact || p_quant) of the attention weights of every query row.
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
@@ -129,4 +129,4 @@ Status measure_kv_accuracy(const KvAccuracyRequest& r, KvAccuracy* result) {
   return Status::Ok();
 }
 
-}  // namespace goldilocks
+}  // namespace goldilocks::analysis

@@ -147,14 +147,14 @@ Status run_math(const Problem& p) {
   // sgemm on a copy of V with the non-finite entries zeroed, then add those
   // entries back for the rows that do attend to them. Allocated before any
   // output is written, and only when some V holds a non-finite value.
-  std::vector<uint8_t> v_dirty;
+  // Which heads' V do is also what decides how a -inf score is read (pass 1).
+  std::vector<uint8_t> v_dirty(static_cast<size_t>(p.B * p.Hkv), 0);
+  support::parallel_for(p.B * p.Hkv, p.threads, [&](int64_t bh, int) {
+    const int64_t b = bh / p.Hkv, hk = bh % p.Hkv;
+    v_dirty[bh] = !all_finite(v + p.vs.at(b, hk, 0, 0), p.Nk, p.Dv, p.vs.n, p.vs.d);
+  });
   support::TrackedBuffer<float> v_clean;
   if (blas_pv_layout) {
-    v_dirty.assign(static_cast<size_t>(p.B * p.Hkv), 0);
-    support::parallel_for(p.B * p.Hkv, p.threads, [&](int64_t bh, int) {
-      const int64_t b = bh / p.Hkv, hk = bh % p.Hkv;
-      v_dirty[bh] = !all_finite(v + p.vs.at(b, hk, 0, 0), p.Nk, p.Dv, p.vs.n, p.vs.d);
-    });
     if (std::find(v_dirty.begin(), v_dirty.end(), 1) != v_dirty.end()) {
       const int64_t teams = std::max(p.threads, 1);
       if (p.Dv > 0 && p.Nk > INT64_MAX / 4 / teams / p.Dv) {
@@ -181,7 +181,12 @@ Status run_math(const Problem& p) {
     const float* vh = v + p.vs.at(b, hk, 0, 0);
     float* oblk = out + p.os.at(b, h, i0, 0);
     const bool blas_pv = blas_pv_layout;
-    const bool dirty = blas_pv && v_dirty[b * p.Hkv + hk];
+    const bool v_nonfinite = v_dirty[b * p.Hkv + hk];
+    const bool dirty = blas_pv && v_nonfinite;
+    // A -inf score no mask wrote is made NaN (for the exact repair) exactly where
+    // flash does so: where V is non-finite (only there do skipping the key and
+    // weighing it 0 differ) and wherever a bias is added.
+    const bool poison_all = v_nonfinite || p.mask_kind == MaskKind::kAdditive;
 
     // pass 1: scores = Q·Kᵀ·scale + bias; masked entries -inf.
     support::PhaseTimer phase(support::Phase::kScores);
@@ -199,10 +204,14 @@ Status run_math(const Problem& p) {
           float* srow = sblk + r * p.Nk;
           for (int64_t j = 0; j < p.Nk; ++j) {
             float bias;
-            srow[j] = p.mask_allows(b, h, i0 + r, j, &bias) ? unmasked_score(srow[j] + bias) : kNegInf;
+            if (!p.mask_allows(b, h, i0 + r, j, &bias)) {
+              srow[j] = kNegInf;
+            } else {
+              srow[j] = poison_all ? unmasked_score(srow[j] + bias) : srow[j] + bias;
+            }
           }
         }
-      } else if (!blas_pv || dirty) {  // skipping a -inf key matters only when its V may be non-finite
+      } else if (v_nonfinite) {
         poison_unmasked_neg_inf(sblk, p.Nk, rows, p.Nk);
       }
     } else {
@@ -221,7 +230,7 @@ Status run_math(const Problem& p) {
           // The scale folded into q, as in flash: a q·k beyond fp32's range that the scale
           // brings back stays finite, and a NaN or Inf in q or k poisons the score even at scale 0.
           for (int64_t d = 0; d < p.Dk; ++d) dot += (qi[d * p.qs.d] * scale) * kj[d * p.ks.d];
-          srow[j] = unmasked_score(dot + bias);
+          srow[j] = poison_all ? unmasked_score(dot + bias) : dot + bias;
         }
       }
     }

@@ -80,6 +80,17 @@ struct Operand {
     for (size_t i = 0; i < shape.size(); ++i) o += idx[i] * stride[i];
     return o;
   }
+  // fn(idx) for every logical element, row-major (any rank up to 4).
+  template <class Fn>
+  void for_each_index(const Fn& fn) const {
+    int64_t idx[4] = {0, 0, 0, 0};
+    const int rank = static_cast<int>(shape.size());
+    for (int64_t n = 0; n < numel(); ++n) {
+      int64_t r = n;
+      for (int d = rank - 1; d >= 0; --d) idx[d] = r % shape[d], r /= shape[d];
+      fn(idx);
+    }
+  }
   double get(const int64_t* idx) const {
     const unsigned char* p = buf.data() + offset(idx) * esize;
     if (dtype == gl::DType::kFloat64) return *reinterpret_cast<const double*>(p);
@@ -288,13 +299,8 @@ void fuzz_attention(FuzzedDataProvider& fdp) {
         std::fprintf(stderr, "\n");
         continue;
       }
-      int64_t idx[4] = {0, 0, 0, 0};
-      const int rank = static_cast<int>(t->shape.size());  // masks may have rank below 4
-      for (int64_t n = 0; n < t->numel(); ++n) {
-        int64_t r = n;
-        for (int d = rank - 1; d >= 0; --d) idx[d] = r % t->shape[d], r /= t->shape[d];
-        std::fprintf(stderr, " %g", t->get(idx));
-      }
+      const Operand* op = t;  // a structured binding cannot be captured (clang 16 with OpenMP)
+      op->for_each_index([op](const int64_t* idx) { std::fprintf(stderr, " %g", op->get(idx)); });
       std::fprintf(stderr, "\n");
     }
   }
@@ -378,14 +384,10 @@ void fuzz_attention(FuzzedDataProvider& fdp) {
   // every key leaves only multiples of 1024 of s, the gap docs/reliability.md records).
   double bias_abs = 0;
   if (mask && mask->dtype != gl::DType::kBool) {
-    int64_t idx[4] = {0, 0, 0, 0};
-    const int rank = static_cast<int>(mask->shape.size());
-    for (int64_t n = 0; n < mask->numel(); ++n) {
-      int64_t r = n;
-      for (int d = rank - 1; d >= 0; --d) idx[d] = r % mask->shape[d], r /= mask->shape[d];
+    mask->for_each_index([&](const int64_t* idx) {
       const double x = std::abs(mask->get(idx));
       if (std::isfinite(x)) bias_abs = std::max(bias_abs, x);
-    }
+    });
   }
   const double score_floor = 4 * std::ldexp(1.0, -24) * (score_abs + bias_abs) * vmax;
   if (!(err <= bound + 2e-6 * vmax + score_floor)) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "analysis/harness.h"
 #include "analysis/report.h"
@@ -20,11 +21,20 @@ std::function<void(size_t, size_t, const std::string&)> progress_bar() {
   return [](size_t done, size_t total, const std::string& label) {
     constexpr int kWidth = 30;
     const int filled = total ? static_cast<int>(kWidth * done / total) : kWidth;
-    std::fprintf(stderr, "\r\033[K[%.*s%.*s] %zu/%zu %.60s", filled, "##############################",
-                 kWidth - filled, "..............................", done, total, label.c_str());
+    std::fprintf(stderr, "\r\033[K[%.*s%.*s] %zu/%zu %.60s", filled, "##############################", kWidth - filled,
+                 "..............................", done, total, label.c_str());
     if (done == total) std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   };
+}
+
+bool read_file(const std::string& path, std::string* text) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream buf;
+  buf << in.rdbuf();
+  *text = buf.str();
+  return static_cast<bool>(in) || in.eof();
 }
 
 bool write_file(const std::string& path, const std::string& text) {
@@ -69,7 +79,8 @@ int run_and_report(const an::ExperimentSpec& spec, const OutputOptions& out, con
 
 namespace {
 
-int bench(const std::string& spec_path, const OutputOptions& out, const BenchFlags& flags, const GlobalOptions& global) {
+int bench(const std::string& spec_path, const OutputOptions& out, const BenchFlags& flags,
+          const GlobalOptions& global) {
   an::ExperimentSpec spec;
   if (Status s = an::load_spec(spec_path, &spec); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());

@@ -2,9 +2,7 @@
 // specs (.toml, run here with their cases interleaved so both see the same
 // machine state), printed side by side with B/A ratios.
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "analysis/harness.h"
 #include "analysis/report.h"
@@ -18,11 +16,9 @@ namespace {
 bool is_spec(const std::string& path) { return path.size() > 5 && path.substr(path.size() - 5) == ".toml"; }
 
 Status load_results(const std::string& path, an::RunResult* run) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument("results: cannot read " + path);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return an::from_json(buf.str(), path, run);
+  std::string text;
+  if (!read_file(path, &text)) return InvalidArgument("results: cannot read " + path);
+  return an::from_json(text, path, run);
 }
 
 // Runs two specs case by case, alternating A and B, with one ceiling measurement.
@@ -81,7 +77,8 @@ CLI::App* register_compare(CLI::App& app, const GlobalOptions& global, int* exit
     std::string a, b;
   };
   auto opts = std::make_shared<Options>();
-  CLI::App* cmd = app.add_subcommand("compare", "two specs (run interleaved) or two bench --json results, side by side with ratios");
+  CLI::App* cmd = app.add_subcommand(
+      "compare", "two specs (run interleaved) or two bench --json results, side by side with ratios");
   cmd->add_option("a", opts->a, "baseline: spec (.toml) or result (.json)")->required();
   cmd->add_option("b", opts->b, "candidate: spec (.toml) or result (.json)")->required();
   cmd->callback([opts, &global, exit_code] { *exit_code = compare(opts->a, opts->b, global); });

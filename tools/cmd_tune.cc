@@ -27,11 +27,16 @@ bool parse_bytes(const std::string& text, int64_t* out, std::string* why) {
   }
   std::string unit = text.substr(used);
   double mult = 1;
-  if (unit == "" || unit == "B") mult = 1;
-  else if (unit == "K" || unit == "KiB") mult = 1024.0;
-  else if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "TiB") mult = 1024.0 * 1024 * 1024 * 1024;
+  if (unit == "" || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "KiB")
+    mult = 1024.0;
+  else if (unit == "M" || unit == "MiB")
+    mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "TiB")
+    mult = 1024.0 * 1024 * 1024 * 1024;
   else {
     *why = "unknown unit \"" + unit + "\" in \"" + text + "\" (use B, KiB, MiB, GiB or TiB)";
     return false;
@@ -46,11 +51,54 @@ bool parse_bytes(const std::string& text, int64_t* out, std::string* why) {
 }
 
 struct TuneFlags {
-  std::string workload, memory_budget, json, html, save_pick, activations, cache_dir;
+  std::string workload, memory_budget, json, html, save_pick, check_pick, activations, cache_dir;
   std::vector<std::string> set;
   double max_error = 0, max_latency = 0;
   int reps = 0;
 };
+
+// --check-pick: the saved pick re-measured here, against the budgets and what
+// the search reported (memory exactly, time within 10%). Exit 4 when one misses.
+std::string g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+int check_pick(const TuneFlags& f, const an::Workload& w, const an::TuneRunOptions& o) {
+  std::string text;
+  if (!read_file(f.check_pick, &text)) {
+    std::fprintf(stderr, "error: --check-pick: cannot read %s\n", f.check_pick.c_str());
+    return 2;
+  }
+  an::PickCheck c;
+  if (Status s = an::check_pick(w, text, o.measure, f.reps, &c); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.message().c_str());
+    return 2;
+  }
+  an::print_pick_check(c, stdout);
+  bool holds = true;
+  auto verdict = [&holds](bool ok, const std::string& what) {
+    std::printf("%s %s\n", ok ? "holds: " : "MISSES:", what.c_str());
+    holds &= ok;
+  };
+  if (o.constraints.memory_bytes) {
+    verdict(c.memory <= *o.constraints.memory_bytes, "memory " + std::to_string(c.memory) + " B <= budget " +
+                                                         std::to_string(*o.constraints.memory_bytes) + " B");
+  }
+  if (o.constraints.max_error) {
+    verdict(c.err.rel_l2 <= *o.constraints.max_error,
+            "rel_l2 " + g(c.err.rel_l2) + " <= max error " + g(*o.constraints.max_error));
+  }
+  if (c.has_reported) {
+    verdict(c.memory == c.reported_memory, "memory equals what the search reported");
+    const double r = c.mean / c.reported_seconds;
+    verdict(std::fabs(r - 1) <= 0.10, "time within 10% of what the search reported (ratio " + g(r) + ")");
+  } else {
+    std::printf("(the file carries no figures from the search: written by an older version or by hand)\n");
+  }
+  return holds ? 0 : 4;
+}
 
 int tune(const TuneFlags& f, const GlobalOptions& global) {
   an::Workload w;
@@ -100,6 +148,7 @@ int tune(const TuneFlags& f, const GlobalOptions& global) {
       std::fflush(stderr);
     };
   }
+  if (!f.check_pick.empty()) return check_pick(f, w, o);
   an::TuneRun run;
   if (Status s = an::run_tune(w, o, &run); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
@@ -112,7 +161,7 @@ int tune(const TuneFlags& f, const GlobalOptions& global) {
   if (!f.html.empty()) ok &= write_file(f.html, an::tune_to_html(run));
   if (!f.save_pick.empty()) {
     if (run.pick) {
-      ok &= write_file(f.save_pick, run.pick->to_json());
+      ok &= write_file(f.save_pick, an::pick_file_json(run));
     } else {
       std::fprintf(stderr, "error: --save-pick: no configuration meets the constraints, nothing to save\n");
       ok = false;
@@ -136,7 +185,11 @@ CLI::App* register_tune(CLI::App& app, const GlobalOptions& global, int* exit_co
   cmd->add_option("--max-latency", flags->max_latency, "largest workload time, seconds");
   cmd->add_option("--json", flags->json, "write every measured point as JSON");
   cmd->add_option("--html", flags->html, "write the HTML report (Pareto scatter, sensitivity)");
-  cmd->add_option("--save-pick", flags->save_pick, "write the pick as a configuration file (goldilocks.TuneConfig.load)");
+  cmd->add_option("--save-pick", flags->save_pick,
+                  "write the pick as a configuration file (goldilocks.TuneConfig.load)");
+  cmd->add_option("--check-pick", flags->check_pick,
+                  "re-measure a pick saved by --save-pick (no measurement cache) against the budgets and the "
+                  "search's figures; exit 4 when one misses");
   cmd->add_option("--set", flags->set, "override a workload key, e.g. --set model.layers=1 (repeatable)");
   cmd->add_option("--activations", flags->activations, "measure error on recorded Q/K/V (python -m goldilocks.record)");
   cmd->add_option("--cache-dir", flags->cache_dir, "measurement cache directory ('-' = none)");

@@ -60,8 +60,7 @@ std::string tune_machine_key() {
 
 std::string tune_library_version() { return GOLDILOCKS_TUNE_VERSION; }
 
-nlohmann::json load_measurement_cache(const std::string& path, const std::string& machine,
-                                      const std::string& version) {
+nlohmann::json load_measurement_cache(const std::string& path, const std::string& machine, const std::string& version) {
   std::ifstream f(path);
   if (!f) return nlohmann::json::object();
   nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
@@ -142,15 +141,19 @@ nlohmann::json tune_to_json(const TuneRun& run) {
   j["exhaustive_repetitions"] = r.exhaustive_repetitions;
   j["memory_model_mismatches"] = run.memory_mismatches;
   for (const TuneAxis& a : run.space.axes) {
-    j["axes"].push_back({{"name", a.name}, {"values", a.values}, {"numerics", a.numerics},
-                         {"approximate", a.approximate}, {"help", a.help}});
+    j["axes"].push_back({{"name", a.name},
+                         {"values", a.values},
+                         {"numerics", a.numerics},
+                         {"approximate", a.approximate},
+                         {"help", a.help}});
   }
   for (const TunePoint& p : r.points) {
     nlohmann::json e;
     e["config"] = p.config;
     e["status"] = p.status;
     e["memory_bytes"] = p.memory;
-    if (p.has_error) e["error"] = {{"rel_l2", p.err.rel_l2}, {"max_abs", p.err.max_abs}, {"mass_dropped", p.err.mass_dropped}};
+    if (p.has_error)
+      e["error"] = {{"rel_l2", p.err.rel_l2}, {"max_abs", p.err.max_abs}, {"mass_dropped", p.err.mass_dropped}};
     if (p.timed()) {
       e["times_s"] = p.times;
       e["time_s"] = p.mean;
@@ -186,6 +189,74 @@ nlohmann::json tune_to_json(const TuneRun& run) {
     j["sensitivity"].push_back(e);
   }
   return j;
+}
+
+std::string pick_file_json(const TuneRun& run) {
+  if (!run.pick || !run.result.pick) return "";
+  nlohmann::json j = nlohmann::json::parse(run.pick->to_json());
+  const TunePoint& p = run.result.points[*run.result.pick];
+  j["workload_key"] = run.workload.key();
+  j["machine"] = run.machine;
+  j["reported"] = {{"time_s", p.mean},
+                   {"repetitions", p.times.size()},
+                   {"memory_bytes", p.memory},
+                   {"rel_l2", p.err.rel_l2},
+                   {"max_abs", p.err.max_abs}};
+  return j.dump(2) + "\n";
+}
+
+Status check_pick(const Workload& w, const std::string& pick_json, const MeasureOptions& mo, int reps, PickCheck* out) {
+  PickCheck c;
+  GOLDILOCKS_RETURN_IF_ERROR(TuneChoice::from_json(pick_json, &c.choice));
+  const nlohmann::json j = nlohmann::json::parse(pick_json, nullptr, false);
+  if (j.contains("workload_key") && j["workload_key"].is_string() && j["workload_key"] != w.key()) {
+    return InvalidArgument("--check-pick: the pick was tuned for the workload \"" +
+                           j["workload_key"].get<std::string>() + "\", not \"" + w.key() +
+                           "\" (pass the same workload file and --set overrides)");
+  }
+  if (j.contains("reported") && j["reported"].is_object()) {
+    const nlohmann::json& r = j["reported"];
+    c.has_reported = true;
+    c.reported_seconds = r.value("time_s", 0.0);
+    c.reported_memory = r.value("memory_bytes", int64_t{0});
+    c.reported_rel_l2 = r.value("rel_l2", 0.0);
+    c.reported_repetitions = r.value("repetitions", 0);
+  }
+  if (reps <= 0) reps = c.reported_repetitions > 0 ? c.reported_repetitions : 10;
+  LibraryMeasurer m(w, mo);
+  const TuneConfig config = c.choice.to_config();
+  GOLDILOCKS_RETURN_IF_ERROR(m.memory_bytes(config, &c.memory));
+  GOLDILOCKS_RETURN_IF_ERROR(m.error(config, &c.err));
+  for (int i = 0; i < reps; ++i) {
+    double s = 0;
+    GOLDILOCKS_RETURN_IF_ERROR(m.time_once(config, &s));
+    c.times.push_back(s);
+  }
+  double sum = 0;
+  for (double t : c.times) sum += t;
+  c.mean = sum / double(c.times.size());
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+void print_pick_check(const PickCheck& c, std::FILE* out) {
+  std::vector<double> sorted = c.times;
+  std::sort(sorted.begin(), sorted.end());
+  std::fprintf(out, "# pick %s re-measured in this process, %zu repetitions, no measurement cache\n",
+               c.choice.label().c_str(), c.times.size());
+  std::fprintf(out, "%-8s %16s %16s %s\n", "", "re-measured", "search reported", "ratio");
+  auto ratio = [](double a, double b) { return b > 0 ? fmt(a / b, 4) : std::string("-"); };
+  std::fprintf(out, "%-8s %16s %16s %s\n", "time", human_seconds(c.mean).c_str(),
+               c.has_reported ? human_seconds(c.reported_seconds).c_str() : "-",
+               c.has_reported ? ratio(c.mean, c.reported_seconds).c_str() : "-");
+  std::fprintf(out, "%-8s %16s %16s %s\n", "memory", human_bytes(c.memory).c_str(),
+               c.has_reported ? human_bytes(c.reported_memory).c_str() : "-",
+               c.has_reported ? ratio(double(c.memory), double(c.reported_memory)).c_str() : "-");
+  std::fprintf(out, "%-8s %16s %16s %s\n", "rel_l2", fmt(c.err.rel_l2).c_str(),
+               c.has_reported ? fmt(c.reported_rel_l2).c_str() : "-",
+               c.has_reported ? ratio(c.err.rel_l2, c.reported_rel_l2).c_str() : "-");
+  std::fprintf(out, "# time samples: min %s, median %s, max %s\n", human_seconds(sorted.front()).c_str(),
+               human_seconds(sorted[sorted.size() / 2]).c_str(), human_seconds(sorted.back()).c_str());
 }
 
 void print_tune_table(const TuneRun& run, std::FILE* out) {
@@ -243,7 +314,8 @@ void print_tune_table(const TuneRun& run, std::FILE* out) {
     }
     std::fprintf(out, "\n");
   }
-  for (const std::string& m : run.memory_mismatches) std::fprintf(out, "WARNING: memory model mismatch: %s\n", m.c_str());
+  for (const std::string& m : run.memory_mismatches)
+    std::fprintf(out, "WARNING: memory model mismatch: %s\n", m.c_str());
 }
 
 std::string tune_to_html(const TuneRun& run) {
@@ -258,7 +330,8 @@ std::string tune_to_html(const TuneRun& run) {
     series[i].name = names[i];
     series[i].connect = false;
   }
-  svg::Series front{"Pareto front", {}, true, {}}, pick{"the pick", {}, false, {}}, base{"standard SDPA", {}, false, {}};
+  svg::Series front{"Pareto front", {}, true, {}}, pick{"the pick", {}, false, {}},
+      base{"standard SDPA", {}, false, {}};
   for (size_t i = 0; i < r.points.size(); ++i) {
     const TunePoint& p = r.points[i];
     if (!p.timed() || p.memory <= 0) continue;
@@ -312,33 +385,35 @@ std::string tune_to_html(const TuneRun& run) {
     b.tooltip = tip;
     bars.push_back(b);
   }
-  const std::string sens = svg::bar_plot("tune-sensitivity", "Sensitivity: share of variance explained by each axis",
-                                         "share of log-variance (time | memory | error)", {"time", "memory", "error"},
-                                         bars, false);
+  const std::string sens =
+      svg::bar_plot("tune-sensitivity", "Sensitivity: share of variance explained by each axis",
+                    "share of log-variance (time | memory | error)", {"time", "memory", "error"}, bars, false);
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Goldilocks tune: "
     << escape(run.workload.name.empty() ? run.workload.key() : run.workload.name)
     << "</title><style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
        "th{background:#f3f3f3}.pick{background:#fff3c4}</style></head><body>\n";
-  h << "<h1>The Goldilocks zone</h1>\n<p>Workload: <code>" << escape(run.workload.key()) << "</code><br>Machine: "
-    << escape(run.machine) << ", version " << escape(run.version) << "<br>" << r.points.size() << " configurations, "
-    << r.timed_repetitions << " timed repetitions (" << r.exhaustive_repetitions << " for exhaustive timing)</p>\n";
+  h << "<h1>The Goldilocks zone</h1>\n<p>Workload: <code>" << escape(run.workload.key())
+    << "</code><br>Machine: " << escape(run.machine) << ", version " << escape(run.version) << "<br>" << r.points.size()
+    << " configurations, " << r.timed_repetitions << " timed repetitions (" << r.exhaustive_repetitions
+    << " for exhaustive timing)</p>\n";
   if (r.pick) {
     const TunePoint& p = r.points[*r.pick];
     h << "<p><b>The pick:</b> <code>" << escape(short_label(run, p.config)) << "</code>: " << human_seconds(p.mean)
       << ", " << human_bytes(double(p.memory)) << ", rel_l2 " << fmt(p.err.rel_l2, 2);
     if (r.baseline) {
       const TunePoint& b = r.points[*r.baseline];
-      h << " (" << fmt(b.mean / p.mean) << "x faster, " << fmt(double(b.memory) / double(std::max<int64_t>(p.memory, 1)))
-        << "x less memory than standard SDPA)";
+      h << " (" << fmt(b.mean / p.mean) << "x faster, "
+        << fmt(double(b.memory) / double(std::max<int64_t>(p.memory, 1))) << "x less memory than standard SDPA)";
     }
     h << "</p>\n";
   } else if (r.nearest) {
-    h << "<p><b>No configuration meets the constraints:</b> " << escape(r.binding) << " binds; the nearest misses it by "
-      << fmt((r.nearest_miss - 1) * 100) << "%.</p>\n";
+    h << "<p><b>No configuration meets the constraints:</b> " << escape(r.binding)
+      << " binds; the nearest misses it by " << fmt((r.nearest_miss - 1) * 100) << "%.</p>\n";
   }
-  h << scatter << "\n" << sens << "\n<h2>Pareto front</h2>\n<table><tr><th>time</th><th>memory</th><th>rel_l2</th>"
+  h << scatter << "\n"
+    << sens << "\n<h2>Pareto front</h2>\n<table><tr><th>time</th><th>memory</th><th>rel_l2</th>"
     << "<th>max_abs</th><th>mass dropped</th><th>configuration</th></tr>\n";
   for (size_t i : r.front) {
     const TunePoint& p = r.points[i];

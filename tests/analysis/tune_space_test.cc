@@ -15,15 +15,15 @@ namespace {
 
 Workload tiny_workload() {
   Workload w;
-  const Status s = parse_workload("[model]\nheads = 4\nkv_heads = 2\nhead_dim = 32\n[workload]\nprompt = 40\ngenerate = 6\n",
-                                  "tiny.toml", &w);
+  const Status s = parse_workload(
+      "[model]\nheads = 4\nkv_heads = 2\nhead_dim = 32\n[workload]\nprompt = 40\ngenerate = 6\n", "tiny.toml", &w);
   EXPECT_TRUE(s.ok()) << s.to_string();
   return w;
 }
 
 std::string temp_dir(const std::string& name) {
-  const auto d = std::filesystem::temp_directory_path() / ("goldilocks_tune_test_" + name + "_" +
-                                                           std::to_string(std::random_device{}()));
+  const auto d = std::filesystem::temp_directory_path() /
+                 ("goldilocks_tune_test_" + name + "_" + std::to_string(std::random_device{}()));
   std::filesystem::create_directories(d);
   return d.string();
 }
@@ -173,6 +173,26 @@ TEST(TuneRun, SearchesRealConfigurationsAndRepeatsFromTheCache) {
       EXPECT_GT(q.err.mass_dropped, 0.0) << config_label(q.config);
     }
   }
+
+  // The saved pick, re-measured without the cache, has the memory and error the
+  // search reported (both deterministic); its times are new samples.
+  const std::string pick_file = pick_file_json(first);
+  PickCheck check;
+  ASSERT_TRUE(check_pick(w, pick_file, o.measure, 0, &check).ok());
+  EXPECT_EQ(check.choice.label(), first.pick->label());
+  ASSERT_TRUE(check.has_reported);
+  EXPECT_EQ(check.memory, p.memory);
+  EXPECT_EQ(check.reported_memory, p.memory);
+  EXPECT_EQ(check.err.rel_l2, p.err.rel_l2);
+  EXPECT_EQ(check.times.size(), p.times.size());
+  EXPECT_GT(check.mean, 0.0);
+  Workload other = w;
+  other.kv_heads = w.heads;
+  Status wrong = check_pick(other, pick_file, o.measure, 1, &check);
+  EXPECT_EQ(wrong.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong.message().find("--check-pick: the pick was tuned for the workload"), std::string::npos)
+      << wrong.message();
+  EXPECT_FALSE(check_pick(w, "{\"points\": []}", o.measure, 1, &check).ok());
 
   TuneRun second;
   ASSERT_TRUE(run_tune(w, o, &second).ok());

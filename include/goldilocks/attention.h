@@ -65,10 +65,12 @@ const char* precision_name(Precision precision);
 // Parses "exact", "int8_qk"; returns false on anything else.
 bool parse_precision(const std::string& name, Precision* precision);
 
-// Instruction-set choice for the SIMD kernels.
+// Instruction-set choice for every SIMD kernel (flash, decode, built-in score
+// mods), made once per call; Explanation::isa names the target that runs.
 enum class IsaPreference : uint8_t {
-  kBest,      // the widest instruction set this CPU supports (chosen once per call)
-  kPortable,  // force the portable path (what CI uses to test it)
+  kBest,      // the widest instruction set this CPU supports (AVX-512, AVX2, ...)
+  kPortable,  // the baseline the build guarantees (SSE2 on x86-64): what a CPU
+              // without AVX2 runs, the same code on every machine
 };
 
 // One plain parameter struct for every attention call. New features add fields

@@ -41,6 +41,9 @@ enum class FlexBlock : uint8_t {
 // The call a mod is evaluated for (bottom-right causal needs Nq and Nk, ALiBi needs H).
 struct FlexCall {
   int64_t batch = 0, heads = 0, nq = 0, nk = 0;
+  // The call asked for the portable instruction set (IsaPreference::kPortable):
+  // vectorised mods (the built-in ALiBi and softcap tiles) run its baseline code.
+  bool portable = false;
 };
 
 // One tile: rows [i0, i0+rows) of query head h in batch b, keys [j0, j0+cols).

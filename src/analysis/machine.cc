@@ -6,8 +6,7 @@
 #include <fstream>
 
 #include "analysis/results.h"
-#include "dispatch/validate.h"
-#include "kernels/kernels.h"
+#include "support/isa.h"
 #include "support/memory.h"
 #include "support/threading.h"
 
@@ -44,8 +43,7 @@ MachineInfo describe_machine() {
 #endif
   std::ifstream loadavg("/proc/loadavg");
   loadavg >> m.load_average;
-  kernels::Problem p;
-  m.flash_isa = kernels::flash_isa_name(p);
+  m.flash_isa = support::isa_name(false);
   return m;
 }
 

@@ -50,31 +50,28 @@ float SumStream(const float* HWY_RESTRICT p, int64_t n) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
 }
 
-const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
-
 }  // namespace HWY_NAMESPACE
 }  // namespace goldilocks::analysis
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include <algorithm>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-
-#include "hwy/aligned_allocator.h"
 #include <vector>
 
 #include "analysis/peak.h"
+#include "hwy/aligned_allocator.h"
+#include "support/isa.h"
 #include "support/threading.h"
 
 namespace goldilocks::analysis {
 HWY_EXPORT(FmaLoop);
 HWY_EXPORT(SumStream);
-HWY_EXPORT(IsaName);
 
 namespace {
 
@@ -178,7 +175,7 @@ Status measure_peak(const PeakOptions& options, MachinePeak* peak) {
 
   MachinePeak m;
   m.threads = support::resolve_threads(options.threads);
-  m.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
+  m.isa = support::isa_name(false);  // what HWY_DYNAMIC_DISPATCH runs the loops on
   m.cpu_model = cpu_model_name();
   double unused = 0.0;
   m.fma_gflops_1t = measure_fma(1, options.fma_seconds, options.repeats, &m.fma_gflops_per_cpu_second);

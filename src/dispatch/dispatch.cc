@@ -9,6 +9,7 @@
 #include "goldilocks/attention.h"
 #include "kernels/decode/decode.h"
 #include "kernels/kernels.h"
+#include "support/isa.h"
 
 namespace goldilocks {
 namespace {
@@ -166,11 +167,9 @@ Status choose(Backend requested, const Problem& p, Backend* chosen, std::string*
 std::string isa_for(Backend backend, const Problem& p) {
   switch (backend) {
     case Backend::kFlash:
-      return kernels::flash_isa_name(p);
-    case Backend::kDecode:
-      return kernels::decode_isa_name(p.force_portable);
-    default:
-      return "portable";
+    case Backend::kDecode: return support::isa_name(p.force_portable);
+    case Backend::kMath: return "OpenBLAS sgemm";  // BLAS chooses its own kernels; the rest is plain loops
+    default: return "scalar";                      // the fp64 reference is never vectorised by hand
   }
 }
 

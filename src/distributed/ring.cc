@@ -39,7 +39,9 @@ struct OffsetState {
 };
 
 FlexTile to_global(const OffsetState& o, FlexTile t) {
+  const bool portable = t.call.portable;  // the shard's call chose the ISA
   t.call = o.global;
+  t.call.portable = portable;
   t.i0 += o.q0;
   t.j0 += o.k0;
   return t;

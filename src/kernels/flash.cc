@@ -93,8 +93,6 @@ int64_t flash_workspace_bytes_per_thread(const Problem& p) {
   return floats < 0 ? -1 : floats * 4;
 }
 
-const char* flash_isa_name(const Problem& p) { return select_tile_kernels(p.force_portable).isa; }
-
 Status run_flash(const Problem& p) {
   switch (p.mask_kind) {
     case MaskKind::kNone:

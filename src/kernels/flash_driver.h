@@ -392,7 +392,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
 template <class Policy>
 Status flash_forward(const Problem& p, const Policy& policy) {
   if (p.B * p.Hq * p.Nq == 0) return Status::Ok();  // no rows to write
-  const TileKernels& tk = select_tile_kernels(p.force_portable);
+  const TileKernels& tk = tile_kernels(p.force_portable);
   const FlashTiles t = plan_flash_tiles(p);
   const int64_t chunks = (p.Nq + t.item_rows - 1) / t.item_rows;
   const int64_t bh_count = p.B * p.Hq;

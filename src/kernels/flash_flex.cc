@@ -72,7 +72,7 @@ Status run_policy(const Problem& p, const FlexCall& call) {
 }  // namespace
 
 Status run_flash_flex(const Problem& p) {
-  const FlexCall call{p.B, p.Hq, p.Nq, p.Nk};
+  const FlexCall call{p.B, p.Hq, p.Nq, p.Nk, p.force_portable};
   const bool mask = p.flex->has_mask(), score = p.flex->has_score();
   if (mask && score) return run_policy<true, true>(p, call);
   if (mask) return run_policy<true, false>(p, call);

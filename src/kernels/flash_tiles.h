@@ -20,7 +20,7 @@ namespace goldilocks::kernels {
 inline constexpr int64_t kTilePad = 16;
 
 struct TileKernels {
-  const char* isa;  // "portable", "avx2", "avx512", ...
+  const char* isa;  // Highway's target name: "AVX3", "AVX2", "SSE2", ...
 
   // S = scale · Q·Kᵀ for one tile.
   //   q  is (rows, dk) row-major, leading dimension dk
@@ -74,11 +74,10 @@ inline float sum_row_partials(const float* l_row) {
   return sum;
 }
 
-// The portable set, compiled for the baseline ISA (always built, always tested).
-const TileKernels& portable_tile_kernels();
-// The Highway set for the widest instruction set this CPU supports.
-const TileKernels& simd_tile_kernels();
-// The best set this CPU supports, or the portable one when force_portable.
-const TileKernels& select_tile_kernels(bool force_portable);
+// The scalar spec of every entry (flash_tiles_scalar.cc).
+const TileKernels& scalar_tile_kernels();
+// The tile set of the call's instruction-set choice (support/isa.h): the best
+// target this CPU runs, or the portable baseline.
+const TileKernels& tile_kernels(bool portable);
 
 }  // namespace goldilocks::kernels

@@ -1,6 +1,7 @@
 // SIMD tile micro-kernels of the flash backend, compiled for every instruction
 // set Highway targets (foreach_target) and chosen once per call at run time.
-// They follow the exact semantics of flash_tiles_portable.cc: masked keys are
+// Their semantics are written in flash_tiles.h and spelled out in scalar C++ by
+// flash_tiles_scalar.cc, which every target is tested against: masked keys are
 // skipped even when V holds NaN; a NaN or +inf score poisons its row.
 //
 // Layouts (the driver pads every leading dimension to a multiple of 16 floats,
@@ -10,17 +11,17 @@
 //   v  (cols, dv) row-major, dv padded with zeros; acc (rows, dv)
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/flash_tiles_hwy.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
 #include "kernels/flash_tiles.h"
 #include "kernels/problem.h"
 #include "support/half.h"
+#include "support/isa.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace goldilocks::kernels {
@@ -58,7 +59,8 @@ HWY_INLINE VF Exp2NonPositive(DF d, VF t) {
   const auto normal = _mm512_cmp_ps_mask(t.raw, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
 #else
   // Clamping at -127 makes the exponent field 0, so the result is exactly +0.
-  // (A NaN t survives: on x86 Max returns its second operand when either is NaN.)
+  // (A NaN t survives where Max is maxps, which returns its second operand when
+  // either is NaN; elsewhere SoftmaxRow sends NaN rows to the scalar spec first.)
   t = hn::Max(hn::Set(d, -127.0f), t);
 #endif
   const VF n = hn::Round(t);
@@ -251,10 +253,11 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const VF neg_inf = hn::Set(d, kNegInf);
-  // Off x86, Max may drop a NaN, so the plain sum of the scores (NaN iff a
-  // score is NaN, or +inf meets -inf) sends such rows to the portable kernel;
-  // on x86 a NaN reaches the probabilities (see above).
-  constexpr bool kSumCheck = !HWY_ARCH_X86;
+  // Where Max is not x86's maxps (other architectures, and Highway's scalar
+  // baseline targets on x86 too) it may drop a NaN, so the plain sum of the
+  // scores (NaN iff a score is NaN, or +inf meets -inf) sends such rows to the
+  // scalar spec; with maxps a NaN reaches the probabilities (see above).
+  constexpr bool kSumCheck = !HWY_ARCH_X86 || HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128;
   int64_t c = 0;
   if constexpr (kSumCheck) {
     VF vsum = hn::Zero(d);
@@ -371,11 +374,12 @@ HWY_INLINE void SoftmaxRows(float* s, int64_t lds, int64_t rows, int64_t cols, c
     if (r % kGroup == 0) RowMaxima(s + r * lds, lds, std::min(kGroup, rows - r), cols, block_max);
     float* sr = s + r * lds;
     // A row whose state is already NaN stays NaN; a row that must be handled
-    // exactly (NaN or +inf score) takes the portable kernel, one row. Either
+    // exactly (NaN or +inf score) takes the scalar spec, one row. Either
     // way its probabilities are then cleared so P·V leaves it alone.
     float* lr = l + r * kTilePad;
     if (std::isnan(m[r]) || !SoftmaxRow<kMarkMasked>(sr, cols, dv, block_max[r % kGroup], m + r, lr, acc + r * dv)) {
-      if (!std::isnan(m[r])) portable_tile_kernels().softmax_pv(sr, lds, 1, cols, v, ldv, dv, false, m + r, lr, acc + r * dv);
+      if (!std::isnan(m[r]))
+        scalar_tile_kernels().softmax_pv(sr, lds, 1, cols, v, ldv, dv, false, m + r, lr, acc + r * dv);
       for (int64_t c = 0; c < cols; c += N) hn::StoreU(done, d, sr + c);
     }
   }
@@ -484,9 +488,13 @@ void Widen(DType dtype, const void* x, int64_t n, float* out) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
   if (dtype == DType::kFloat16) {
+    // F16C's vcvtph2ps only: Highway's emulated f16 promotion (the scalar
+    // baseline) widened infinity to 65536; the scalar loop below is exact.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
     const hn::Rebind<hwy::float16_t, DF> dh;
     const auto* src = static_cast<const hwy::float16_t*>(x);
     for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, src + i)), d, out + i);
+#endif
   } else if (dtype == DType::kBFloat16) {
     const hn::Rebind<hwy::bfloat16_t, DF> dh;
     const auto* src = static_cast<const hwy::bfloat16_t*>(x);
@@ -533,8 +541,6 @@ void Narrow(DType dtype, const float* x, int64_t n, void* out) {
   for (; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
 }
 
-const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
-
 }  // namespace HWY_NAMESPACE
 }  // namespace goldilocks::kernels
 HWY_AFTER_NAMESPACE();
@@ -545,38 +551,47 @@ HWY_EXPORT(Scores);
 HWY_EXPORT(SoftmaxPV);
 HWY_EXPORT(PackKt);
 HWY_EXPORT(AllFinite);
-HWY_EXPORT(IsaName);
 HWY_EXPORT(Widen);
 HWY_EXPORT(ScoresI8);
 HWY_EXPORT(Narrow);
 
 namespace {
-// One indirect call per tile: Highway picks the best target on first use.
-void scores_simd(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
-                 float* s, int64_t lds) {
-  HWY_DYNAMIC_DISPATCH(Scores)(q, rows, dk, kt, ldk, cols, scale, s, lds);
-}
-void softmax_pv_simd(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
-                     bool v_all_finite, float* m, float* l, float* acc) {
-  HWY_DYNAMIC_DISPATCH(SoftmaxPV)(s, lds, rows, cols, v, ldv, dv, v_all_finite, m, l, acc);
-}
-void pack_kt_simd(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
-                  int64_t ldk) {
-  HWY_DYNAMIC_DISPATCH(PackKt)(k, stride_n, stride_d, cols, dk, kt, ldk);
-}
-bool all_finite_simd(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(AllFinite)(x, n); }
-void scores_i8_simd(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
-                    float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
-  HWY_DYNAMIC_DISPATCH(ScoresI8)(q, rows, pairs, kt, ldk, cols, scale, q_scale, k_scale, s, lds);
-}
-void widen_simd(DType dtype, const void* x, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(Widen)(dtype, x, n, out); }
-void narrow_simd(DType dtype, const float* x, int64_t n, void* out) { HWY_DYNAMIC_DISPATCH(Narrow)(dtype, x, n, out); }
+// One indirect call per tile; kPortable is a constant, so each entry holds one
+// dispatch (support/isa.h) and the table itself is the per-call choice.
+template <bool kPortable>
+struct Dispatched {
+  static void scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
+                     float* s, int64_t lds) {
+    GOLDILOCKS_DISPATCH(kPortable, Scores)(q, rows, dk, kt, ldk, cols, scale, s, lds);
+  }
+  static void softmax_pv(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
+                         bool v_all_finite, float* m, float* l, float* acc) {
+    GOLDILOCKS_DISPATCH(kPortable, SoftmaxPV)(s, lds, rows, cols, v, ldv, dv, v_all_finite, m, l, acc);
+  }
+  static void pack_kt(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
+                      int64_t ldk) {
+    GOLDILOCKS_DISPATCH(kPortable, PackKt)(k, stride_n, stride_d, cols, dk, kt, ldk);
+  }
+  static bool all_finite(const float* x, int64_t n) { return GOLDILOCKS_DISPATCH(kPortable, AllFinite)(x, n); }
+  static void widen(DType dtype, const void* x, int64_t n, float* out) {
+    GOLDILOCKS_DISPATCH(kPortable, Widen)(dtype, x, n, out);
+  }
+  static void narrow(DType dtype, const float* x, int64_t n, void* out) {
+    GOLDILOCKS_DISPATCH(kPortable, Narrow)(dtype, x, n, out);
+  }
+  static void scores_i8(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
+                        float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
+    GOLDILOCKS_DISPATCH(kPortable, ScoresI8)(q, rows, pairs, kt, ldk, cols, scale, q_scale, k_scale, s, lds);
+  }
+  static TileKernels table() {
+    return TileKernels{support::isa_name(kPortable), scores, softmax_pv, pack_kt, all_finite, widen, narrow, scores_i8};
+  }
+};
 }  // namespace
 
-const TileKernels& simd_tile_kernels() {
-  static const TileKernels kSimd{HWY_DYNAMIC_DISPATCH(IsaName)(), scores_simd, softmax_pv_simd, pack_kt_simd,
-                                 all_finite_simd, widen_simd, narrow_simd, scores_i8_simd};
-  return kSimd;
+const TileKernels& tile_kernels(bool portable) {
+  static const TileKernels kBest = Dispatched<false>::table(), kPortable = Dispatched<true>::table();
+  return portable ? kPortable : kBest;
 }
 
 }  // namespace goldilocks::kernels

@@ -36,7 +36,5 @@ Status run_flash(const Problem& p);
 Status run_flash_flex(const Problem& p);
 // Per-thread scratch bytes run_flash allocates for this problem.
 int64_t flash_workspace_bytes_per_thread(const Problem& p);
-// Name of the instruction set run_flash would use ("portable", "avx2", ...).
-const char* flash_isa_name(const Problem& p);
 
 }  // namespace goldilocks::kernels

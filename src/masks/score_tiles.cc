@@ -1,6 +1,6 @@
-// The built-in score mods' tile loops, vectorised for the best instruction set
-// this CPU has (Highway's runtime dispatch, chosen once per process): they run
-// on every live tile, so they must keep up with the tile kernels.
+// The built-in score mods' tile loops, vectorised for the call's instruction-set
+// choice (support/isa.h, carried by FlexCall::portable): they run on every live
+// tile, so they must keep up with the tile kernels.
 //
 // s is (rows, cols) with leading dimension lds, rows i0.. and keys j0..:
 //   softcap: s = cap·tanh(s / cap)        alibi: s = s - slope·|i - j|
@@ -10,6 +10,7 @@
 #include <hwy/highway.h>
 
 #include "goldilocks/flex.h"
+#include "support/isa.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace goldilocks::mods::HWY_NAMESPACE {
@@ -98,11 +99,11 @@ HWY_EXPORT(SoftcapTile);
 HWY_EXPORT(AlibiTile);
 
 void alibi_tile(float slope, const FlexTile& t, float* s, int64_t lds) {
-  HWY_DYNAMIC_DISPATCH(AlibiTile)(slope, t.i0, t.rows, t.j0, t.cols, s, lds);
+  GOLDILOCKS_DISPATCH(t.call.portable, AlibiTile)(slope, t.i0, t.rows, t.j0, t.cols, s, lds);
 }
 
 void softcap_tile(float cap, const FlexTile& t, float* s, int64_t lds) {
-  HWY_DYNAMIC_DISPATCH(SoftcapTile)(cap, t.rows, t.cols, s, lds);
+  GOLDILOCKS_DISPATCH(t.call.portable, SoftcapTile)(cap, t.rows, t.cols, s, lds);
 }
 
 }  // namespace goldilocks::mods

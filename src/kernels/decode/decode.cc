@@ -19,22 +19,23 @@
 // order afterwards, so the bits never depend on the thread count.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/decode/decode.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
-#include "hwy/cache_control.h"
+#include "kernels/decode/decode.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#include "kernels/decode/decode.h"
+#include "hwy/cache_control.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
 #include "kernels/decode/plan.h"
 #include "kernels/decode/pv-inl.h"
 #include "kernels/decode/row_access-inl.h"
 #include "kernels/decode/score-inl.h"
 #include "kernels/decode/score_channel-inl.h"
 #include "kernels/decode/softmax-inl.h"
+#include "support/isa.h"
 #include "support/threading.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -260,27 +261,18 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
 // The ISA's item function, picked once per call.
 using DecodeItemFn = void (*)(const DecodeProblem&, const DecodePlan&, float*, float*, int64_t);
 DecodeItemFn GetDecodeItem() { return DecodeItem; }
-const char* DecodeIsaName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace goldilocks::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace goldilocks::kernels {
 HWY_EXPORT(GetDecodeItem);
-HWY_EXPORT(DecodeIsaName);
 
 namespace {
 using ItemFn = void (*)(const DecodeProblem&, const DecodePlan&, float*, float*, int64_t);
 
-ItemFn select_item(bool force_portable) {
-  // The static target is the baseline every x86-64 CPU runs: the portable path.
-  return force_portable ? HWY_STATIC_DISPATCH(GetDecodeItem)() : HWY_DYNAMIC_DISPATCH(GetDecodeItem)();
-}
+ItemFn select_item(bool force_portable) { return GOLDILOCKS_DISPATCH(force_portable, GetDecodeItem)(); }
 }  // namespace
-
-const char* decode_isa_name(bool force_portable) {
-  return force_portable ? HWY_STATIC_DISPATCH(DecodeIsaName)() : HWY_DYNAMIC_DISPATCH(DecodeIsaName)();
-}
 
 int64_t choose_decode_splits(int64_t B, int64_t Hkv, int64_t max_length, int64_t requested) {
   const int64_t most = std::max<int64_t>(1, max_length);

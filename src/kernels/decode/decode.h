@@ -107,7 +107,6 @@ KvRows dense_kv_rows(const Problem& p);
 Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws);
 // A validated Problem (plain tensors, or a cache when p.cache is set).
 Status run_decode(const Problem& p);
-const char* decode_isa_name(bool force_portable);
 
 // Merges partial state b into a (disjoint key sets), in place:
 // a := merge(a, b). out rows of length dv, lse natural log.

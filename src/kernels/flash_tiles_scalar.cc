@@ -1,5 +1,8 @@
-// Portable tile micro-kernels: plain C++ the compiler can vectorise for the
-// baseline ISA. They define the exact semantics every SIMD set must match.
+// The flash tile kernels' executable spec: plain scalar C++ for each entry of
+// TileKernels (kernels/flash_tiles.h). Every instruction set is tested against
+// it (tests/kernels/flash_tiles_test.cc), and the SIMD softmax hands it the
+// rare rows that need exact NaN/+inf handling. Not an ISA choice: the
+// portable path is Highway's baseline target (support/isa.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,8 +15,8 @@
 namespace goldilocks::kernels {
 namespace {
 
-void scores_portable(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
-                     float* s, int64_t lds) {
+void scores_spec(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, int64_t cols, float scale,
+                 float* s, int64_t lds) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * lds;
     for (int64_t c = 0; c < cols; ++c) sr[c] = 0.0f;
@@ -27,8 +30,8 @@ void scores_portable(const float* q, int64_t rows, int64_t dk, const float* kt, 
   }
 }
 
-void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
-                         bool /*v_all_finite*/, float* m, float* l, float* acc) {
+void softmax_pv_spec(float* s, int64_t lds, int64_t rows, int64_t cols, const float* v, int64_t ldv, int64_t dv,
+                     bool /*v_all_finite*/, float* m, float* l, float* acc) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * lds;
     // The max must propagate NaN, so a NaN score poisons its row instead of
@@ -61,15 +64,15 @@ void softmax_pv_portable(float* s, int64_t lds, int64_t rows, int64_t cols, cons
   }
 }
 
-void pack_kt_portable(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
-                      int64_t ldk) {
+void pack_kt_spec(const float* k, int64_t stride_n, int64_t stride_d, int64_t cols, int64_t dk, float* kt,
+                  int64_t ldk) {
   // Key-major: each key's row is read once; its dk values land one per Kᵀ row.
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t d = 0; d < dk; ++d) kt[d * ldk + c] = k[c * stride_n + d * stride_d];
   for (int64_t d = 0; d < dk; ++d) std::fill(kt + d * ldk + cols, kt + (d + 1) * ldk, 0.0f);
 }
 
-bool all_finite_portable(const float* x, int64_t n) {
+bool all_finite_spec(const float* x, int64_t n) {
   uint32_t non_finite = 0;  // an integer OR vectorises; exponent bits all ones = Inf/NaN
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
@@ -79,11 +82,11 @@ bool all_finite_portable(const float* x, int64_t n) {
   return non_finite == 0;
 }
 
-void widen_portable(DType dtype, const void* x, int64_t n, float* out) {
+void widen_spec(DType dtype, const void* x, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = support::load_as_float(x, dtype, i);
 }
 
-void narrow_portable(DType dtype, const float* x, int64_t n, void* out) {
+void narrow_spec(DType dtype, const float* x, int64_t n, void* out) {
   for (int64_t i = 0; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
 }
 
@@ -91,8 +94,8 @@ void narrow_portable(DType dtype, const float* x, int64_t n, void* out) {
 inline int32_t lo16(int32_t x) { return static_cast<int16_t>(static_cast<uint32_t>(x) & 0xFFFFu); }
 inline int32_t hi16(int32_t x) { return static_cast<int16_t>(static_cast<uint32_t>(x) >> 16); }
 
-void scores_i8_portable(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
-                        float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
+void scores_i8_spec(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
+                    float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
   for (int64_t r = 0; r < rows; ++r) {
     const float row_scale = scale * q_scale[r];
     for (int64_t c = 0; c < cols; ++c) {
@@ -108,15 +111,10 @@ void scores_i8_portable(const int32_t* q, int64_t rows, int64_t pairs, const int
 
 }  // namespace
 
-const TileKernels& portable_tile_kernels() {
-  static const TileKernels kPortable{"portable",          scores_portable, softmax_pv_portable, pack_kt_portable,
-                                     all_finite_portable, widen_portable,  narrow_portable,
-                                     scores_i8_portable};
-  return kPortable;
-}
-
-const TileKernels& select_tile_kernels(bool force_portable) {
-  return force_portable ? portable_tile_kernels() : simd_tile_kernels();
+const TileKernels& scalar_tile_kernels() {
+  static const TileKernels kScalar{"scalar",        scores_spec, softmax_pv_spec, pack_kt_spec,
+                                   all_finite_spec, widen_spec,  narrow_spec,     scores_i8_spec};
+  return kScalar;
 }
 
 }  // namespace goldilocks::kernels

@@ -54,7 +54,7 @@ struct Tensor {
   std::vector<int64_t> shape;
   std::vector<int64_t> stride;
   std::vector<T> storage;
-  int64_t offset = 0;  // element offset of index (0,...,0) inside storage
+  int64_t offset = 0;                   // element offset of index (0,...,0) inside storage
   DType half_dtype = DType::kBFloat16;  // Tensor<uint16_t> only: which 16-bit format it holds
 
   int64_t numel() const {
@@ -187,8 +187,8 @@ struct Inputs {
 
 struct Result {
   Status status;
-  Tensor<float> out;   // [B, Hq, Nq, Dv]
-  Tensor<float> lse;   // [B, Hq, Nq]
+  Tensor<float> out;  // [B, Hq, Nq, Dv]
+  Tensor<float> lse;  // [B, Hq, Nq]
 };
 
 struct Oracle {
@@ -203,26 +203,45 @@ inline void attach_mask(AttentionParams& p, const Inputs& in) {
   p.scale = in.scale;
 }
 
+// How a test runs attention(): the knobs the harnesses pass through.
+struct RunOptions {
+  Backend backend = Backend::kAuto;
+  int threads = 0;
+  int64_t block_q = 0, block_k = 0;
+  IsaPreference isa = IsaPreference::kBest;
+  int64_t kv_splits = 0;
+};
+
+// The one AttentionParams builder of the tests. k and v stay empty for a call
+// over a KvCache; attach_mask adds the mask, causal and scale of Inputs.
+inline AttentionParams make_params(TensorView q, TensorView k, TensorView v, MutableTensorView out,
+                                   MutableTensorView lse, const RunOptions& o = {}) {
+  AttentionParams p;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.lse = lse;
+  p.backend = o.backend;
+  p.num_threads = o.threads;
+  p.block_q = o.block_q;
+  p.block_k = o.block_k;
+  p.isa = o.isa;
+  p.kv_splits = o.kv_splits;
+  return p;
+}
+
 // Runs one backend with float32 everything. Output is prefilled with a
 // sentinel so "did not write" is visible.
-inline Result run_backend(const Inputs& in, Backend backend, int threads = 0, int64_t block_q = 0,
-                          int64_t block_k = 0, IsaPreference isa = IsaPreference::kBest) {
+inline Result run_backend(const Inputs& in, Backend backend, int threads = 0, int64_t block_q = 0, int64_t block_k = 0,
+                          IsaPreference isa = IsaPreference::kBest) {
   Result r;
   const int64_t B = in.q.shape[0], Hq = in.q.shape[1], Nq = in.q.shape[2], Dv = in.v.shape[3];
   r.out = make_tensor<float>({B, Hq, Nq, Dv}, Layout::kContiguous, 12345.0f);
   r.lse = make_tensor<float>({B, Hq, Nq}, Layout::kContiguous, 12345.0f);
-  AttentionParams p;
-  p.q = in.q.view();
-  p.k = in.k.view();
-  p.v = in.v.view();
-  p.out = r.out.mutable_view();
-  p.lse = r.lse.mutable_view();
+  AttentionParams p = make_params(in.q.view(), in.k.view(), in.v.view(), r.out.mutable_view(), r.lse.mutable_view(),
+                                  {backend, threads, block_q, block_k, isa});
   attach_mask(p, in);
-  p.backend = backend;
-  p.num_threads = threads;
-  p.block_q = block_q;
-  p.block_k = block_k;
-  p.isa = isa;
   r.status = attention(p);
   return r;
 }
@@ -234,14 +253,9 @@ inline Oracle run_oracle(const Inputs& in) {
   const Tensor<double> q = to_double(in.q), k = to_double(in.k), v = to_double(in.v);
   o.out = make_tensor<double>({B, Hq, Nq, Dv}, Layout::kContiguous, 12345.0);
   o.lse = make_tensor<float>({B, Hq, Nq}, Layout::kContiguous, 12345.0f);
-  AttentionParams p;
-  p.q = q.view();
-  p.k = k.view();
-  p.v = v.view();
-  p.out = o.out.mutable_view();
-  p.lse = o.lse.mutable_view();
+  AttentionParams p =
+      make_params(q.view(), k.view(), v.view(), o.out.mutable_view(), o.lse.mutable_view(), {Backend::kReference});
   attach_mask(p, in);
-  p.backend = Backend::kReference;
   const Status s = attention(p);
   EXPECT_TRUE(s.ok()) << s.to_string();
   return o;
@@ -390,19 +404,10 @@ inline HalfResult run_half(const HalfInputs& h, Backend backend, int threads = 0
   const int64_t B = in.q.shape[0], Hq = in.q.shape[1], Nq = in.q.shape[2], Dv = in.v.shape[3];
   r.out = to_half(make_tensor<float>({B, Hq, Nq, Dv}, out_layout, 12345.0f), h.dtype);
   r.lse = make_tensor<float>({B, Hq, Nq}, Layout::kContiguous, 12345.0f);
-  AttentionParams p;
-  p.q = h.q.view();
-  p.k = h.k.view();
-  p.v = h.v.view();
-  p.out = r.out.mutable_view();
-  p.lse = r.lse.mutable_view();
+  AttentionParams p = make_params(h.q.view(), h.k.view(), h.v.view(), r.out.mutable_view(), r.lse.mutable_view(),
+                                  {backend, threads, block_q, block_k, isa});
   attach_mask(p, in);
   if (in.has_add_mask) p.mask = h.add_mask.view();
-  p.backend = backend;
-  p.num_threads = threads;
-  p.block_q = block_q;
-  p.block_k = block_k;
-  p.isa = isa;
   r.status = attention(p);
   return r;
 }

@@ -82,15 +82,10 @@ inline CacheResult attend_cache(const KvCache& cache, const Tensor<float>& q, Ca
   const int64_t B = q.shape[0], Hq = q.shape[1], Nq = q.shape[2], Dv = cache.config().head_dim_v;
   r.out = make_tensor<float>({B, Hq, Nq, Dv}, Layout::kContiguous, 12345.0f);
   r.lse = make_tensor<float>({B, Hq, Nq}, Layout::kContiguous, 12345.0f);
-  AttentionParams p;
-  p.q = q.view();
-  p.out = r.out.mutable_view();
-  p.lse = r.lse.mutable_view();
+  AttentionParams p = make_params(q.view(), {}, {}, r.out.mutable_view(), r.lse.mutable_view(),
+                                  {Backend::kAuto, threads, 0, 0, isa, splits});
   p.kv_cache = &cache;
   p.causal = causal;
-  p.isa = isa;
-  p.num_threads = threads;
-  p.kv_splits = splits;
   r.status = attention(p);
   return r;
 }
@@ -118,7 +113,8 @@ inline void check_cache_against_oracle(const KvCache& cache, const Tensor<float>
       const double w = oracle.out.at(idx);
       const double g = got.out.at({b, idx[1], idx[2], idx[3]});
       if (!std::isfinite(w) || !std::isfinite(g)) {
-        EXPECT_TRUE((std::isnan(w) && std::isnan(g)) || w == g) << "sequence " << b << " non-finite mismatch: got " << g << ", oracle " << w;
+        EXPECT_TRUE((std::isnan(w) && std::isnan(g)) || w == g)
+            << "sequence " << b << " non-finite mismatch: got " << g << ", oracle " << w;
         return;
       }
       math_err = std::max(math_err, std::abs(math.out.at(idx) - w));
@@ -127,15 +123,16 @@ inline void check_cache_against_oracle(const KvCache& cache, const Tensor<float>
     oracle.lse.for_each_index([&](const std::vector<int64_t>& idx) {
       const double w = oracle.lse.at(idx), g = got.lse.at({b, idx[1], idx[2]});
       if (!std::isfinite(w) || !std::isfinite(g)) {
-        EXPECT_TRUE((std::isnan(w) && std::isnan(g)) || w == g) << "sequence " << b << " lse: got " << g << ", oracle " << w;
+        EXPECT_TRUE((std::isnan(w) && std::isnan(g)) || w == g)
+            << "sequence " << b << " lse: got " << g << ", oracle " << w;
         return;
       }
       math_lse = std::max(math_lse, std::abs(math.lse.at(idx) - w));
       lse_err = std::max(lse_err, std::abs(g - w));
     });
     EXPECT_LE(math_err, kMathSanityBound);
-    EXPECT_LE(err, 2 * math_err + kAbsFloor) << "sequence " << b << " (length " << cache.length(b) << "): max abs error "
-                                             << err << " vs math " << math_err;
+    EXPECT_LE(err, 2 * math_err + kAbsFloor)
+        << "sequence " << b << " (length " << cache.length(b) << "): max abs error " << err << " vs math " << math_err;
     EXPECT_LE(lse_err, 2 * math_lse + 8 * kAbsFloor) << "sequence " << b << " lse error";
   }
 }

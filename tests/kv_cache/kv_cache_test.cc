@@ -7,64 +7,13 @@
 #include <random>
 #include <set>
 
+#include "kv_cache/kv_ops_walk.h"
 #include "kv_cache/kv_test_util.h"
 #include "quant/row_format.h"
 #include "support/memory.h"
 
 namespace goldilocks::testing {
 namespace {
-
-// The model: per sequence, per token, the K and V rows as the cache should
-// return them (quantize → dequantize of what was appended), all heads concatenated.
-struct Model {
-  std::vector<std::vector<std::vector<float>>> seqs;  // [seq][token] -> Hkv*(Dk+Dv) floats
-};
-
-std::vector<float> model_row(const KvCacheConfig& c, const Tokens& t, int64_t token) {
-  const quant::RowFormat kf{c.k_storage, c.head_dim_k, c.k_group_size}, vf{c.v_storage, c.head_dim_v, c.v_group_size};
-  std::vector<float> row;
-  std::vector<uint8_t> bytes(static_cast<size_t>(std::max(kf.row_bytes(), vf.row_bytes())));
-  std::vector<float> deq(static_cast<size_t>(std::max(c.head_dim_k, c.head_dim_v)));
-  for (int64_t h = 0; h < c.kv_heads; ++h) {
-    quant::quantize_row(kf, &t.k.at({h, token, 0}), t.k.stride[2], bytes.data());
-    quant::dequantize_row(kf, bytes.data(), deq.data());
-    row.insert(row.end(), deq.begin(), deq.begin() + c.head_dim_k);
-    quant::quantize_row(vf, &t.v.at({h, token, 0}), t.v.stride[2], bytes.data());
-    quant::dequantize_row(vf, bytes.data(), deq.data());
-    row.insert(row.end(), deq.begin(), deq.begin() + c.head_dim_v);
-  }
-  return row;
-}
-
-void expect_matches_model(const KvCache& cache, const Model& m) {
-  const KvCacheConfig& c = cache.config();
-  for (int64_t b = 0; b < c.batch; ++b) {
-    const auto& want = m.seqs[b];
-    ASSERT_EQ(cache.length(b), static_cast<int64_t>(want.size())) << "sequence " << b;
-    Tensor<float> k, v;
-    read_sequence(cache, b, &k, &v);
-    for (int64_t j = 0; j < cache.length(b); ++j) {
-      int64_t at = 0;
-      for (int64_t h = 0; h < c.kv_heads; ++h) {
-        for (int64_t d = 0; d < c.head_dim_k; ++d, ++at) ASSERT_EQ(k.at({0, h, j, d}), want[j][at]) << "seq " << b << " token " << j;
-        for (int64_t d = 0; d < c.head_dim_v; ++d, ++at) ASSERT_EQ(v.at({0, h, j, d}), want[j][at]) << "seq " << b << " token " << j;
-      }
-    }
-  }
-  // Page accounting: every page is free or referenced exactly refcount times.
-  const KvCache::State& s = cache.state();
-  if (!s.paged) return;
-  std::map<int32_t, int> refs;
-  for (int64_t b = 0; b < c.batch; ++b)
-    for (int64_t i = 0; i < s.pages_held(b); ++i) ++refs[s.table(b, i)];
-  std::set<int32_t> free_pages(s.free_list.data(), s.free_list.data() + s.free_count);
-  EXPECT_EQ(static_cast<int64_t>(free_pages.size()), s.free_count);
-  EXPECT_EQ(static_cast<int64_t>(refs.size()) + s.free_count, s.num_pages);
-  for (auto [page, n] : refs) {
-    EXPECT_EQ(s.refcount[page], n) << "page " << page;
-    EXPECT_EQ(free_pages.count(page), 0u);
-  }
-}
 
 struct OpsCase {
   KvLayout layout;
@@ -73,83 +22,18 @@ struct OpsCase {
 
 class CacheOps : public ::testing::TestWithParam<OpsCase> {};
 
-// Random appends, rollbacks, forks, evictions and resets (including ones that
-// must fail); after every operation the cache equals the model, and a failed
-// operation leaves every byte as it was.
+// The shared cache-operation walk (kv_ops_walk.h) on per-token K.
 TEST_P(CacheOps, RandomOperationsMatchTheModel) {
-  const uint64_t seed = 2024;
-  std::mt19937_64 rng(seed);
   KvCacheConfig c;
   c.batch = 3, c.kv_heads = 2, c.head_dim_k = 32, c.head_dim_v = 16, c.max_tokens = 40;
   c.layout = GetParam().layout;
   c.page_size = 5;
   c.num_pages = 14;  // less than batch * 8: the pool can run out
   c.k_storage = GetParam().k, c.v_storage = GetParam().v;
-  auto cache = make_cache(c);
-  const KvCacheConfig& rc = cache->config();
-  Model m;
-  m.seqs.resize(3);
-  int failures = 0;
-  for (int op = 0; op < 300; ++op) {
-    SCOPED_TRACE("seed " + std::to_string(seed) + " op " + std::to_string(op));
-    const int64_t seq = static_cast<int64_t>(rng() % 3);
-    const std::vector<uint8_t> before = snapshot(*cache);
-    Status s;
-    bool expect_ok = true;
-    switch (rng() % 6) {
-      case 0:
-      case 1: {  // append a chunk or one token
-        const int64_t n = rng() % 2 ? 1 : static_cast<int64_t>(rng() % 12);
-        Tokens t = random_tokens(rc, n, rng);
-        s = cache->append(seq, t.k.view(), t.v.view());
-        if (s.ok()) {
-          for (int64_t j = 0; j < n; ++j) m.seqs[seq].push_back(model_row(rc, t, j));
-        } else {
-          expect_ok = false;
-          EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.to_string();
-        }
-        break;
-      }
-      case 2: {  // rollback (sometimes to an invalid length)
-        const int64_t len = static_cast<int64_t>(m.seqs[seq].size());
-        const int64_t to = static_cast<int64_t>(rng() % (len + 3));
-        s = cache->truncate(seq, to);
-        expect_ok = to <= len;
-        if (expect_ok) m.seqs[seq].resize(static_cast<size_t>(to));
-        break;
-      }
-      case 3: {  // fork
-        const int64_t dst = static_cast<int64_t>(rng() % 3);
-        s = cache->fork(seq, dst);
-        expect_ok = dst != seq;
-        if (expect_ok) m.seqs[dst] = m.seqs[seq];
-        break;
-      }
-      case 4: {  // StreamingLLM eviction
-        const int64_t sinks = rng() % 4, recent = rng() % 10;
-        s = cache->evict(seq, sinks, recent);
-        auto& rows = m.seqs[seq];
-        const int64_t len = static_cast<int64_t>(rows.size());
-        if (s.ok() && len > sinks + recent) rows.erase(rows.begin() + sinks, rows.end() - recent);
-        if (!s.ok()) expect_ok = false;
-        break;
-      }
-      default:
-        if (rng() % 4 == 0) {
-          s = cache->reset(seq);
-          m.seqs[seq].clear();
-        }
-        break;
-    }
-    EXPECT_EQ(s.ok(), expect_ok) << s.to_string();
-    if (!s.ok()) {
-      ++failures;
-      EXPECT_TRUE(snapshot(*cache) == before) << "a failed operation changed the cache: " << s.to_string();
-    }
-    expect_matches_model(*cache, m);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
-  EXPECT_GT(failures, 5);  // the random walk really exercised the error paths
+  WalkCounts n;
+  random_cache_operations(c, 2024, &n);
+  EXPECT_GT(n.failures, 5);  // the random walk really exercised the error paths
+  EXPECT_GT(n.evictions, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, CacheOps,

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "kv_cache/kv_ops_walk.h"
 #include "kv_cache/kv_test_util.h"
 #include "quant/channel_group.h"
 #include "quant/row_format.h"
@@ -17,221 +18,28 @@
 namespace goldilocks::testing {
 namespace {
 
-// Model of one sequence: the f32 K rows the cache should quantize (what was
-// appended, or a reopened group's dequantized values) and the V rows as read.
-struct SeqModel {
-  std::vector<std::vector<float>> k, v;  // [token] -> Hkv * D, heads concatenated
-  // Whether a rollback into the last completed group must be exact: true from
-  // a group's completion until an eviction or a truncation that drops or
-  // reopens a completed group (then the cache may use dequantized values).
-  bool strict = true;
-};
-
-std::vector<float> v_model_row(const KvCacheConfig& c, const Tokens& t, int64_t token) {
-  const quant::RowFormat vf{c.v_storage, c.head_dim_v, c.v_group_size};
-  std::vector<uint8_t> bytes(static_cast<size_t>(vf.row_bytes()));
-  std::vector<float> deq(static_cast<size_t>(c.head_dim_v)), row;
-  for (int64_t h = 0; h < c.kv_heads; ++h) {
-    quant::quantize_row(vf, &t.v.at({h, token, 0}), t.v.stride[2], bytes.data());
-    quant::dequantize_row(vf, bytes.data(), deq.data());
-    row.insert(row.end(), deq.begin(), deq.end());
-  }
-  return row;
-}
-
-std::vector<float> k_source_row(const KvCacheConfig& c, const Tokens& t, int64_t token) {
-  std::vector<float> row;
-  for (int64_t h = 0; h < c.kv_heads; ++h)
-    for (int64_t d = 0; d < c.head_dim_k; ++d) row.push_back(t.k.at({h, token, d}));
-  return row;
-}
-
-// What read() must return for K: complete groups quantized per channel from
-// the model's rows, the open group's rows as they are.
-std::vector<std::vector<float>> expected_k(const KvCacheConfig& c, const SeqModel& m) {
-  const int64_t G = c.k_channel_tokens, D = c.head_dim_k, len = static_cast<int64_t>(m.k.size());
-  const quant::ChannelGroupFormat f(c.k_storage, D, G);
-  std::vector<std::vector<float>> out = m.k;
-  std::vector<float> rows(static_cast<size_t>(G * D)), deq(static_cast<size_t>(D));
-  std::vector<uint8_t> group(static_cast<size_t>(f.bytes()));
-  for (int64_t g = 0; g < len / G; ++g) {
-    for (int64_t h = 0; h < c.kv_heads; ++h) {
-      for (int64_t t = 0; t < G; ++t) std::copy_n(&m.k[g * G + t][h * D], D, &rows[t * D]);
-      quant::quantize_channel_group(f, rows.data(), group.data());
-      for (int64_t t = 0; t < G; ++t) {
-        quant::dequantize_channel_row(f, group.data(), t, deq.data());
-        std::copy_n(deq.data(), D, &out[g * G + t][h * D]);
-      }
-    }
-  }
-  return out;
-}
-
-// The cache's K and V of one sequence as [token] -> Hkv * D rows.
-void read_rows(const KvCache& cache, int64_t seq, std::vector<std::vector<float>>* k, std::vector<std::vector<float>>* v) {
-  const KvCacheConfig& c = cache.config();
-  Tensor<float> kt, vt;
-  read_sequence(cache, seq, &kt, &vt);
-  k->assign(static_cast<size_t>(cache.length(seq)), {});
-  v->assign(static_cast<size_t>(cache.length(seq)), {});
-  for (int64_t j = 0; j < cache.length(seq); ++j) {
-    for (int64_t h = 0; h < c.kv_heads; ++h) {
-      for (int64_t d = 0; d < c.head_dim_k; ++d) (*k)[j].push_back(kt.at({0, h, j, d}));
-      for (int64_t d = 0; d < c.head_dim_v; ++d) (*v)[j].push_back(vt.at({0, h, j, d}));
-    }
-  }
-}
-
-void expect_matches(const KvCache& cache, const std::vector<SeqModel>& model) {
-  const KvCacheConfig& c = cache.config();
-  for (int64_t b = 0; b < c.batch; ++b) {
-    ASSERT_EQ(cache.length(b), static_cast<int64_t>(model[b].k.size())) << "sequence " << b;
-    std::vector<std::vector<float>> k, v;
-    read_rows(cache, b, &k, &v);
-    const auto want_k = expected_k(c, model[b]);
-    for (int64_t j = 0; j < cache.length(b); ++j) {
-      ASSERT_TRUE(k[j] == want_k[j]) << "sequence " << b << " K token " << j;
-      ASSERT_TRUE(v[j] == model[b].v[j]) << "sequence " << b << " V token " << j;
-    }
-  }
-}
-
 class ChannelCacheOps : public ::testing::TestWithParam<KvStorage> {};
 
-// Random appends, rollbacks (short and deep), forks, evictions (aligned and
-// not) and resets; after every operation the cache equals the model, failed
-// operations change no byte, and attention agrees with the oracle on the
-// cache's contents now and then.
-void random_operations(KvLayout layout, KvStorage k_storage) {
-  const uint64_t seed = 2025 + static_cast<uint64_t>(k_storage) * 10 + static_cast<uint64_t>(layout);
-  std::mt19937_64 rng(seed);
-  KvCacheConfig c;
-  c.batch = 3, c.kv_heads = 2, c.head_dim_k = 32, c.head_dim_v = 16, c.max_tokens = 42;
-  c.layout = layout;
-  c.page_size = 8;
-  c.num_pages = 12;  // less than batch * 6: the pool can run out
-  c.k_storage = k_storage, c.v_storage = KvStorage::kInt8;
-  c.k_scales = KvKScales::kPerChannel;
-  c.k_channel_tokens = 4;
-  auto cache = make_cache(c);
-  const KvCacheConfig& rc = cache->config();
-  const int64_t G = rc.k_channel_tokens;
-  std::vector<SeqModel> m(3);
-  int failures = 0, exact_reopens = 0, dequantized_reopens = 0, evictions = 0;
-  for (int op = 0; op < 300; ++op) {
-    SCOPED_TRACE("seed " + std::to_string(seed) + " op " + std::to_string(op));
-    const int64_t seq = static_cast<int64_t>(rng() % 3);
-    SeqModel& sm = m[seq];
-    const int64_t len = static_cast<int64_t>(sm.k.size());
-    const std::vector<uint8_t> before = snapshot(*cache);
-    Status s;
-    bool expect_ok = true;
-    switch (rng() % 7) {
-      case 0:
-      case 1: {  // append a chunk or one token
-        const int64_t n = rng() % 2 ? 1 : static_cast<int64_t>(rng() % 12);
-        Tokens t = random_tokens(rc, n, rng);
-        s = cache->append(seq, t.k.view(), t.v.view());
-        if (s.ok()) {
-          for (int64_t j = 0; j < n; ++j) {
-            sm.k.push_back(k_source_row(rc, t, j));
-            sm.v.push_back(v_model_row(rc, t, j));
-          }
-          if ((len + n) / G > len / G) sm.strict = true;  // a group completed: its rows are kept
-        } else {
-          expect_ok = false;
-          EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.to_string();
-        }
-        break;
-      }
-      case 2:
-      case 3: {  // rollback: short (within G) or anywhere, sometimes invalid
-        const int64_t to = rng() % 2 ? len - static_cast<int64_t>(rng() % (G + 1)) : static_cast<int64_t>(rng() % (len + 3));
-        const auto deq = expected_k(rc, sm);  // a reopened group's dequantized rows
-        s = cache->truncate(seq, to);
-        expect_ok = to >= 0 && to <= len;
-        if (!expect_ok) break;
-        const int64_t g = to / G;
-        if (to % G != 0 && g < len / G) {
-          // Reopened group g: exact when it was the last completed one (strict), else exact or dequantized.
-          std::vector<std::vector<float>> k, v;
-          read_rows(*cache, seq, &k, &v);
-          const bool must_be_exact = sm.strict && g == len / G - 1;
-          for (int64_t j = g * G; j < to; ++j) {
-            if (k[j] == sm.k[j]) {
-              ++exact_reopens;
-            } else {
-              ASSERT_FALSE(must_be_exact) << "rollback into the last completed group was not exact, token " << j;
-              ASSERT_TRUE(k[j] == deq[j]) << "reopened token " << j << " is neither exact nor dequantized";
-              sm.k[j] = deq[j];
-              ++dequantized_reopens;
-            }
-          }
-        }
-        if (g < len / G) sm.strict = false;  // the last completed group changed
-        sm.k.resize(static_cast<size_t>(to));
-        sm.v.resize(static_cast<size_t>(to));
-        break;
-      }
-      case 4: {  // fork
-        const int64_t dst = static_cast<int64_t>(rng() % 3);
-        s = cache->fork(seq, dst);
-        expect_ok = dst != seq;
-        if (expect_ok) m[dst] = sm;
-        break;
-      }
-      case 5: {  // StreamingLLM eviction: whole groups, or not (an error)
-        const int64_t sinks = rng() % 2 ? G * static_cast<int64_t>(rng() % 3) : static_cast<int64_t>(rng() % 6);
-        const int64_t recent = static_cast<int64_t>(rng() % (3 * G));
-        s = cache->evict(seq, sinks, recent);
-        if (len > sinks + recent) {
-          const bool aligned = sinks % G == 0 && (len - sinks - recent) % G == 0;
-          expect_ok = aligned;
-          if (aligned) {
-            sm.k.erase(sm.k.begin() + sinks, sm.k.end() - recent);
-            sm.v.erase(sm.v.begin() + sinks, sm.v.end() - recent);
-            sm.strict = false;
-            ++evictions;
-          } else {
-            EXPECT_EQ(s.message().rfind("sink_tokens", 0), 0u) << s.message();
-          }
-        }
-        break;
-      }
-      default:
-        if (rng() % 4 == 0) {
-          s = cache->reset(seq);
-          sm = SeqModel{};
-        }
-        break;
-    }
-    if (::testing::Test::HasFatalFailure()) return;
-    EXPECT_EQ(s.ok(), expect_ok) << s.to_string();
-    if (!s.ok()) {
-      ++failures;
-      EXPECT_TRUE(snapshot(*cache) == before) << "a failed operation changed the cache: " << s.to_string();
-    }
-    expect_matches(*cache, m);
-    if (::testing::Test::HasFatalFailure()) return;
-    if (op % 30 == 0) {
-      Tensor<float> q = make_tensor<float>({3, 4, 1, rc.head_dim_k}, Layout::kContiguous);
-      fill_normal(q, rng);
-      check_cache_against_oracle(*cache, q, attend_cache(*cache, q, CausalAlign::kBottomRight), CausalAlign::kBottomRight, seed);
-    }
-  }
-  // The random walk really exercised the error paths, both kinds of reopen and evictions.
-  EXPECT_GT(failures, 5);
-  EXPECT_GT(exact_reopens, 0);
-  EXPECT_GT(dequantized_reopens, 0);
-  EXPECT_GT(evictions, 0);
-}
-
-// The random walk above, both layouts.
+// The shared cache-operation walk (kv_ops_walk.h) on per-channel K, both layouts.
 TEST_P(ChannelCacheOps, RandomOperationsMatchTheModel) {
   for (KvLayout layout : {KvLayout::kPaged, KvLayout::kContiguous}) {
     SCOPED_TRACE(layout == KvLayout::kPaged ? "paged" : "contiguous");
-    random_operations(layout, GetParam());
+    KvCacheConfig c;
+    c.batch = 3, c.kv_heads = 2, c.head_dim_k = 32, c.head_dim_v = 16, c.max_tokens = 42;
+    c.layout = layout;
+    c.page_size = 8;
+    c.num_pages = 12;  // less than batch * 6: the pool can run out
+    c.k_storage = GetParam(), c.v_storage = KvStorage::kInt8;
+    c.k_scales = KvKScales::kPerChannel;
+    c.k_channel_tokens = 4;
+    WalkCounts n;
+    random_cache_operations(c, 2025 + static_cast<uint64_t>(GetParam()) * 10 + static_cast<uint64_t>(layout), &n);
     if (::testing::Test::HasFatalFailure()) return;
+    // The random walk really exercised the error paths, both kinds of reopen and evictions.
+    EXPECT_GT(n.failures, 5);
+    EXPECT_GT(n.exact_reopens, 0);
+    EXPECT_GT(n.dequantized_reopens, 0);
+    EXPECT_GT(n.evictions, 0);
   }
 }
 

@@ -11,6 +11,7 @@ with whatever else the machine runs.
 
   python python/benchmarks/llama_timing.py
   python python/benchmarks/llama_timing.py --prompt 2048 --new-tokens 64 --layers 4 --repeats 3
+  python python/benchmarks/llama_timing.py --dtype bfloat16
 """
 import argparse
 import copy
@@ -59,6 +60,8 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="default: the cores available")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                    help="the models' weights and activations (bfloat16: how most CPU checkpoints load)")
     args = ap.parse_args()
 
     threads = args.threads or goldilocks.available_cores()
@@ -76,7 +79,7 @@ def main():
                                                                        attn_implementation="goldilocks")
     models["goldilocks"].load_state_dict(models["sdpa"].state_dict())
     for m in models.values():
-        m.eval()
+        m.to(getattr(torch, args.dtype)).eval()
     ids = torch.randint(0, config.vocab_size, (args.batch, args.prompt), generator=torch.Generator().manual_seed(1))
     gen_kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
 
@@ -105,7 +108,7 @@ def main():
                 decode_attn[name].append(attention_seconds[(name, "decode")])
 
     print(f"# Llama-style: {args.layers} layers, hidden {args.hidden}, {args.heads} heads / {args.kv_heads} KV heads, "
-          f"batch {args.batch}, prompt {args.prompt}, {args.new_tokens} new tokens, {threads} threads, "
+          f"batch {args.batch}, prompt {args.prompt}, {args.new_tokens} new tokens, {args.dtype}, {threads} threads, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, {args.repeats} interleaved repeats")
     # generate() runs one prefill, then new_tokens - 1 decode steps.
     decode_steps = max(1, args.new_tokens - 1)

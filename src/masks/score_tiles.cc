@@ -23,8 +23,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 // has relative error 7e-9 with exact coefficients and ≤ 6 ulp as evaluated
 // here; 1/Q is rcp14 plus one Newton step (2^-28). About 19 vector ops per 16
 // scores and no division: Highway's Tanh (expm1 and a divide) made softcap
-// 33% slower than no mod, against a budget of 15%. NaN stays NaN (min/max
-// return their second operand on NaN).
+// 33% slower than no mod, against a budget of 15%. NaN stays NaN (x86's
+// min/max return their second operand on NaN; other targets restore it).
 HWY_INLINE hn::Vec<hn::ScalableTag<float>> Softcap(hn::ScalableTag<float> d, hn::Vec<hn::ScalableTag<float>> s,
                                                   hn::Vec<hn::ScalableTag<float>> cap,
                                                   hn::Vec<hn::ScalableTag<float>> inv_cap) {
@@ -44,7 +44,14 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> Softcap(hn::ScalableTag<float> d, hn:
   q = hn::MulAdd(q, z, hn::Set(d, 1.0f));
   auto r = hn::ApproximateReciprocal(q);
   r = hn::Mul(r, hn::NegMulAdd(q, r, hn::Set(d, 2.0f)));  // Newton: r(2 - qr)
-  return hn::Mul(cap, hn::Mul(t, hn::Mul(p, r)));  // tanh first: cap·t may overflow
+  const auto capped = hn::Mul(cap, hn::Mul(t, hn::Mul(p, r)));  // tanh first: cap·t may overflow
+#if !HWY_ARCH_X86 || HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+  // Min/Max here are not x86's minps/maxps and drop a NaN (the clamp made it
+  // ±9), so a NaN score would come out finite: keep it NaN explicitly.
+  return hn::IfThenElse(hn::IsNaN(s), s, capped);
+#else
+  return capped;
+#endif
 }
 
 void SoftcapTile(float cap, int64_t rows, int64_t cols, float* s, int64_t lds) {

@@ -203,42 +203,47 @@ INSTANTIATE_TEST_SUITE_P(All, Mods, ::testing::ValuesIn(cases()),
 // Brute force over every block: kinds are exact (partial means mixed).
 // The vectorised softcap against cap·tanh(s / cap) in double, over the whole
 // useful range (and past the clamp), at caps from tiny to huge, with ragged
-// tile widths; NaN stays NaN and ±inf gives ±cap (to the same few ulp).
+// tile widths; NaN stays NaN and ±inf gives ±cap (to the same few ulp). Both
+// instruction-set choices: on the portable (scalar) target the clamp's Max/Min
+// dropped a NaN (the fuzzer's softcap-nan-score-clamped-finite-on-scalar-target).
 TEST(ScoreTiles, SoftcapMatchesTanhWithinAFewUlp) {
-  for (const float cap : {1e-30f, 0.5f, 2.0f, 30.0f, 1e30f, std::numeric_limits<float>::max()}) {
-    for (const int64_t cols : {1, 15, 16, 17, 200}) {
-      const int64_t rows = 3, lds = 208;
-      std::vector<float> s(rows * lds, 7.0f), want(rows * lds, 7.0f);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) {
-          // Spread over ±12·cap, with every sign and the extremes included.
-          const double x = (r * cols + c) / double(rows * cols - 1 + 1e-9) * 24.0 - 12.0;
-          s[r * lds + c] = static_cast<float>(x * cap);
-          want[r * lds + c] = static_cast<float>(cap * std::tanh(double(s[r * lds + c]) / cap));
-        }
-      s[0] = std::numeric_limits<float>::quiet_NaN();
-      s[lds] = std::numeric_limits<float>::infinity();
-      s[2 * lds] = -std::numeric_limits<float>::infinity();
-      FlexTile t;
-      t.rows = rows, t.cols = cols;
-      mods::softcap_tile(cap, t, s.data(), lds);
-      EXPECT_TRUE(std::isnan(s[0])) << "cap " << cap;
-      const float cap_tol = 8.0f * std::numeric_limits<float>::epsilon() * cap;
-      EXPECT_NEAR(s[lds], cap, cap_tol) << "cap " << cap;
-      EXPECT_NEAR(s[2 * lds], -cap, cap_tol) << "cap " << cap;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < lds; ++c) {
-          if (c == 0) continue;  // the special values above
-          const float got = s[r * lds + c], w = want[r * lds + c];
-          if (c >= cols) {
-            EXPECT_EQ(got, 7.0f) << "wrote past cols at " << r << "," << c;
-            continue;
+  for (const bool portable : {false, true})
+    for (const float cap : {1e-30f, 0.5f, 2.0f, 30.0f, 1e30f, std::numeric_limits<float>::max()}) {
+      SCOPED_TRACE(portable ? "portable" : "best");
+      for (const int64_t cols : {1, 15, 16, 17, 200}) {
+        const int64_t rows = 3, lds = 208;
+        std::vector<float> s(rows * lds, 7.0f), want(rows * lds, 7.0f);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            // Spread over ±12·cap, with every sign and the extremes included.
+            const double x = (r * cols + c) / double(rows * cols - 1 + 1e-9) * 24.0 - 12.0;
+            s[r * lds + c] = static_cast<float>(x * cap);
+            want[r * lds + c] = static_cast<float>(cap * std::tanh(double(s[r * lds + c]) / cap));
           }
-          EXPECT_LE(std::abs(got - w), 8.0f * std::numeric_limits<float>::epsilon() * std::abs(w) + 1e-44f)
-              << "cap " << cap << " s/cap " << double(s[r * lds + c]) / cap << " at " << r << "," << c;
-        }
+        s[0] = std::numeric_limits<float>::quiet_NaN();
+        s[lds] = std::numeric_limits<float>::infinity();
+        s[2 * lds] = -std::numeric_limits<float>::infinity();
+        FlexTile t;
+        t.call.portable = portable;
+        t.rows = rows, t.cols = cols;
+        mods::softcap_tile(cap, t, s.data(), lds);
+        EXPECT_TRUE(std::isnan(s[0])) << "cap " << cap;
+        const float cap_tol = 8.0f * std::numeric_limits<float>::epsilon() * cap;
+        EXPECT_NEAR(s[lds], cap, cap_tol) << "cap " << cap;
+        EXPECT_NEAR(s[2 * lds], -cap, cap_tol) << "cap " << cap;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < lds; ++c) {
+            if (c == 0) continue;  // the special values above
+            const float got = s[r * lds + c], w = want[r * lds + c];
+            if (c >= cols) {
+              EXPECT_EQ(got, 7.0f) << "wrote past cols at " << r << "," << c;
+              continue;
+            }
+            EXPECT_LE(std::abs(got - w), 8.0f * std::numeric_limits<float>::epsilon() * std::abs(w) + 1e-44f)
+                << "cap " << cap << " s/cap " << double(s[r * lds + c]) / cap << " at " << r << "," << c;
+          }
+      }
     }
-  }
 }
 
 TEST(BlockMask, KindsAreExactAndCountsAddUp) {

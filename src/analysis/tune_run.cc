@@ -51,6 +51,21 @@ std::string short_label(const TuneRun& run, const TuneConfig& c) {
   return s;
 }
 
+// "13.4x faster and 1.08x more memory (1.65 MiB more)": the pick against standard
+// SDPA, in the direction each ratio really goes.
+std::string versus_standard(const TunePoint& p, const TunePoint& b) {
+  const double speed = b.mean / p.mean;
+  const int64_t saved = b.memory - p.memory;
+  const double ratio = double(b.memory) / double(std::max<int64_t>(p.memory, 1));
+  std::string s = speed >= 1 ? fmt(speed) + "x faster" : fmt(1 / speed) + "x slower";
+  if (saved >= 0) {
+    s += " and " + fmt(ratio) + "x less memory (" + human_bytes(double(saved)) + " saved)";
+  } else {
+    s += " and " + fmt(1 / ratio) + "x more memory (" + human_bytes(double(-saved)) + " more)";
+  }
+  return s;
+}
+
 }  // namespace
 
 std::string tune_machine_key() {
@@ -290,10 +305,8 @@ void print_tune_table(const TuneRun& run, std::FILE* out) {
                  human_seconds(p.mean).c_str(), human_bytes(double(p.memory)).c_str(), fmt(p.err.rel_l2, 2).c_str());
     if (r.baseline) {
       const TunePoint& b = r.points[*r.baseline];
-      std::fprintf(out, " = %sx faster and %sx less memory than standard SDPA (%s saved), error %s vs %s",
-                   fmt(b.mean / p.mean).c_str(), fmt(double(b.memory) / double(std::max<int64_t>(p.memory, 1))).c_str(),
-                   human_bytes(double(b.memory - p.memory)).c_str(), fmt(p.err.rel_l2, 2).c_str(),
-                   fmt(b.err.rel_l2, 2).c_str());
+      std::fprintf(out, " = %s than standard SDPA, error %s vs %s", versus_standard(p, b).c_str(),
+                   fmt(p.err.rel_l2, 2).c_str(), fmt(b.err.rel_l2, 2).c_str());
     }
     std::fprintf(out, "\n");
   } else if (r.nearest) {
@@ -404,8 +417,7 @@ std::string tune_to_html(const TuneRun& run) {
       << ", " << human_bytes(double(p.memory)) << ", rel_l2 " << fmt(p.err.rel_l2, 2);
     if (r.baseline) {
       const TunePoint& b = r.points[*r.baseline];
-      h << " (" << fmt(b.mean / p.mean) << "x faster, "
-        << fmt(double(b.memory) / double(std::max<int64_t>(p.memory, 1))) << "x less memory than standard SDPA)";
+      h << " (" << escape(versus_standard(p, b)) << " than standard SDPA)";
     }
     h << "</p>\n";
   } else if (r.nearest) {

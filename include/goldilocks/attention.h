@@ -69,7 +69,7 @@ bool parse_precision(const std::string& name, Precision* precision);
 // mods), made once per call; Explanation::isa names the target that runs.
 enum class IsaPreference : uint8_t {
   kBest,      // the widest instruction set this CPU supports (AVX-512, AVX2, ...)
-  kPortable,  // the baseline the build guarantees (SSE2 on x86-64): what a CPU
+  kPortable,  // the baseline the build guarantees (Highway 1.0: scalar): what a CPU
               // without AVX2 runs, the same code on every machine
 };
 

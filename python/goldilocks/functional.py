@@ -84,7 +84,7 @@ def attention(query, key, value, *, mask=None, causal=None, scale=None, backend=
     return_lse: also return the per-row log-sum-exp (float32, shape out.shape[:-1], -inf for a
             fully masked row).
     isa: "best" (the widest instruction set this CPU supports) or "portable" (the baseline
-    target every x86-64 CPU runs, SSE2). Grouped-query attention is always allowed.
+    target every x86-64 CPU runs: scalar code). Grouped-query attention is always allowed.
     precision: "exact" (default) or "int8_qk": approximate, opt-in int8 Q·Kᵀ (SageAttention's smoothing and
             quantization; softmax and P·V in float32) on the flash backend; relative L2 error <= 1e-2 on Gaussian
             inputs. An explicit backend="reference" or "math" (exact attention) with it raises NotImplementedError."""

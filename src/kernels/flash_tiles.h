@@ -20,7 +20,7 @@ namespace goldilocks::kernels {
 inline constexpr int64_t kTilePad = 16;
 
 struct TileKernels {
-  const char* isa;  // Highway's target name: "AVX3", "AVX2", "SSE2", ...
+  const char* isa;  // Highway's target name: "AVX3", "AVX2", "SCALAR", ...
 
   // S = scale · Q·Kᵀ for one tile.
   //   q  is (rows, dk) row-major, leading dimension dk

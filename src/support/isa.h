@@ -3,7 +3,7 @@
 //   best      HWY_DYNAMIC_DISPATCH: the best target both compiled in and
 //             supported by this CPU (AVX-512, AVX2, or the baseline below);
 //   portable  HWY_STATIC_DISPATCH: the baseline target the compiler flags
-//             guarantee (SSE2 on x86-64), which is what a CPU without AVX2
+//             guarantee (HWY_SCALAR / EMU128 with Highway 1.0), what a CPU without AVX2
 //             runs anyway. The same code on every machine, so CI tests it
 //             wherever it runs.
 // Kernels call GOLDILOCKS_DISPATCH(portable, Func)(args...) on a function
@@ -14,7 +14,7 @@
 
 namespace goldilocks::support {
 
-// Highway's name of the target the choice runs: "AVX3", "AVX2", "SSE2", ...
+// Highway's name of the target the choice runs: "AVX3", "AVX2", "SCALAR", "EMU128", ...
 const char* isa_name(bool portable);
 
 }  // namespace goldilocks::support

@@ -33,7 +33,5 @@ std::function<void(size_t, size_t, const std::string&)> progress_bar();
 
 // Writes text to path (creating its directory), saying so on stderr; false on failure.
 bool write_file(const std::string& path, const std::string& text);
-// The whole file; false when it cannot be read.
-bool read_file(const std::string& path, std::string* text);
 
 }  // namespace goldilocks::tools

@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "analysis/harness.h"
 #include "analysis/report.h"
@@ -26,15 +25,6 @@ std::function<void(size_t, size_t, const std::string&)> progress_bar() {
     if (done == total) std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   };
-}
-
-bool read_file(const std::string& path, std::string* text) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream buf;
-  buf << in.rdbuf();
-  *text = buf.str();
-  return static_cast<bool>(in) || in.eof();
 }
 
 bool write_file(const std::string& path, const std::string& text) {

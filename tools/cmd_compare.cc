@@ -6,6 +6,7 @@
 
 #include "analysis/harness.h"
 #include "analysis/report.h"
+#include "analysis/text_file.h"
 #include "bench_output.h"
 #include "commands.h"
 
@@ -17,7 +18,7 @@ bool is_spec(const std::string& path) { return path.size() > 5 && path.substr(pa
 
 Status load_results(const std::string& path, an::RunResult* run) {
   std::string text;
-  if (!read_file(path, &text)) return InvalidArgument("results: cannot read " + path);
+  if (!an::read_text_file(path, &text)) return InvalidArgument("results: cannot read " + path);
   return an::from_json(text, path, run);
 }
 

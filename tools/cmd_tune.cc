@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "analysis/text_file.h"
 #include "analysis/tune_run.h"
 #include "bench_output.h"
 #include "commands.h"
@@ -67,7 +68,7 @@ std::string g(double v) {
 
 int check_pick(const TuneFlags& f, const an::Workload& w, const an::TuneRunOptions& o) {
   std::string text;
-  if (!read_file(f.check_pick, &text)) {
+  if (!an::read_text_file(f.check_pick, &text)) {
     std::fprintf(stderr, "error: --check-pick: cannot read %s\n", f.check_pick.c_str());
     return 2;
   }

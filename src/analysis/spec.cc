@@ -1,13 +1,14 @@
 #include "analysis/spec.h"
 
-#include <fstream>
+#include <toml++/toml.h>
+
 #include <functional>
 #include <map>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 #include <variant>
 
+#include "analysis/text_file.h"
 #include "goldilocks/flex.h"
 
 namespace goldilocks::analysis {
@@ -469,11 +470,11 @@ Status parse_spec(std::string_view text, const std::string& source_name, Experim
 }
 
 Status load_spec(const std::string& path, ExperimentSpec* spec) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument("spec: cannot read " + path + "; give the path of a .toml file (see bench/specs/)");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_spec(buf.str(), path, spec);
+  std::string text;
+  if (!read_text_file(path, &text)) {
+    return InvalidArgument("spec: cannot read " + path + "; give the path of a .toml file (see bench/specs/)");
+  }
+  return parse_spec(text, path, spec);
 }
 
 }  // namespace goldilocks::analysis

@@ -10,6 +10,7 @@
 
 #include "analysis/report.h"
 #include "analysis/results.h"
+#include "analysis/stats.h"
 #include "analysis/svg_plot.h"
 #include "support/threading.h"
 
@@ -247,16 +248,13 @@ Status check_pick(const Workload& w, const std::string& pick_json, const Measure
     GOLDILOCKS_RETURN_IF_ERROR(m.time_once(config, &s));
     c.times.push_back(s);
   }
-  double sum = 0;
-  for (double t : c.times) sum += t;
-  c.mean = sum / double(c.times.size());
+  c.mean = summarize(c.times).mean;
   *out = std::move(c);
   return Status::Ok();
 }
 
 void print_pick_check(const PickCheck& c, std::FILE* out) {
-  std::vector<double> sorted = c.times;
-  std::sort(sorted.begin(), sorted.end());
+  const TimingStats st = summarize(c.times);
   std::fprintf(out, "# pick %s re-measured in this process, %zu repetitions, no measurement cache\n",
                c.choice.label().c_str(), c.times.size());
   std::fprintf(out, "%-8s %16s %16s %s\n", "", "re-measured", "search reported", "ratio");
@@ -270,8 +268,8 @@ void print_pick_check(const PickCheck& c, std::FILE* out) {
   std::fprintf(out, "%-8s %16s %16s %s\n", "rel_l2", fmt(c.err.rel_l2).c_str(),
                c.has_reported ? fmt(c.reported_rel_l2).c_str() : "-",
                c.has_reported ? ratio(c.err.rel_l2, c.reported_rel_l2).c_str() : "-");
-  std::fprintf(out, "# time samples: min %s, median %s, max %s\n", human_seconds(sorted.front()).c_str(),
-               human_seconds(sorted[sorted.size() / 2]).c_str(), human_seconds(sorted.back()).c_str());
+  std::fprintf(out, "# time samples: min %s, median %s, max %s\n", human_seconds(st.min).c_str(),
+               human_seconds(st.median).c_str(), human_seconds(st.max).c_str());
 }
 
 void print_tune_table(const TuneRun& run, std::FILE* out) {

@@ -1,10 +1,11 @@
 #include "analysis/tune_workload.h"
 
-#include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <sstream>
+
+#include "analysis/text_file.h"
 #include "goldilocks/flex.h"
 
 namespace goldilocks::analysis {
@@ -223,11 +224,9 @@ Status parse_workload(std::string_view text, const std::string& source, Workload
 }
 
 Status load_workload(const std::string& path, const std::vector<std::string>& overrides, Workload* out) {
-  std::ifstream f(path);
-  if (!f) return InvalidArgument(path + ": cannot open the workload file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_workload(ss.str(), path, overrides, out);
+  std::string text;
+  if (!read_text_file(path, &text)) return InvalidArgument(path + ": cannot open the workload file");
+  return parse_workload(text, path, overrides, out);
 }
 
 }  // namespace goldilocks::analysis

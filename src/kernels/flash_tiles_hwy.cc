@@ -19,6 +19,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "kernels/flash_tiles.h"
+#include "kernels/load_f16-inl.h"
 #include "kernels/problem.h"
 #include "support/half.h"
 #include "support/isa.h"
@@ -257,7 +258,7 @@ HWY_INLINE bool SoftmaxRow(float* HWY_RESTRICT sr, int64_t cols, int64_t dv, flo
   // baseline targets on x86 too) it may drop a NaN, so the plain sum of the
   // scores (NaN iff a score is NaN, or +inf meets -inf) sends such rows to the
   // scalar spec; with maxps a NaN reaches the probabilities (see above).
-  constexpr bool kSumCheck = !HWY_ARCH_X86 || HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128;
+  constexpr bool kSumCheck = GOLDILOCKS_MINMAX_MAY_DROP_NAN;
   int64_t c = 0;
   if constexpr (kSumCheck) {
     VF vsum = hn::Zero(d);
@@ -481,20 +482,15 @@ bool AllFinite(const float* x, int64_t n) {
   return finite;
 }
 
-// float16 / bfloat16 → float32: exact, one PromoteTo per vector (F16C's
-// vcvtph2ps for f16 on AVX2/AVX-512; a 16-bit shift for bf16).
+// float16 / bfloat16 → float32: exact, one conversion per vector (LoadF16 for
+// f16: F16C's vcvtph2ps on AVX2/AVX-512; a 16-bit shift for bf16).
 void Widen(DType dtype, const void* x, int64_t n, float* out) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
   if (dtype == DType::kFloat16) {
-    // F16C's vcvtph2ps only: Highway's emulated f16 promotion (the scalar
-    // baseline) widened infinity to 65536; the scalar loop below is exact.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
-    const hn::Rebind<hwy::float16_t, DF> dh;
     const auto* src = static_cast<const hwy::float16_t*>(x);
-    for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, src + i)), d, out + i);
-#endif
+    for (; i + N <= n; i += N) hn::StoreU(LoadF16(d, src + i), d, out + i);
   } else if (dtype == DType::kBFloat16) {
     const hn::Rebind<hwy::bfloat16_t, DF> dh;
     const auto* src = static_cast<const hwy::bfloat16_t*>(x);
@@ -529,7 +525,7 @@ void Narrow(DType dtype, const float* x, int64_t n, void* out) {
       hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di, bits)), du16, dst + i);
     }
   } else if (dtype == DType::kFloat16) {
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
+#if GOLDILOCKS_TARGET_HAS_F16C
     const hn::Rebind<hwy::float16_t, DF> dh;
     auto* dst = static_cast<hwy::float16_t*>(out);
     for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(d, x + i)), dh, dst + i);

@@ -45,7 +45,7 @@ HWY_INLINE hn::Vec<hn::ScalableTag<float>> Softcap(hn::ScalableTag<float> d, hn:
   auto r = hn::ApproximateReciprocal(q);
   r = hn::Mul(r, hn::NegMulAdd(q, r, hn::Set(d, 2.0f)));  // Newton: r(2 - qr)
   const auto capped = hn::Mul(cap, hn::Mul(t, hn::Mul(p, r)));  // tanh first: cap·t may overflow
-#if !HWY_ARCH_X86 || HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+#if GOLDILOCKS_MINMAX_MAY_DROP_NAN
   // Min/Max here are not x86's minps/maxps and drop a NaN (the clamp made it
   // ±9), so a NaN score would come out finite: keep it NaN explicitly.
   return hn::IfThenElse(hn::IsNaN(s), s, capped);

@@ -12,6 +12,19 @@
 
 #define GOLDILOCKS_DISPATCH(portable, FUNC) ((portable) ? HWY_STATIC_DISPATCH(FUNC) : HWY_DYNAMIC_DISPATCH(FUNC))
 
+// What a target's instructions do, for code compiled per target (the macros
+// read HWY_TARGET where they are used, under foreach_target.h):
+// - x86's minps/maxps return their second operand when either is NaN, so a
+//   clamp keeps a NaN; Highway's scalar targets (and other architectures) may
+//   drop it, and the kernels then check for NaN themselves.
+#define GOLDILOCKS_MINMAX_MAY_DROP_NAN (!HWY_ARCH_X86 || HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128)
+// - F16C (vcvtph2ps / vcvtps2ph) on x86 AVX2 and up, unless the build disables it.
+#if defined(HWY_DISABLE_F16C)
+#define GOLDILOCKS_TARGET_HAS_F16C 0
+#else
+#define GOLDILOCKS_TARGET_HAS_F16C (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2)
+#endif
+
 namespace goldilocks::support {
 
 // Highway's name of the target the choice runs: "AVX3", "AVX2", "SCALAR", "EMU128", ...

@@ -15,32 +15,13 @@
 
 #include "hwy/highway.h"
 #include "kernels/decode/plan.h"
+#include "kernels/load_f16-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace goldilocks::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
-
-// N float16 values → float32, exact. F16C targets convert in one instruction;
-// Highway 1.0's emulated conversion (the scalar baseline) turns infinity into
-// 65536 and NaN into a finite number, so the lanes with exponent 31 are fixed
-// up there: sign, all-ones exponent, the mantissa shifted into place.
-HWY_INLINE VF LoadF16(DF df, const hwy::float16_t* p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
-  return hn::PromoteTo(df, hn::LoadU(dh, p));
-#else
-  const hn::Rebind<uint16_t, DF> du16;
-  const hn::RebindToUnsigned<DF> du;
-  const auto bits = hn::PromoteTo(du, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
-  const auto exponent = hn::Set(du, 0x7C00u);
-  const auto special = hn::Eq(hn::And(bits, exponent), exponent);
-  const auto ieee = hn::Or(hn::Or(hn::ShiftLeft<16>(hn::And(bits, hn::Set(du, 0x8000u))), hn::Set(du, 0x7F800000u)),
-                           hn::ShiftLeft<13>(hn::And(bits, hn::Set(du, 0x3FFu))));
-  return hn::IfThenElse(hn::RebindMask(df, special), hn::BitCast(df, ieee), hn::PromoteTo(df, hn::LoadU(dh, p)));
-#endif
-}
 
 // Calls fn(e, v) for vectors v holding dequantized elements [e, e + N) of a
 // row, covering [0, dim). The last vector may run past dim: its extra lanes

@@ -209,7 +209,7 @@ Status validate_over_cache(const AttentionParams& params, Problem* problem) {
   Problem& p = *problem;
   p.k = p.v = nullptr;
   p.Nk = 0;
-  for (int64_t b = 0; b < c.batch; ++b) p.Nk = std::max(p.Nk, s.lengths[b]);
+  for (int64_t b = 0; b < c.batch; ++b) p.Nk = std::max(p.Nk, s.pages.length(b));
   p.causal_offset = 0;  // per sequence: len(b) - Nq, applied by the decode kernel
   p.cache = &s.rows;
   p.cache_workspace = &s.workspace;

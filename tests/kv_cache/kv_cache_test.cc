@@ -64,13 +64,15 @@ TEST(KvCache, RollbackRestoresExactBytes) {
     Tokens prefix = random_tokens(cache->config(), 6, rng), draft = random_tokens(cache->config(), 5, rng);
     ASSERT_TRUE(cache->append(0, prefix.k.view(), prefix.v.view()).ok());
     const KvCache::State& s = cache->state();
+    const auto& k_rows = static_cast<const kv::PerTokenK&>(*s.k);
     // The rows of the prefix, raw.
     auto rows = [&] {
       std::vector<uint8_t> raw;
       for (int64_t h = 0; h < 2; ++h)
         for (int64_t j = 0; j < cache->length(0); ++j) {
-          raw.insert(raw.end(), s.k_row(0, h, j), s.k_row(0, h, j) + s.kf.row_bytes());
-          raw.insert(raw.end(), s.v_row(0, h, j), s.v_row(0, h, j) + s.vf.row_bytes());
+          raw.insert(raw.end(), k_rows.row(s.pages, 0, h, j),
+                     k_rows.row(s.pages, 0, h, j) + k_rows.format().row_bytes());
+          raw.insert(raw.end(), s.pages.v_row(0, h, j), s.pages.v_row(0, h, j) + s.vf.row_bytes());
         }
       return raw;
     };
@@ -137,13 +139,14 @@ TEST(KvCache, ForkThenAppendToBothSharersCountsOneCopy) {
   fill_normal(k33, rng);
   fill_normal(v33, rng);
   const KvCache::State& st = three->state();
-  const std::vector<uint8_t> before(st.pool.data(), st.pool.data() + st.num_pages * st.page_bytes);
+  const std::vector<uint8_t> before(st.pages.pool().data(),
+                                    st.pages.pool().data() + st.pages.num_pages() * st.pages.page_bytes());
   // All three write: copies for the first two, the last owns it -> 2 copies, 1 free: refused.
   const Status refused = three->append_all(k33.view(), v33.view());
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused.to_string();
   EXPECT_EQ(three->free_pages(), 1);
   EXPECT_EQ(three->length(0), 1);
-  EXPECT_TRUE(std::equal(before.begin(), before.end(), st.pool.data()));
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), st.pages.pool().data()));
 }
 
 TEST(KvCache, ForkedPrefixIsSharedUntilWritten) {
@@ -152,7 +155,7 @@ TEST(KvCache, ForkedPrefixIsSharedUntilWritten) {
   const KvCacheConfig& c = cache->config();
   Tokens t = random_tokens(c, 10, rng);  // pages: 4 + 4 + 2 (last one partial)
   ASSERT_TRUE(cache->append(0, t.k.view(), t.v.view()).ok());
-  const KvCache::State& s = cache->state();
+  const kv::Pages& s = cache->state().pages;
   const int64_t free_before = cache->free_pages();
   Tensor<float> k0, v0;
   read_sequence(*cache, 0, &k0, &v0);
@@ -161,7 +164,7 @@ TEST(KvCache, ForkedPrefixIsSharedUntilWritten) {
   EXPECT_EQ(cache->free_pages(), free_before);  // nothing copied, nothing allocated
   for (int64_t i = 0; i < 3; ++i) {
     EXPECT_EQ(s.table(1, i), s.table(0, i));
-    EXPECT_EQ(s.refcount[s.table(0, i)], 2);
+    EXPECT_EQ(s.refcount()[s.table(0, i)], 2);
   }
   Tokens one = random_tokens(c, 1, rng);
   ASSERT_TRUE(cache->append(1, one.k.view(), one.v.view()).ok());

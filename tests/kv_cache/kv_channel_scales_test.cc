@@ -61,11 +61,12 @@ std::vector<uint8_t> live_bytes(const KvCache& cache, int64_t seq) {
   const KvCache::State& s = cache.state();
   std::vector<uint8_t> raw;
   auto add = [&](const void* p, int64_t n) { raw.insert(raw.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
-  const int64_t G = s.k_channel_tokens, len = cache.length(seq);
+  const auto& k = static_cast<const kv::PerChannelK&>(*s.k);
+  const int64_t G = k.group_tokens(), len = cache.length(seq);
   for (int64_t h = 0; h < s.cfg.kv_heads; ++h) {
-    for (int64_t g = 0; g < len / G; ++g) add(s.k_group(seq, h, g), s.k_group_bytes);
-    for (int64_t j = len / G * G; j < len; ++j) add(s.ring_row(seq, h, j), s.cfg.head_dim_k * 4);
-    for (int64_t j = 0; j < len; ++j) add(s.v_row(seq, h, j), s.vf.row_bytes());
+    for (int64_t g = 0; g < len / G; ++g) add(k.group(s.pages, seq, h, g), k.group_bytes());
+    for (int64_t j = len / G * G; j < len; ++j) add(k.ring_row(seq, h, j), s.cfg.head_dim_k * 4);
+    for (int64_t j = 0; j < len; ++j) add(s.pages.v_row(seq, h, j), s.vf.row_bytes());
   }
   return raw;
 }

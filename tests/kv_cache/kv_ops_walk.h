@@ -111,16 +111,16 @@ inline void expect_matches_model(const KvCache& cache, const std::vector<SeqMode
       ASSERT_TRUE(v[j] == model[b].v[j]) << "sequence " << b << " V token " << j;
     }
   }
-  const KvCache::State& s = cache.state();
-  if (!s.paged) return;
+  const kv::Pages& s = cache.state().pages;
+  if (!s.paged()) return;
   std::map<int32_t, int> refs;
   for (int64_t b = 0; b < c.batch; ++b)
     for (int64_t i = 0; i < s.pages_held(b); ++i) ++refs[s.table(b, i)];
-  std::set<int32_t> free_pages(s.free_list.data(), s.free_list.data() + s.free_count);
-  EXPECT_EQ(static_cast<int64_t>(free_pages.size()), s.free_count);
-  EXPECT_EQ(static_cast<int64_t>(refs.size()) + s.free_count, s.num_pages);
+  std::set<int32_t> free_pages(s.free_list().data(), s.free_list().data() + s.free_count());
+  EXPECT_EQ(static_cast<int64_t>(free_pages.size()), s.free_count());
+  EXPECT_EQ(static_cast<int64_t>(refs.size()) + s.free_count(), s.num_pages());
   for (auto [page, n] : refs) {
-    EXPECT_EQ(s.refcount[page], n) << "page " << page;
+    EXPECT_EQ(s.refcount()[page], n) << "page " << page;
     EXPECT_EQ(free_pages.count(page), 0u);
   }
 }

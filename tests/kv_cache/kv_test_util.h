@@ -150,8 +150,8 @@ inline void expect_paged_equals_contiguous(const KvCacheConfig& contiguous_cfg, 
                                            IsaPreference isa, std::mt19937_64& rng) {
   auto contiguous = make_cache(contiguous_cfg);
   auto paged = make_cache(paged_cfg);
-  KvCache::State& s = paged->state();
-  std::shuffle(s.free_list.data(), s.free_list.data() + s.free_count, rng);
+  const kv::Pages& s = paged->state().pages;
+  std::shuffle(s.free_list().data(), s.free_list().data() + s.free_count(), rng);
   const KvCacheConfig& c = contiguous_cfg;
   for (int64_t chunk : {9, 1, 30, 1, 1}) {
     for (int64_t b = 0; b < c.batch; ++b) {
@@ -207,14 +207,15 @@ inline std::vector<uint8_t> snapshot(const KvCache& cache) {
     const auto* u = static_cast<const uint8_t*>(p);
     bytes.insert(bytes.end(), u, u + n);
   };
-  add(s.pool.data(), s.pool.size());
-  add(s.block_table.data(), s.block_table.size() * 4);
-  add(s.lengths.data(), s.lengths.size() * 8);
-  add(s.refcount.data(), s.refcount.size() * 4);
-  add(s.free_list.data(), s.free_list.size() * 4);
-  add(&s.free_count, 8);
-  add(s.ring.data(), s.ring.size() * 4);  // per-channel K only (else empty)
-  add(s.ring_group.data(), s.ring_group.size() * 8);
+  const kv::Pages& p = s.pages;
+  add(p.pool().data(), p.pool().size());
+  add(p.block_table().data(), p.block_table().size() * 4);
+  add(p.lengths().data(), p.lengths().size() * 8);
+  add(p.refcount().data(), p.refcount().size() * 4);
+  add(p.free_list().data(), p.free_list().size() * 4);
+  const int64_t free_count = p.free_count();
+  add(&free_count, 8);
+  for (auto [data, bytes] : s.k->side_state()) add(data, bytes);  // per-channel K's ring
   return bytes;
 }
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include "support/half.h"
+
 namespace goldilocks::quant {
 
 RowFormat::RowFormat(KvStorage s, int64_t d, int64_t g) : storage(s), dim(d), group(g) {
@@ -32,34 +34,10 @@ const char* format_problem(KvStorage storage, int64_t dim, int64_t group) {
   return "";
 }
 
-uint16_t float_to_half(float x) {
-  const _Float16 h = static_cast<_Float16>(x);  // gcc >= 12: IEEE round to nearest even
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
-
-float half_to_float(uint16_t bits) {
-  _Float16 h;
-  std::memcpy(&h, &bits, 2);
-  return static_cast<float>(h);
-}
-
-uint16_t float_to_bfloat16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if (std::isnan(x)) return static_cast<uint16_t>((u >> 16) | 0x40);  // stay a (quiet) NaN
-  // Round to nearest even on the 16 dropped bits.
-  u += 0x7FFF + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-float bfloat16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+uint16_t float_to_half(float x) { return support::float_to_f16(x); }
+float half_to_float(uint16_t bits) { return support::f16_to_float(bits); }
+uint16_t float_to_bfloat16(float x) { return support::float_to_bf16(x); }
+float bfloat16_to_float(uint16_t b) { return support::bf16_to_float(b); }
 
 void affine_params(const float* x, int64_t stride, int64_t n, int levels, float* scale, float* min) {
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
@@ -83,8 +61,12 @@ void affine_params(const float* x, int64_t stride, int64_t n, int levels, float*
 
 int code_of(float v, float scale, float min, int levels) {
   if (!(scale > 0.0f)) return 0;  // constant group (or NaN group: codes unused)
-  const float c = std::nearbyint((v - min) / scale);
-  return static_cast<int>(std::clamp(c, 0.0f, static_cast<float>(levels)));
+  // Clamped first (v is finite here: a non-finite value makes the scale NaN),
+  // then rounded to nearest even by adding and subtracting 2^23, exact for
+  // 0 <= c <= 255: the same integer nearbyint gives, without a libm call per code.
+  const float c = std::clamp((v - min) / scale, 0.0f, static_cast<float>(levels));
+  constexpr float kRound = 8388608.0f;  // 2^23
+  return static_cast<int>((c + kRound) - kRound);
 }
 
 void quantize_row(const RowFormat& f, const float* x, int64_t s, uint8_t* row) {

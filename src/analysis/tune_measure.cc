@@ -109,10 +109,13 @@ struct LibraryMeasurer::Impl {
     std::unique_ptr<KvCache> cache;
     int64_t length = 0;  // per sequence, after the fill
   };
-  std::list<LiveCache> live;  // most recent first, at most one per prompt length plus one
+  std::list<LiveCache> live;  // most recent first, within kept_bytes()
+  int64_t live_bytes = 0;
   std::map<std::string, int64_t> workspace;  // probe results
   std::map<std::string, TuneError> errors;   // per error_key
+  std::map<std::pair<int64_t, int64_t>, double> window_mass;  // per (window, sinks): storage does not change it
   std::vector<std::string> mismatches;
+  Spent spent;
   // Error inputs and the float64 reference, built once.
   bool have_ref = false;
   int64_t eL = 0, eq = 0, eDk = 0, eDv = 0;
@@ -155,9 +158,11 @@ struct LibraryMeasurer::Impl {
   Status prefill_sample(const TuneChoice& t, const std::string& mask, int64_t n, size_t rep, double* sec) {
     Samples& s = prefill[prefill_key(w, t, mask, n)];
     while (s.s.size() <= rep) {
+      const auto t0 = Clock::now();
       double x = 0;
       GOLDILOCKS_RETURN_IF_ERROR(time_prefill(t, mask, n, &x));
       s.s.push_back(x);
+      spent.prefill += seconds_since(t0);
     }
     *sec = s.s[rep];
     return Status::Ok();
@@ -192,8 +197,8 @@ struct LibraryMeasurer::Impl {
     return Status::Ok();
   }
 
-  // A cache of this configuration holding the prompt (timed: one append sample)
-  // and then up to the middle of generation.
+  // A cache of this configuration holding the prompt and then up to the middle
+  // of generation (for the decode steps; the append samples are timed apart).
   Status fill(const TuneChoice& t, int64_t prompt, LiveCache** out) {
     const std::string key = cache_key(w, t, prompt);
     for (auto it = live.begin(); it != live.end(); ++it) {
@@ -203,12 +208,23 @@ struct LibraryMeasurer::Impl {
         return Status::Ok();
       }
     }
-    // A configuration needs one cache per prompt length; keeping them all alive
-    // (and one more) lets neighbouring configurations reuse them.
-    while (live.size() >= w.prompts.size() + 1) live.pop_back();
+    const KvCacheConfig cfg = t.cache_config(w);
+    // Filled caches stay alive within a byte budget, for the next round of the
+    // race. It visits the configurations in the same order every round, and
+    // least-recently-used eviction would drop each cache just before its reuse;
+    // dropping the most recently filled instead keeps a stable set alive across
+    // rounds and refills only the rest. The newest prompts.size() - 1 caches are
+    // the other prompt lengths of this configuration: they always stay.
+    const int64_t budget =
+        std::clamp<int64_t>(support::physical_memory_bytes() / 8, int64_t{256} << 20, int64_t{2} << 30);
+    const size_t keep = w.prompts.size() - 1;
+    while (live.size() > keep && live_bytes + kv_cache_bytes(cfg) > budget) {
+      auto victim = std::next(live.begin(), static_cast<std::ptrdiff_t>(keep));
+      live_bytes -= victim->cache->bytes();
+      live.erase(victim);
+    }
     LiveCache lc;
     lc.key = key;
-    const KvCacheConfig cfg = t.cache_config(w);
     GOLDILOCKS_RETURN_IF_ERROR(KvCache::create(cfg, &lc.cache));
     // The memory model checked against what the cache allocated.
     if (lc.cache->bytes() != kv_cache_bytes(cfg)) {
@@ -217,24 +233,42 @@ struct LibraryMeasurer::Impl {
     }
     const int64_t mid = prompt + w.generate / 2;
     const auto t0 = Clock::now();
-    GOLDILOCKS_RETURN_IF_ERROR(append_range(*lc.cache, t, mid + o.decode_steps, 0, prompt));
-    append[key].s.push_back(seconds_since(t0));
-    GOLDILOCKS_RETURN_IF_ERROR(append_range(*lc.cache, t, mid + o.decode_steps, prompt, mid));
+    GOLDILOCKS_RETURN_IF_ERROR(append_range(*lc.cache, t, mid + o.decode_steps, 0, mid));
+    spent.fills += seconds_since(t0);
     lc.length = lc.cache->length(0);
+    live_bytes += lc.cache->bytes();
     live.push_front(std::move(lc));
     *out = &live.front();
     return Status::Ok();
   }
 
+  // One sample of appending the prompt. Appending is linear in the tokens
+  // (each row is quantized on its own; a page or a token group is taken every
+  // page_size or G tokens), so a sample times the first kAppendChunk tokens
+  // into an emptied cache of the same configuration and scales by prompt /
+  // chunk: an 8K prompt costs an eighth of a refill per sample, which was most
+  // of a search's time. With a window the cache evicts every `window` tokens,
+  // so those configurations append the whole prompt.
   Status append_sample(const TuneChoice& t, int64_t prompt, size_t rep, double* sec) {
+    constexpr int64_t kAppendChunk = 1024;
     const std::string key = cache_key(w, t, prompt);
-    while (append[key].s.size() <= rep) {
-      // A new sample needs a new fill: drop the live copy first.
-      live.remove_if([&](const LiveCache& c) { return c.key == key; });
-      LiveCache* lc = nullptr;
-      GOLDILOCKS_RETURN_IF_ERROR(fill(t, prompt, &lc));
+    Samples& s = append[key];
+    const int64_t chunk = t.window > 0 ? prompt : std::min(prompt, kAppendChunk);
+    std::unique_ptr<KvCache> scratch;
+    while (s.s.size() <= rep) {
+      const auto t0 = Clock::now();
+      if (!scratch) {
+        KvCacheConfig cfg = t.cache_config(w);
+        if (t.window == 0) cfg.max_tokens = chunk;
+        GOLDILOCKS_RETURN_IF_ERROR(KvCache::create(cfg, &scratch));
+      }
+      GOLDILOCKS_RETURN_IF_ERROR(scratch->reset());
+      const auto t1 = Clock::now();
+      GOLDILOCKS_RETURN_IF_ERROR(append_range(*scratch, t, prompt + w.generate / 2 + o.decode_steps, 0, chunk));
+      s.s.push_back(seconds_since(t1) * double(prompt) / double(chunk));
+      spent.fills += seconds_since(t0);
     }
-    *sec = append[key].s[rep];
+    *sec = s.s[rep];
     return Status::Ok();
   }
 
@@ -270,6 +304,7 @@ struct LibraryMeasurer::Impl {
       if (t.window == 0) {
         for (int64_t b = 0; b < B; ++b) GOLDILOCKS_RETURN_IF_ERROR(lc->cache->truncate(b, lc->length));
       }
+      spent.steps += seconds_since(t0);
     }
     *sec = s.s[rep];
     return Status::Ok();
@@ -404,6 +439,7 @@ Status LibraryMeasurer::error(const TuneConfig& c, TuneError* err) {
     *err = it->second;
     return Status::Ok();
   }
+  const auto t0 = Clock::now();
   GOLDILOCKS_RETURN_IF_ERROR(I.build_reference());
   const int64_t Hq = I.w.heads, Hkv = I.w.kv_heads, L = I.eL, nq = I.eq, Dk = I.eDk, Dv = I.eDv;
   std::vector<float> got(static_cast<size_t>(Hq * nq * Dv));
@@ -461,7 +497,9 @@ Status LibraryMeasurer::error(const TuneConfig& c, TuneError* err) {
   err->rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
   err->max_abs = mx;
   err->mass_dropped = 0;
-  if (t.window > 0) {
+  if (auto it = I.window_mass.find({t.window, t.sinks}); t.window > 0 && it != I.window_mass.end()) {
+    err->mass_dropped = it->second;
+  } else if (t.window > 0) {
     // Mass of the dense attention on the evicted keys, from the oracle's LSE.
     const double scale = 1.0 / std::sqrt(double(Dk));
     double worst = 0;
@@ -481,10 +519,14 @@ Status LibraryMeasurer::error(const TuneConfig& c, TuneError* err) {
       }
     }
     err->mass_dropped = worst;
+    I.window_mass[{t.window, t.sinks}] = worst;
   }
   I.errors[ekey] = *err;
+  I.spent.error += seconds_since(t0);
   return Status::Ok();
 }
+
+LibraryMeasurer::Spent LibraryMeasurer::spent() const { return impl_->spent; }
 
 const std::vector<std::string>& LibraryMeasurer::memory_mismatches() const { return impl_->mismatches; }
 

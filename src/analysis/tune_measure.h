@@ -8,7 +8,7 @@
 //     whole batch) multiplied by Hkv: the groups are independent and equal;
 //   - decode on the whole batch and all heads over a cache holding the prompt
 //     plus half the generated tokens (decode cost is linear in the context, so
-//     the middle step times `generate` is the sum), a few steps per sample;
+//     the middle step times `generate` is the sum), decode_steps per sample;
 //   - without a cache (recompute, the case study) each generated token reruns
 //     causal attention over the sequence: prefill at the middle length, times `generate`.
 // Components are measured once per distinct setting of the axes they depend
@@ -48,7 +48,7 @@ Status load_activations(const std::string& path, RecordedActivations* out);
 
 struct MeasureOptions {
   uint64_t seed = 1;
-  int decode_steps = 2;        // decode steps per timing sample
+  int decode_steps = 1;        // decode steps per timing sample
   int64_t error_queries = 8;   // decode steps whose outputs are compared with the reference
   const RecordedActivations* activations = nullptr;  // measure error on these instead of N(0, 1)
   std::string activations_id;  // names the activations in cache keys (the file's path and size)
@@ -65,6 +65,13 @@ class LibraryMeasurer : public TuneMeasurer {
   // Caches whose KvCache::bytes() differed from kv_cache_bytes() of their
   // configuration (the memory model checked against the allocation); empty when all agreed.
   const std::vector<std::string>& memory_mismatches() const;
+
+  // Wall seconds this measurer spent on each part of the work (prefill runs,
+  // cache fills, decode steps, error against the oracle), for the summary.
+  struct Spent {
+    double prefill = 0, fills = 0, steps = 0, error = 0;
+  };
+  Spent spent() const;
 
   // Every sample and error measured so far, keyed by what it depends on (shape,
   // axes, inputs); loading them makes a repeated search instant and a changed

@@ -139,6 +139,7 @@ Status run_tune(const Workload& w, const TuneRunOptions& o, TuneRun* out) {
     run.pick = c;
   }
   run.memory_mismatches = m.memory_mismatches();
+  run.spent = m.spent();
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   *out = std::move(run);
   return Status::Ok();
@@ -282,6 +283,11 @@ void print_tune_table(const TuneRun& run, std::FILE* out) {
                r.points.size(), timed, static_cast<long long>(r.timed_repetitions),
                static_cast<long long>(r.exhaustive_repetitions), run.seconds,
                run.cache_hit ? ", measurements from the cache" : "");
+  const LibraryMeasurer::Spent& sp = run.spent;
+  if (sp.prefill + sp.fills + sp.steps + sp.error > 0) {
+    std::fprintf(out, "# measuring: prefill %.1f s, cache fills %.1f s, decode steps %.1f s, error %.1f s\n",
+                 sp.prefill, sp.fills, sp.steps, sp.error);
+  }
   std::fprintf(out, "\nPareto front (time x memory x error), fastest first:\n");
   std::fprintf(out, "%-11s %-11s %-10s %-10s %s\n", "time", "memory", "rel_l2", "max_abs", "configuration");
   std::vector<size_t> front = r.front;

@@ -33,6 +33,7 @@ struct TuneRun {
   bool cache_hit = false;  // measurements were loaded for this machine and version
   double seconds = 0;      // wall time of the search
   std::vector<std::string> memory_mismatches;
+  LibraryMeasurer::Spent spent;  // where the search's time went
 };
 
 Status run_tune(const Workload& w, const TuneRunOptions& o, TuneRun* out);

@@ -217,7 +217,7 @@ struct LibraryMeasurer::Impl {
     // the other prompt lengths of this configuration: they always stay.
     const int64_t budget =
         std::clamp<int64_t>(support::physical_memory_bytes() / 8, int64_t{256} << 20, int64_t{2} << 30);
-    const size_t keep = w.prompts.size() - 1;
+    const size_t keep = w.prompts.empty() ? 0 : w.prompts.size() - 1;
     while (live.size() > keep && live_bytes + kv_cache_bytes(cfg) > budget) {
       auto victim = std::next(live.begin(), static_cast<std::ptrdiff_t>(keep));
       live_bytes -= victim->cache->bytes();

@@ -52,7 +52,7 @@ std::unique_ptr<KStore> make_k_store(const CachePlan& plan);
 
 class PerTokenK final : public KStore {
  public:
-  explicit PerTokenK(const CachePlan& plan) : kf_(plan.kf), dk_(plan.cfg.head_dim_k), kv_heads_(plan.cfg.kv_heads) {}
+  explicit PerTokenK(const CachePlan& plan) : kf_(plan.kf), kv_heads_(plan.cfg.kv_heads) {}
   int64_t evict_unit() const override { return 1; }
   void append(const Pages& pages, int64_t seq, int64_t h, int64_t j, const float* x, int64_t stride) override;
   void read(const Pages& pages, int64_t seq, int64_t h, int64_t j, float* out) const override;
@@ -69,7 +69,7 @@ class PerTokenK final : public KStore {
 
  private:
   quant::RowFormat kf_;
-  int64_t dk_, kv_heads_;
+  int64_t kv_heads_;
 };
 
 // Group g of (seq, h) in a page: [Dk (scale, min)][G code rows]. The ring

@@ -62,8 +62,12 @@ TEST(Concurrency, CachesOperatedFromSeveralThreadsAtOnce) {
       for (float& x : v) x = n(rng);
       for (float& x : q) x = n(rng);
       ASSERT_TRUE(cache->append_all(make_view(k.data(), {2, 2, 9, 16}), make_view(v.data(), {2, 2, 9, 16})).ok());
-      if (step == 2) ASSERT_TRUE(cache->fork(0, 1).ok());
-      if (step == 4) ASSERT_TRUE(cache->truncate(1, 20).ok());
+      if (step == 2) {
+        ASSERT_TRUE(cache->fork(0, 1).ok());
+      }
+      if (step == 4) {
+        ASSERT_TRUE(cache->truncate(1, 20).ok());
+      }
       AttentionParams p;
       p.q = make_view(q.data(), {2, 4, 1, 16});
       p.out = make_mutable_view(o.data(), {2, 4, 1, 16});

@@ -109,7 +109,7 @@ struct LibraryMeasurer::Impl {
     std::unique_ptr<KvCache> cache;
     int64_t length = 0;  // per sequence, after the fill
   };
-  std::list<LiveCache> live;  // most recent first, within kept_bytes()
+  std::list<LiveCache> live;  // most recent first, within fill()'s byte budget
   int64_t live_bytes = 0;
   std::map<std::string, int64_t> workspace;  // probe results
   std::map<std::string, TuneError> errors;   // per error_key

@@ -34,11 +34,6 @@ const char* format_problem(KvStorage storage, int64_t dim, int64_t group) {
   return "";
 }
 
-uint16_t float_to_half(float x) { return support::float_to_f16(x); }
-float half_to_float(uint16_t bits) { return support::f16_to_float(bits); }
-uint16_t float_to_bfloat16(float x) { return support::float_to_bf16(x); }
-float bfloat16_to_float(uint16_t b) { return support::bf16_to_float(b); }
-
 void affine_params(const float* x, int64_t stride, int64_t n, int levels, float* scale, float* min) {
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
   bool finite = true;
@@ -77,7 +72,8 @@ void quantize_row(const RowFormat& f, const float* x, int64_t s, uint8_t* row) {
     case KvStorage::kFloat16:
     case KvStorage::kBFloat16:
       for (int64_t e = 0; e < f.dim; ++e) {
-        const uint16_t h = f.storage == KvStorage::kFloat16 ? float_to_half(x[e * s]) : float_to_bfloat16(x[e * s]);
+        const uint16_t h =
+            f.storage == KvStorage::kFloat16 ? support::float_to_f16(x[e * s]) : support::float_to_bf16(x[e * s]);
         std::memcpy(row + 2 * e, &h, 2);
       }
       return;
@@ -118,7 +114,7 @@ void dequantize_row(const RowFormat& f, const uint8_t* row, float* out) {
       for (int64_t e = 0; e < f.dim; ++e) {
         uint16_t h;
         std::memcpy(&h, row + 2 * e, 2);
-        out[e] = f.storage == KvStorage::kFloat16 ? half_to_float(h) : bfloat16_to_float(h);
+        out[e] = f.storage == KvStorage::kFloat16 ? support::f16_to_float(h) : support::bf16_to_float(h);
       }
       return;
     case KvStorage::kInt8:

@@ -58,10 +58,4 @@ void affine_params(const float* x, int64_t stride, int64_t n, int levels, float*
 // The code of v under (scale, min), clamped to 0..levels.
 int code_of(float v, float scale, float min, int levels);
 
-// Scalar conversions (round to nearest even; NaN stays NaN).
-uint16_t float_to_half(float x);
-float half_to_float(uint16_t h);
-uint16_t float_to_bfloat16(float x);
-float bfloat16_to_float(uint16_t b);
-
 }  // namespace goldilocks::quant

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -24,6 +25,19 @@ float from_bits(uint32_t u) {
   float x;
   std::memcpy(&x, &u, 4);
   return x;
+}
+
+TEST(Half, HalfAndBfloat16RoundToNearestEven) {
+  EXPECT_EQ(f16_to_float(float_to_f16(1.0f)), 1.0f);
+  EXPECT_EQ(f16_to_float(float_to_f16(65504.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(f16_to_float(float_to_f16(1e6f))));
+  EXPECT_TRUE(std::isnan(f16_to_float(float_to_f16(std::nanf("")))));
+  EXPECT_EQ(f16_to_float(float_to_f16(1.0f + 1.0f / 2048)), 1.0f);                // tie → even
+  EXPECT_EQ(f16_to_float(float_to_f16(1.0f + 3.0f / 2048)), 1.0f + 2.0f / 1024);  // tie → even (up)
+  EXPECT_EQ(bf16_to_float(float_to_bf16(1.0f + 1.0f / 256)), 1.0f);               // tie → even
+  EXPECT_EQ(bf16_to_float(float_to_bf16(1.0f + 3.0f / 256)), 1.0f + 1.0f / 64);
+  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::nanf("")))));
+  EXPECT_TRUE(std::isinf(bf16_to_float(float_to_bf16(INFINITY))));
 }
 
 TEST(Half, FloatToF16MatchesTheCastAtEveryBoundary) {

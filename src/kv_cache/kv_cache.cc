@@ -170,8 +170,7 @@ Status KvCache::truncate(int64_t seq, int64_t new_length) {
                            "] (the sequence's length); truncate can only shorten");
   }
   s.k->truncate(s.pages, seq, new_length);
-  s.pages.release_pages_from(seq, (new_length + s.pages.page_size() - 1) / s.pages.page_size());
-  s.pages.set_length(seq, new_length);
+  s.pages.shrink(seq, new_length);
   return Status::Ok();
 }
 
@@ -180,8 +179,7 @@ Status KvCache::reset(int64_t seq) {
   if (seq != -1) GOLDILOCKS_RETURN_IF_ERROR(check_seq("seq", seq, s.cfg.batch));
   for (int64_t b = 0; b < s.cfg.batch; ++b) {
     if (seq != -1 && b != seq) continue;
-    s.pages.release_pages_from(b, 0);
-    s.pages.set_length(b, 0);
+    s.pages.shrink(b, 0);
     s.k->reset(b);
   }
   return Status::Ok();
@@ -233,8 +231,7 @@ Status KvCache::evict(int64_t seq, int64_t sink_tokens, int64_t recent_tokens) {
     }
   }
   s.k->evict(s.pages, seq, sink_tokens, keep, shift);
-  s.pages.release_pages_from(seq, (keep + s.pages.page_size() - 1) / s.pages.page_size());
-  s.pages.set_length(seq, keep);
+  s.pages.shrink(seq, keep);
   return Status::Ok();
 }
 

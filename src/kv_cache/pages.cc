@@ -61,6 +61,11 @@ void Pages::release_pages_from(int64_t seq, int64_t keep_pages) {
   }
 }
 
+void Pages::shrink(int64_t seq, int64_t new_length) {
+  release_pages_from(seq, (new_length + page_size_ - 1) / page_size_);
+  lengths_[seq] = new_length;
+}
+
 bool Pages::share_pages(int64_t src, int64_t dst) {
   if (!paged_) return false;
   // Referenced first, so a page dst already shares with src is never freed.

@@ -54,8 +54,9 @@ class Pages {
   // Makes the pages covering [from, to) exclusively seq's (copy-on-write) and
   // present. Callers have checked pages_needed() <= free_count().
   void own_pages(int64_t seq, int64_t from, int64_t to);
-  // Releases the pages of seq past the first keep_pages (paged; no-op for contiguous).
-  void release_pages_from(int64_t seq, int64_t keep_pages);
+  // seq keeps its first new_length tokens: pages past them go back to the pool
+  // (paged) and the length is set.
+  void shrink(int64_t seq, int64_t new_length);
   // Paged: dst shares src's pages. Contiguous: false (the caller copies rows).
   bool share_pages(int64_t src, int64_t dst);
 
@@ -73,6 +74,8 @@ class Pages {
   int64_t num_pages() const { return num_pages_; }
 
  private:
+  // Releases the pages of seq past the first keep_pages (paged; no-op for contiguous).
+  void release_pages_from(int64_t seq, int64_t keep_pages);
   int32_t take_page();
   void release_page(int32_t page);
   bool appends_to_page(int64_t seq, int64_t i, int64_t n) const;

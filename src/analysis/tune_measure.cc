@@ -218,7 +218,8 @@ struct LibraryMeasurer::Impl {
     const int64_t budget =
         std::clamp<int64_t>(support::physical_memory_bytes() / 8, int64_t{256} << 20, int64_t{2} << 30);
     const size_t keep = w.prompts.empty() ? 0 : w.prompts.size() - 1;
-    while (live.size() > keep && live_bytes + kv_cache_bytes(cfg) > budget) {
+    const int64_t bytes = kv_cache_bytes(cfg);
+    while (live.size() > keep && live_bytes + bytes > budget) {
       auto victim = std::next(live.begin(), static_cast<std::ptrdiff_t>(keep));
       live_bytes -= victim->cache->bytes();
       live.erase(victim);
@@ -227,9 +228,9 @@ struct LibraryMeasurer::Impl {
     lc.key = key;
     GOLDILOCKS_RETURN_IF_ERROR(KvCache::create(cfg, &lc.cache));
     // The memory model checked against what the cache allocated.
-    if (lc.cache->bytes() != kv_cache_bytes(cfg)) {
+    if (lc.cache->bytes() != bytes) {
       mismatches.push_back(key + ": allocated " + std::to_string(lc.cache->bytes()) + ", kv_cache_bytes " +
-                           std::to_string(kv_cache_bytes(cfg)));
+                           std::to_string(bytes));
     }
     const int64_t mid = prompt + w.generate / 2;
     const auto t0 = Clock::now();

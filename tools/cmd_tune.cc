@@ -93,7 +93,7 @@ int check_pick(const TuneFlags& f, const an::Workload& w, const an::TuneRunOptio
   }
   if (c.has_reported) {
     verdict(c.memory == c.reported_memory, "memory equals what the search reported");
-    const double r = c.mean / c.reported_seconds;
+    const double r = c.time / c.reported_seconds;
     verdict(std::fabs(r - 1) <= 0.10, "time within 10% of what the search reported (ratio " + g(r) + ")");
   } else {
     std::printf("(the file carries no figures from the search: written by an older version or by hand)\n");

@@ -55,7 +55,7 @@ std::string short_label(const TuneRun& run, const TuneConfig& c) {
 // "13.4x faster and 1.08x more memory (1.65 MiB more)": the pick against standard
 // SDPA, in the direction each ratio really goes.
 std::string versus_standard(const TunePoint& p, const TunePoint& b) {
-  const double speed = b.mean / p.mean;
+  const double speed = b.time / p.time;
   const int64_t saved = b.memory - p.memory;
   const double ratio = double(b.memory) / double(std::max<int64_t>(p.memory, 1));
   std::string s = speed >= 1 ? fmt(speed) + "x faster" : fmt(1 / speed) + "x slower";
@@ -173,7 +173,7 @@ nlohmann::json tune_to_json(const TuneRun& run) {
       e["error"] = {{"rel_l2", p.err.rel_l2}, {"max_abs", p.err.max_abs}, {"mass_dropped", p.err.mass_dropped}};
     if (p.timed()) {
       e["times_s"] = p.times;
-      e["time_s"] = p.mean;
+      e["time_s"] = p.time;
       e["time_interval_s"] = {p.lo, p.hi};
     }
     e["on_front"] = p.on_front;
@@ -184,10 +184,10 @@ nlohmann::json tune_to_json(const TuneRun& run) {
     j["pick"] = {{"index", *r.pick}, {"config", r.points[*r.pick].config}};
     if (r.baseline) {
       const TunePoint &p = r.points[*r.pick], &b = r.points[*r.baseline];
-      j["pick"]["vs_standard_sdpa"] = {{"speedup", b.mean / p.mean},
+      j["pick"]["vs_standard_sdpa"] = {{"speedup", b.time / p.time},
                                        {"memory_ratio", double(b.memory) / double(std::max<int64_t>(p.memory, 1))},
                                        {"memory_saved_bytes", b.memory - p.memory},
-                                       {"time_saved_s", b.mean - p.mean},
+                                       {"time_saved_s", b.time - p.time},
                                        {"rel_l2", p.err.rel_l2},
                                        {"standard_rel_l2", b.err.rel_l2}};
     }
@@ -214,7 +214,7 @@ std::string pick_file_json(const TuneRun& run) {
   const TunePoint& p = run.result.points[*run.result.pick];
   j["workload_key"] = run.workload.key();
   j["machine"] = run.machine;
-  j["reported"] = {{"time_s", p.mean},
+  j["reported"] = {{"time_s", p.time},
                    {"repetitions", p.times.size()},
                    {"memory_bytes", p.memory},
                    {"rel_l2", p.err.rel_l2},
@@ -249,7 +249,7 @@ Status check_pick(const Workload& w, const std::string& pick_json, const Measure
     GOLDILOCKS_RETURN_IF_ERROR(m.time_once(config, &s));
     c.times.push_back(s);
   }
-  c.mean = summarize(c.times).mean;
+  c.time = summarize(c.times).median;
   *out = std::move(c);
   return Status::Ok();
 }
@@ -260,9 +260,9 @@ void print_pick_check(const PickCheck& c, std::FILE* out) {
                c.choice.label().c_str(), c.times.size());
   std::fprintf(out, "%-8s %16s %16s %s\n", "", "re-measured", "search reported", "ratio");
   auto ratio = [](double a, double b) { return b > 0 ? fmt(a / b, 4) : std::string("-"); };
-  std::fprintf(out, "%-8s %16s %16s %s\n", "time", human_seconds(c.mean).c_str(),
+  std::fprintf(out, "%-8s %16s %16s %s\n", "time", human_seconds(c.time).c_str(),
                c.has_reported ? human_seconds(c.reported_seconds).c_str() : "-",
-               c.has_reported ? ratio(c.mean, c.reported_seconds).c_str() : "-");
+               c.has_reported ? ratio(c.time, c.reported_seconds).c_str() : "-");
   std::fprintf(out, "%-8s %16s %16s %s\n", "memory", human_bytes(c.memory).c_str(),
                c.has_reported ? human_bytes(c.reported_memory).c_str() : "-",
                c.has_reported ? ratio(double(c.memory), double(c.reported_memory)).c_str() : "-");
@@ -291,22 +291,22 @@ void print_tune_table(const TuneRun& run, std::FILE* out) {
   std::fprintf(out, "\nPareto front (time x memory x error), fastest first:\n");
   std::fprintf(out, "%-11s %-11s %-10s %-10s %s\n", "time", "memory", "rel_l2", "max_abs", "configuration");
   std::vector<size_t> front = r.front;
-  std::sort(front.begin(), front.end(), [&](size_t a, size_t b) { return r.points[a].mean < r.points[b].mean; });
+  std::sort(front.begin(), front.end(), [&](size_t a, size_t b) { return r.points[a].time < r.points[b].time; });
   for (size_t i : front) {
     const TunePoint& p = r.points[i];
-    std::fprintf(out, "%-11s %-11s %-10s %-10s %s%s\n", human_seconds(p.mean).c_str(),
+    std::fprintf(out, "%-11s %-11s %-10s %-10s %s%s\n", human_seconds(p.time).c_str(),
                  human_bytes(double(p.memory)).c_str(), fmt(p.err.rel_l2, 2).c_str(), fmt(p.err.max_abs, 2).c_str(),
                  short_label(run, p.config).c_str(), r.pick && *r.pick == i ? "   <- pick" : "");
   }
   if (r.baseline) {
     const TunePoint& b = r.points[*r.baseline];
-    std::fprintf(out, "\nstandard SDPA (math, no cache): %s, %s, rel_l2 %s\n", human_seconds(b.mean).c_str(),
+    std::fprintf(out, "\nstandard SDPA (math, no cache): %s, %s, rel_l2 %s\n", human_seconds(b.time).c_str(),
                  human_bytes(double(b.memory)).c_str(), fmt(b.err.rel_l2, 2).c_str());
   }
   if (r.pick) {
     const TunePoint& p = r.points[*r.pick];
     std::fprintf(out, "\nThe Goldilocks pick: %s\n  %s, %s, rel_l2 %s", short_label(run, p.config).c_str(),
-                 human_seconds(p.mean).c_str(), human_bytes(double(p.memory)).c_str(), fmt(p.err.rel_l2, 2).c_str());
+                 human_seconds(p.time).c_str(), human_bytes(double(p.memory)).c_str(), fmt(p.err.rel_l2, 2).c_str());
     if (r.baseline) {
       const TunePoint& b = r.points[*r.baseline];
       std::fprintf(out, " = %s than standard SDPA, error %s vs %s", versus_standard(p, b).c_str(),
@@ -352,8 +352,8 @@ std::string tune_to_html(const TuneRun& run) {
   for (size_t i = 0; i < r.points.size(); ++i) {
     const TunePoint& p = r.points[i];
     if (!p.timed() || p.memory <= 0) continue;
-    const std::pair<double, double> xy{p.mean, double(p.memory)};
-    const std::string tip = short_label(run, p.config) + ": " + human_seconds(p.mean) + ", " +
+    const std::pair<double, double> xy{p.time, double(p.memory)};
+    const std::string tip = short_label(run, p.config) + ": " + human_seconds(p.time) + ", " +
                             human_bytes(double(p.memory)) + ", rel_l2 " + fmt(p.err.rel_l2, 2);
     int bucket = 3;
     for (int b = 0; b < 3; ++b) {
@@ -417,7 +417,7 @@ std::string tune_to_html(const TuneRun& run) {
     << " for exhaustive timing)</p>\n";
   if (r.pick) {
     const TunePoint& p = r.points[*r.pick];
-    h << "<p><b>The pick:</b> <code>" << escape(short_label(run, p.config)) << "</code>: " << human_seconds(p.mean)
+    h << "<p><b>The pick:</b> <code>" << escape(short_label(run, p.config)) << "</code>: " << human_seconds(p.time)
       << ", " << human_bytes(double(p.memory)) << ", rel_l2 " << fmt(p.err.rel_l2, 2);
     if (r.baseline) {
       const TunePoint& b = r.points[*r.baseline];
@@ -433,7 +433,7 @@ std::string tune_to_html(const TuneRun& run) {
     << "<th>max_abs</th><th>mass dropped</th><th>configuration</th></tr>\n";
   for (size_t i : r.front) {
     const TunePoint& p = r.points[i];
-    h << "<tr" << (r.pick && *r.pick == i ? " class=\"pick\"" : "") << "><td>" << human_seconds(p.mean) << "</td><td>"
+    h << "<tr" << (r.pick && *r.pick == i ? " class=\"pick\"" : "") << "><td>" << human_seconds(p.time) << "</td><td>"
       << human_bytes(double(p.memory)) << "</td><td>" << fmt(p.err.rel_l2, 2) << "</td><td>" << fmt(p.err.max_abs, 2)
       << "</td><td>" << fmt(p.err.mass_dropped, 2) << "</td><td><code>" << escape(short_label(run, p.config))
       << "</code></td></tr>\n";

@@ -58,7 +58,7 @@ struct PickCheck {
   int64_t memory = 0;  // the library's accounting for the whole workload
   TuneError err;
   std::vector<double> times;  // workload seconds, one per repetition
-  double mean = 0;
+  double time = 0;            // the median of times, as the search reports its configurations
   bool has_reported = false;  // the file carries the search's figures
   int64_t reported_memory = 0;
   double reported_seconds = 0, reported_rel_l2 = 0;

@@ -28,18 +28,26 @@ void enumerate_from(const TuneSpace& space, size_t axis, bool approximate, TuneC
   }
 }
 
-// Interval of the mean time: mean ± max(t·s/√n, floor·mean).
+// The median time and its interval: median ± max(t·se, floor·median), where
+// se = 1.2533·σ/√n is the median's standard error with σ = 1.4826·MAD (the
+// normal-consistent spread). A burst of samples slowed by another process on
+// the machine (seen here: four in a row at twice the time) moves neither, where
+// it moved the mean by a quarter and so the reported time of a pick.
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 void update_interval(TunePoint& p, const TuneOptions& o) {
   const double n = static_cast<double>(p.times.size());
-  double sum = 0;
-  for (double t : p.times) sum += t;
-  p.mean = sum / n;
-  double ss = 0;
-  for (double t : p.times) ss += (t - p.mean) * (t - p.mean);
-  const double sd = n > 1 ? std::sqrt(ss / (n - 1)) : 0.0;
-  const double half = std::max(o.confidence_t * sd / std::sqrt(n), o.noise_floor * p.mean);
-  p.lo = p.mean - half;
-  p.hi = p.mean + half;
+  p.time = median_of(p.times);
+  std::vector<double> dev;
+  for (double t : p.times) dev.push_back(std::abs(t - p.time));
+  const double sigma = n > 1 ? 1.4826 * median_of(dev) : 0.0;
+  const double half = std::max(o.confidence_t * 1.2533 * sigma / std::sqrt(n), o.noise_floor * p.time);
+  p.lo = p.time - half;
+  p.hi = p.time + half;
 }
 
 // d is at least as good as c in memory and error (the exact objectives).
@@ -270,7 +278,7 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
     for (size_t c : alive) {
       const TunePoint& pc = r.points[c];
       if (cons.max_latency && pc.lo > *cons.max_latency) continue;
-      if (!best || pc.mean < r.points[*best].mean) best = c;
+      if (!best || pc.time < r.points[*best].time) best = c;
     }
     if (best) {
       for (size_t c : alive) {
@@ -304,13 +312,13 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
   for (size_t i : r.front) r.points[i].on_front = true;
   for (size_t i : r.front) {
     const TunePoint& p = r.points[i];
-    if (cons.max_latency && p.mean > *cons.max_latency) continue;
+    if (cons.max_latency && p.time > *cons.max_latency) continue;
     if (!r.pick) {
       r.pick = i;
       continue;
     }
     const TunePoint& q = r.points[*r.pick];
-    if (std::tie(p.mean, p.memory, p.err.rel_l2) < std::tie(q.mean, q.memory, q.err.rel_l2)) r.pick = i;
+    if (std::tie(p.time, p.memory, p.err.rel_l2) < std::tie(q.time, q.memory, q.err.rel_l2)) r.pick = i;
   }
 
   if (!r.pick) {
@@ -332,7 +340,7 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
       if (cons.memory_bytes) consider(static_cast<double>(p.memory) / static_cast<double>(*cons.memory_bytes),
                                       "memory_budget");
       if (cons.max_error && p.has_error) consider(p.err.rel_l2 / *cons.max_error, "max_error");
-      if (cons.max_latency && p.timed()) consider(p.mean / *cons.max_latency, "max_latency");
+      if (cons.max_latency && p.timed()) consider(p.time / *cons.max_latency, "max_latency");
       if (worst > 1.0 && worst < best) {
         best = worst;
         r.nearest = i;
@@ -355,7 +363,8 @@ std::vector<Sensitivity> sensitivity(const TuneSpace& space, const std::vector<T
     std::vector<double> y;
     for (const TunePoint& p : points) {
       const std::string obj = objective;
-      if (obj == "time" && p.timed()) y.push_back(log_of(p.mean));
+      if (obj == "time" && p.timed())
+        y.push_back(log_of(p.time));
       else if (obj == "memory" && p.memory > 0) y.push_back(log_of(static_cast<double>(p.memory)));
       else if (obj == "error" && p.has_error) y.push_back(log_of(p.err.rel_l2 + 1e-12));
       else continue;

@@ -89,8 +89,8 @@ struct TuneConstraints {
 struct TuneOptions {
   int initial_repetitions = 2;  // every timed configuration gets this many
   int max_repetitions = 10;     // what exhaustive timing gives each configuration
-  double confidence_t = 3.0;    // interval = mean ± t·s/√n ...
-  double noise_floor = 0.03;    // ... but never narrower than ± this fraction of the mean
+  double confidence_t = 3.0;    // interval = median ± t·(standard error of the median) ...
+  double noise_floor = 0.03;    // ... but never narrower than ± this fraction of the median
   size_t exhaustive_below = 12; // time everything max_repetitions times below this many candidates
   // Standard SDPA is timed this often whatever the race did (it is usually the
   // slowest configuration by far: more repetitions would add little but time).
@@ -106,7 +106,9 @@ struct TunePoint {
   bool has_error = false;
   TuneError err;
   std::vector<double> times;
-  double mean = 0, lo = 0, hi = 0;  // workload seconds and its confidence interval
+  // Workload seconds: the median of times (robust to a burst of samples slowed
+  // by another tenant of the machine), and its confidence interval.
+  double time = 0, lo = 0, hi = 0;
   bool on_front = false;
   bool timed() const { return !times.empty(); }
 };
@@ -131,7 +133,7 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
                    const std::optional<TuneConfig>& baseline, TuneMeasurer& m, const TuneConstraints& constraints,
                    const TuneOptions& options, TuneResult* result);
 
-// Pareto front of (mean time, memory, rel_l2) over `candidates`, with times
+// Pareto front of (median time, memory, rel_l2) over `candidates`, with times
 // that the intervals cannot tell apart treated as equal.
 std::vector<size_t> pareto_front(const std::vector<TunePoint>& points, const std::vector<size_t>& candidates);
 

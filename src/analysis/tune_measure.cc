@@ -67,6 +67,37 @@ struct Samples {
 
 }  // namespace
 
+std::vector<PrefillSlice> prefill_slices(int64_t n, const std::string& mask, const std::string& workload_mask,
+                                         int64_t window, const std::string& windowed_mask) {
+  constexpr int64_t kSliceAbove = 16384, kSliceRows = 1024, kSlices = 4;
+  const bool plain = mask == "none" || mask == "causal";
+  const bool windowed = window > 0 && workload_mask == "causal" && mask == windowed_mask;
+  if (n <= kSliceAbove || !(plain || windowed)) return {{0, n, 0, n, 1.0, mask, false}};
+  std::vector<PrefillSlice> out;
+  for (int64_t s = 0; s < kSlices; ++s) {
+    const int64_t lo = n * s / kSlices, hi = n * (s + 1) / kSlices;
+    PrefillSlice sl;
+    sl.r0 = std::max(lo, (lo + hi - kSliceRows) / 2);
+    sl.rows = std::min(kSliceRows, hi - sl.r0);
+    sl.weight = double(hi - lo) / double(sl.rows);
+    sl.k_end = n;
+    sl.mask = "none";
+    if (mask == "causal") {
+      sl.bottom_right = true;  // row r0 + i sees keys [0, r0 + i]
+      sl.k_end = sl.r0 + sl.rows;
+    } else if (windowed) {
+      // Row r0 + i sees keys [r0 + i - window, r0 + i]: the keys from k0, and
+      // in the slice's frame key j' is visible iff i - (window - off) <= j' <= i + off.
+      sl.k0 = std::max<int64_t>(0, sl.r0 - window);
+      sl.k_end = sl.r0 + sl.rows;
+      const int64_t off = sl.r0 - sl.k0;
+      sl.mask = "causal:bottom_right+window:" + std::to_string(window - off) + "," + std::to_string(off);
+    }
+    out.push_back(sl);
+  }
+  return out;
+}
+
 Status load_activations(const std::string& path, RecordedActivations* out) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return InvalidArgument(path + ": cannot open the activations file");
@@ -134,18 +165,22 @@ struct LibraryMeasurer::Impl {
     return v;
   }
 
-  // One prefill of n tokens on one KV-head group: seconds.
-  Status time_prefill(const TuneChoice& t, const std::string& mask, int64_t n, double* sec) {
+  // Query rows [r0, r0 + nq) of a prefill of n tokens on one KV-head group,
+  // over keys [k0, k_end): seconds. The views are windows into the full
+  // group's tensors, so the call reads what those rows of the full call read.
+  Status time_rows(const TuneChoice& t, const MaskSetup& m, int64_t n, int64_t r0, int64_t nq, int64_t k0,
+                   int64_t k_end, double* sec) {
     const std::vector<float>& buf = slice(n);
-    const int64_t B = w.batch, Dk = w.head_dim_k, Dv = w.head_dim_v;
-    std::vector<float> out(static_cast<size_t>(B * G * n * Dv));
-    MaskSetup m;
-    GOLDILOCKS_RETURN_IF_ERROR(mask_setup(mask, &m));
+    const int64_t B = w.batch, Dk = w.head_dim_k, Dv = w.head_dim_v, nk = k_end - k0;
+    std::vector<float> out(static_cast<size_t>(B * G * nq * Dv));
+    const float* q = buf.data();
+    const float* k = q + B * G * n * Dk;
+    const float* v = k + B * n * Dk;
     AttentionParams p;
-    p.q = make_view(buf.data(), {B, G, n, Dk});
-    p.k = make_view(buf.data() + B * G * n * Dk, {B, 1, n, Dk});
-    p.v = make_view(buf.data() + B * G * n * Dk + B * n * Dk, {B, 1, n, Dv});
-    p.out = make_mutable_view(out.data(), {B, G, n, Dv});
+    p.q = make_strided_view(q + r0 * Dk, DType::kFloat32, {B, G, nq, Dk}, {G * n * Dk, n * Dk, Dk, 1});
+    p.k = make_strided_view(k + k0 * Dk, DType::kFloat32, {B, 1, nk, Dk}, {n * Dk, n * Dk, Dk, 1});
+    p.v = make_strided_view(v + k0 * Dv, DType::kFloat32, {B, 1, nk, Dv}, {n * Dv, n * Dv, Dv, 1});
+    p.out = make_mutable_view(out.data(), {B, G, nq, Dv});
     p.causal = m.causal;
     if (m.flex) p.flex = &m.mods;
     t.apply(&p);
@@ -153,6 +188,22 @@ struct LibraryMeasurer::Impl {
     const Status s = attention(p);
     *sec = seconds_since(t0);
     return s;
+  }
+
+  // One prefill of n tokens on one KV-head group: seconds. Long prompts are
+  // timed by row slices (prefill_slices), each slice's time scaled by its weight.
+  Status time_prefill(const TuneChoice& t, const std::string& mask, int64_t n, double* sec) {
+    double total = 0;
+    for (const PrefillSlice& sl : prefill_slices(n, mask, w.mask, t.window, t.prefill_mask(w))) {
+      MaskSetup m;
+      GOLDILOCKS_RETURN_IF_ERROR(mask_setup(sl.mask, &m));
+      if (sl.bottom_right) m.causal = CausalAlign::kBottomRight;
+      double x = 0;
+      GOLDILOCKS_RETURN_IF_ERROR(time_rows(t, m, n, sl.r0, sl.rows, sl.k0, sl.k_end, &x));
+      total += x * sl.weight;
+    }
+    *sec = total;
+    return Status::Ok();
   }
 
   Status prefill_sample(const TuneChoice& t, const std::string& mask, int64_t n, size_t rep, double* sec) {

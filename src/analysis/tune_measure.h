@@ -46,6 +46,30 @@ struct RecordedActivations {
 // q, k, v as raw little-endian float32.
 Status load_activations(const std::string& path, RecordedActivations* out);
 
+// How a prefill of n tokens on one KV-head group is timed. Up to 16K tokens,
+// one call. Above (a 128K-token causal prefill is ~10^13 FLOP, minutes per
+// sample on two cores) by row slices: the rows are split into 4 equal strata,
+// the 1,024 rows at the middle of each run as their own call, reading exactly
+// the keys those rows read in the full call (a bottom-right causal prefix;
+// with a window, the window's keys), and each slice's time counts weight =
+// stratum rows / slice rows times. Rows are independent work items of the
+// flash kernel and a row's cost is linear in its visible keys, so the middle
+// of a stratum stands for it exactly; left out are the per-call overhead (a
+// millisecond against minutes) and, in a windowed slice, the sink keys (a
+// handful against a window of thousands). Masks that cannot be restated for a
+// slice (flex specs other than causal, window and sinks) run in one call.
+struct PrefillSlice {
+  int64_t r0 = 0, rows = 0;   // query rows [r0, r0 + rows)
+  int64_t k0 = 0, k_end = 0;  // keys [k0, k_end)
+  double weight = 1.0;        // the slice stands for this many copies of itself
+  std::string mask = "none";  // spec in the slice's frame (mask_setup / compile_flex_spec)
+  bool bottom_right = false;  // plus native bottom-right causal
+};
+// mask: the prefill's spec; workload_mask and windowed_mask (the workload's
+// mask with the window and sinks) tell a window's spec from any other.
+std::vector<PrefillSlice> prefill_slices(int64_t n, const std::string& mask, const std::string& workload_mask,
+                                         int64_t window, const std::string& windowed_mask);
+
 struct MeasureOptions {
   uint64_t seed = 1;
   int decode_steps = 1;        // decode steps per timing sample

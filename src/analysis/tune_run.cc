@@ -12,6 +12,7 @@
 #include "analysis/results.h"
 #include "analysis/stats.h"
 #include "analysis/svg_plot.h"
+#include "support/memory.h"
 #include "support/threading.h"
 
 #ifndef GOLDILOCKS_TUNE_VERSION
@@ -128,7 +129,10 @@ Status run_tune(const Workload& w, const TuneRunOptions& o, TuneRun* out) {
     run.cache_hit = !cached.empty();
     m.load_measurements(cached);
   }
-  GOLDILOCKS_RETURN_IF_ERROR(tune_search(run.space, configs, baseline, m, o.constraints, o.search, &run.result));
+  TuneConstraints constraints = o.constraints;
+  const int64_t physical = support::physical_memory_bytes();
+  if (!constraints.machine_memory_bytes && physical > 0) constraints.machine_memory_bytes = physical;
+  GOLDILOCKS_RETURN_IF_ERROR(tune_search(run.space, configs, baseline, m, constraints, o.search, &run.result));
   if (!run.cache_file.empty()) {
     GOLDILOCKS_RETURN_IF_ERROR(save_measurement_cache(run.cache_file, run.machine, run.version, m.save_measurements()));
   }
@@ -302,6 +306,10 @@ void print_tune_table(const TuneRun& run, std::FILE* out) {
     const TunePoint& b = r.points[*r.baseline];
     std::fprintf(out, "\nstandard SDPA (math, no cache): %s, %s, rel_l2 %s\n", human_seconds(b.time).c_str(),
                  human_bytes(double(b.memory)).c_str(), fmt(b.err.rel_l2, 2).c_str());
+  } else if (r.standard) {
+    const TunePoint& b = r.points[*r.standard];
+    std::fprintf(out, "\nstandard SDPA (math, no cache): not timed (%s; it needs %s)\n", b.status.c_str(),
+                 human_bytes(double(b.memory)).c_str());
   }
   if (r.pick) {
     const TunePoint& p = r.points[*r.pick];

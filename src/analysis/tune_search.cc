@@ -175,7 +175,7 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
   }
 
   // 1. Memory, from the model: nothing runs yet.
-  size_t over_memory = 0;
+  size_t over_memory = 0, over_machine = 0;
   for (size_t i = 0; i < r.points.size(); ++i) {
     TunePoint& p = r.points[i];
     const Status s = m.memory_bytes(p.config, &p.memory);
@@ -183,13 +183,16 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
       p.status = "failed: " + s.message();
       continue;
     }
-    if (cons.memory_bytes && p.memory > *cons.memory_bytes) {
+    if (cons.machine_memory_bytes && p.memory > *cons.machine_memory_bytes) {
+      p.status = "over the machine's memory";
+      ++over_machine;
+    } else if (cons.memory_bytes && p.memory > *cons.memory_bytes) {
       p.status = "over memory budget";
       ++over_memory;
     }
   }
   say("memory model: " + std::to_string(r.points.size()) + " configurations, " + std::to_string(over_memory) +
-      " over the memory budget");
+      " over the memory budget, " + std::to_string(over_machine) + " over the machine's memory");
 
   // 2. Error, once per setting of the numerics axes.
   std::map<std::string, std::pair<Status, TuneError>> errors;
@@ -296,7 +299,8 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
   for (size_t c : alive) r.points[c].status = "timed";
 
   // The baseline is timed fully whatever the constraints: savings are against it.
-  if (base && r.points[*base].status.rfind("failed", 0) != 0 && r.points[*base].memory >= 0) {
+  if (base && r.points[*base].status.rfind("failed", 0) != 0 && r.points[*base].memory >= 0 &&
+      r.points[*base].status != "over the machine's memory") {
     TunePoint& b = r.points[*base];
     const int reps = std::max<int>(static_cast<int>(b.times.size()), std::min(o.baseline_repetitions, o.max_repetitions));
     const Status s = time_to(b, reps, m, o, &r.timed_repetitions);
@@ -309,6 +313,7 @@ Status tune_search(const TuneSpace& space, const std::vector<TuneConfig>& config
   }
 
   r.front = pareto_front(r.points, alive);
+  r.standard = base;
   for (size_t i : r.front) r.points[i].on_front = true;
   for (size_t i : r.front) {
     const TunePoint& p = r.points[i];

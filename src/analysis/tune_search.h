@@ -84,6 +84,9 @@ struct TuneConstraints {
   std::optional<int64_t> memory_bytes;
   std::optional<double> max_error;    // on rel_l2
   std::optional<double> max_latency;  // seconds of workload time
+  // What the machine has (run_tune sets its physical memory): a configuration
+  // needing more cannot run, so it is never timed, not even as the baseline.
+  std::optional<int64_t> machine_memory_bytes;
 };
 
 struct TuneOptions {
@@ -118,6 +121,7 @@ struct TuneResult {
   std::vector<size_t> front;     // indices into points: the Pareto front (time × memory × error)
   std::optional<size_t> pick;    // the fastest configuration meeting every constraint
   std::optional<size_t> baseline;  // standard SDPA, when it could run
+  std::optional<size_t> standard;  // standard SDPA's point, timed or not (its status says why not)
   // When nothing meets the constraints: the one that binds, and by how much the
   // nearest configuration misses it (a ratio: 1.3 = 30% over).
   std::string binding;

@@ -289,6 +289,35 @@ TEST(TuneSearch, ABurstOfSlowSamplesMovesNeitherThePickNorItsTime) {
   EXPECT_GE(p.hi, 0.6);
 }
 
+TEST(TuneSearch, WhatExceedsTheMachinesMemoryIsNeverTimedNotEvenTheBaseline) {
+  const TuneSpace space = synthetic_space();
+  const std::vector<TuneConfig> cs = space.enumerate(false);
+  StandIn m(5);
+  TuneConstraints k;
+  k.machine_memory_bytes = 2'500'000;  // f32 caches (4 MB) cannot exist here
+  TuneResult r;
+  ASSERT_TRUE(tune_search(space, cs, baseline_config(), m, k, TuneOptions{}, &r).ok());
+  size_t over = 0;
+  for (const TunePoint& p : r.points) {
+    if (p.memory > 2'500'000) {
+      EXPECT_EQ(p.status, "over the machine's memory") << config_label(p.config);
+      EXPECT_TRUE(p.times.empty()) << config_label(p.config);
+      ++over;
+    }
+  }
+  EXPECT_EQ(over, 2u * 4 * 2 * 3);  // contiguous and paged f32: splits x threads x tiles
+  // The baseline fits here and is timed; made too big, it is reported, not timed.
+  ASSERT_TRUE(r.baseline.has_value());
+  m.overrides[config_label(baseline_config())] = {10.0, 9'000'000, 1e-7};
+  TuneResult r2;
+  ASSERT_TRUE(tune_search(space, cs, baseline_config(), m, k, TuneOptions{}, &r2).ok());
+  EXPECT_FALSE(r2.baseline.has_value());
+  ASSERT_TRUE(r2.standard.has_value());
+  EXPECT_EQ(r2.points[*r2.standard].status, "over the machine's memory");
+  EXPECT_TRUE(r2.points[*r2.standard].times.empty());
+  EXPECT_TRUE(r2.pick.has_value());
+}
+
 TEST(TuneSearch, BadConstraintsAreErrorsNamingTheKey) {
   const TuneSpace space = synthetic_space();
   StandIn m(1);

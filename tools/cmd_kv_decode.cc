@@ -57,10 +57,12 @@ gl::Status fill(gl::KvCache& cache, int64_t nk, uint64_t seed) {
     for (float& x : k) x = normal(rng);
     for (float& x : v) x = normal(rng);
     // Views over the first n tokens of each (b, h) block of the chunk buffer.
-    const gl::TensorView kv = gl::make_strided_view(k.data(), gl::DType::kFloat32, {c.batch, c.kv_heads, n, c.head_dim_k},
-                                                    {c.kv_heads * chunk * c.head_dim_k, chunk * c.head_dim_k, c.head_dim_k, 1});
-    const gl::TensorView vv = gl::make_strided_view(v.data(), gl::DType::kFloat32, {c.batch, c.kv_heads, n, c.head_dim_v},
-                                                    {c.kv_heads * chunk * c.head_dim_v, chunk * c.head_dim_v, c.head_dim_v, 1});
+    const gl::TensorView kv =
+        gl::make_strided_view(k.data(), gl::DType::kFloat32, {c.batch, c.kv_heads, n, c.head_dim_k},
+                              {c.kv_heads * chunk * c.head_dim_k, chunk * c.head_dim_k, c.head_dim_k, 1});
+    const gl::TensorView vv =
+        gl::make_strided_view(v.data(), gl::DType::kFloat32, {c.batch, c.kv_heads, n, c.head_dim_v},
+                              {c.kv_heads * chunk * c.head_dim_v, chunk * c.head_dim_v, c.head_dim_v, 1});
     GOLDILOCKS_RETURN_IF_ERROR(cache.append_all(kv, vv));
   }
   return gl::Status::Ok();
@@ -90,8 +92,10 @@ int run(const Options& o, int threads) {
   }
   auto read_gbs = [&](const analysis::MachinePeak& m) { return nthreads == 1 ? m.read_gbs_1t : m.read_gbs_all; };
   auto fma_gflops = [&](const analysis::MachinePeak& m) { return nthreads == 1 ? m.fma_gflops_1t : m.fma_gflops_all; };
-  std::printf("ceilings (goldilocks peak, this run, %d threads, %s): read %.2f GB/s, fp32 FMA %.1f GFLOP/s before the timings\n",
-              nthreads, before.isa.c_str(), read_gbs(before), fma_gflops(before));
+  std::printf(
+      "ceilings (goldilocks peak, this run, %d threads, %s): read %.2f GB/s, fp32 FMA %.1f GFLOP/s before the "
+      "timings\n",
+      nthreads, before.isa.c_str(), read_gbs(before), fma_gflops(before));
   // Rows are printed once the bandwidth after the timings is known too.
   struct Row {
     std::string label;
@@ -189,8 +193,8 @@ int run(const Options& o, int threads) {
         }
         if (st == gl::KvStorage::kFloat16) ratio[1] = med;
         if (st == gl::KvStorage::kInt8 && !channel) ratio[2] = med;
-        rows.push_back({label, hkv, gl::explain(p).kv_splits, allocs, bytes, flops, med,
-                        st == gl::KvStorage::kInt4, rel});
+        rows.push_back(
+            {label, hkv, gl::explain(p).kv_splits, allocs, bytes, flops, med, st == gl::KvStorage::kInt4, rel});
       }
     }
   }
@@ -201,8 +205,9 @@ int run(const Options& o, int threads) {
   }
   const double bw = std::max(read_gbs(before), read_gbs(after)) * 1e9;
   const double fma = std::max(fma_gflops(before), fma_gflops(after)) * 1e9;
-  std::printf("after the timings: read %.2f GB/s, fp32 FMA %.1f GFLOP/s; targets use the larger: %.2f GB/s, %.1f GFLOP/s\n\n",
-              read_gbs(after), fma_gflops(after), bw / 1e9, fma / 1e9);
+  std::printf(
+      "after the timings: read %.2f GB/s, fp32 FMA %.1f GFLOP/s; targets use the larger: %.2f GB/s, %.1f GFLOP/s\n\n",
+      read_gbs(after), fma_gflops(after), bw / 1e9, fma / 1e9);
   std::printf("%-7s %4s %6s %10s %10s %9s %8s %11s %9s %8s %7s %9s\n", "K/V", "Hkv", "splits", "MiB read", "median ms",
               "GB/s", "% of bw", "target ms", "judged", "arith ms", "allocs", "rel-L2");
   for (const Row& r : rows) {
@@ -215,7 +220,8 @@ int run(const Options& o, int threads) {
     if (vs_floor) {
       std::snprintf(judged, sizeof judged, "%.2fx floor", r.median / arith);
     } else {
-      std::snprintf(judged, sizeof judged, "%.2f %s", fraction, r.median <= r.bytes / (fraction * bw) ? "met" : "MISSED");
+      std::snprintf(judged, sizeof judged, "%.2f %s", fraction,
+                    r.median <= r.bytes / (fraction * bw) ? "met" : "MISSED");
     }
     char target[32] = "-";
     if (!vs_floor) std::snprintf(target, sizeof target, "%.3f", r.bytes / (fraction * bw) * 1e3);
@@ -225,8 +231,9 @@ int run(const Options& o, int threads) {
   }
   for (const auto& [hkv, f16_ms, int8_ms] : ratios) {
     if (f16_ms > 0 && int8_ms > 0) {
-      std::printf("\nint8 vs f16 (Hkv=%lld): %.2fx faster%s", static_cast<long long>(hkv), f16_ms / int8_ms,
-                  hkv == o.hq ? (f16_ms / int8_ms >= 1.7 ? " (target >= 1.7x: met)" : " (target >= 1.7x: MISSED)") : "");
+      std::printf(
+          "\nint8 vs f16 (Hkv=%lld): %.2fx faster%s", static_cast<long long>(hkv), f16_ms / int8_ms,
+          hkv == o.hq ? (f16_ms / int8_ms >= 1.7 ? " (target >= 1.7x: met)" : " (target >= 1.7x: MISSED)") : "");
     }
   }
   std::printf("\n");
@@ -237,7 +244,8 @@ int run(const Options& o, int threads) {
 
 CLI::App* register_kv_decode(CLI::App& app, const GlobalOptions& global, int* exit_code) {
   auto opts = std::make_shared<Options>();
-  CLI::App* cmd = app.add_subcommand("kv-decode", "benchmark one-token decode over a KV cache against measured read bandwidth");
+  CLI::App* cmd =
+      app.add_subcommand("kv-decode", "benchmark one-token decode over a KV cache against measured read bandwidth");
   cmd->add_option("--nk", opts->nk, "tokens in the cache")->check(CLI::PositiveNumber);
   cmd->add_option("--hq", opts->hq, "query heads")->check(CLI::PositiveNumber);
   cmd->add_option("--d", opts->d, "head dim")->check(CLI::PositiveNumber);

@@ -32,7 +32,7 @@ void enumerate_from(const TuneSpace& space, size_t axis, bool approximate, TuneC
 // se = 1.2533·σ/√n is the median's standard error with σ = 1.4826·MAD (the
 // normal-consistent spread). A burst of samples slowed by another process on
 // the machine (seen here: four in a row at twice the time) moves neither, where
-// it moved the mean by a quarter and so the reported time of a pick.
+// it moved the mean by a third, and so the reported time of a pick.
 double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();

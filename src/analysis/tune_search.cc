@@ -5,6 +5,8 @@
 #include <limits>
 #include <set>
 
+#include "analysis/stats.h"
+
 namespace goldilocks::analysis {
 namespace {
 
@@ -33,18 +35,13 @@ void enumerate_from(const TuneSpace& space, size_t axis, bool approximate, TuneC
 // normal-consistent spread). A burst of samples slowed by another process on
 // the machine (seen here: four in a row at twice the time) moves neither, where
 // it moved the mean by a third, and so the reported time of a pick.
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
+// The median is summarize()'s, the same check_pick compares with.
 void update_interval(TunePoint& p, const TuneOptions& o) {
   const double n = static_cast<double>(p.times.size());
-  p.time = median_of(p.times);
+  p.time = summarize(p.times).median;
   std::vector<double> dev;
   for (double t : p.times) dev.push_back(std::abs(t - p.time));
-  const double sigma = n > 1 ? 1.4826 * median_of(dev) : 0.0;
+  const double sigma = n > 1 ? 1.4826 * summarize(dev).median : 0.0;
   const double half = std::max(o.confidence_t * 1.2533 * sigma / std::sqrt(n), o.noise_floor * p.time);
   p.lo = p.time - half;
   p.hi = p.time + half;

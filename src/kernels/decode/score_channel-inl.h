@@ -111,12 +111,15 @@ HWY_INLINE void ChannelKey(DF df, int64_t D, const uint8_t* x, const float* w, i
 
 // pass 1, per-channel K: krows[c] is key c's code row, kparams[c] its group's
 // params, or nullptr when krows[c] is an f32 residual row. qs: [rows][dqp] + [rows].
+// *formed names the group whose q∘scale qs holds (nullptr: none yet), kept
+// across calls so a tile scored in chunks forms each group once.
 template <KvStorage S>
-void ScoreTileChannel(int64_t D, const uint8_t* const* krows, const uint8_t* const* kparams, int64_t cols, const float* q,
-                      int64_t rows, int64_t dqp, float scale, float* s, float* qs) {
+void ScoreTileChannel(int64_t D, const uint8_t* const* krows, const uint8_t* const* kparams, int64_t cols,
+                      const float* q, int64_t rows, int64_t dqp, float scale, float* s, float* qs,
+                      const uint8_t** formed_group) {
   const DF df;
   float* qm = qs + rows * dqp;
-  const uint8_t* formed = nullptr;  // the group whose q∘scale is in qs
+  const uint8_t*& formed = *formed_group;
   for (int64_t c = 0; c < cols; ++c) {
     if (kparams[c] == nullptr) {
       ChannelKey<KvStorage::kFloat32>(df, D, krows[c], q, rows, dqp, nullptr, scale, s + c);

@@ -43,10 +43,14 @@ void tracked_free(void* p, int64_t bytes) {
 }
 
 int64_t physical_memory_bytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<int64_t>(pages) * page_size;
+  // Read once: every attention() call asks (the default workspace limit), and
+  // sysconf(_SC_PHYS_PAGES) is a sysinfo system call each time.
+  static const int64_t bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES);
+    const long page_size = sysconf(_SC_PAGE_SIZE);
+    return pages <= 0 || page_size <= 0 ? int64_t{0} : static_cast<int64_t>(pages) * page_size;
+  }();
+  return bytes;
 }
 
 }  // namespace goldilocks::support

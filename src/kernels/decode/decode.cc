@@ -82,17 +82,22 @@ HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t 
   const uint8_t* k_page = kv.k_base + page * kv.k_page_bytes + k_head;
   const uint8_t* v_page = kv.v_base + page * kv.v_page_bytes + v_head;
   if (!kv.k_per_channel) {
-    for (int64_t c = 0; c < cols; ++c) {
-      krows[c] = k_page + slot * kv.k_row_bytes;
-      vrows[c] = v_page + slot * kv.v_row_bytes;
-      if (++slot == kv.page_size && c + 1 < cols) {
-        slot = 0;
-        page = kv.page_id(b, ++page_index);
-        k_page = kv.k_base + page * kv.k_page_bytes + k_head;
-        v_page = kv.v_base + page * kv.v_page_bytes + v_head;
+    // Run by run within a page: a plain strided fill the compiler vectorises.
+    for (int64_t c = 0;;) {
+      const int64_t run = std::min(cols - c, kv.page_size - slot);
+      const uint8_t* k_first = k_page + slot * kv.k_row_bytes;
+      const uint8_t* v_first = v_page + slot * kv.v_row_bytes;
+      for (int64_t i = 0; i < run; ++i) {
+        krows[c + i] = k_first + i * kv.k_row_bytes;
+        vrows[c + i] = v_first + i * kv.v_row_bytes;
       }
+      c += run;
+      if (c == cols) return;
+      slot = 0;
+      page = kv.page_id(b, ++page_index);
+      k_page = kv.k_base + page * kv.k_page_bytes + k_head;
+      v_page = kv.v_base + page * kv.v_page_bytes + v_head;
     }
-    return;
   }
   const int64_t G = kv.k_channel_tokens, quantized = kv.quantized(b);
   const int64_t k_params_bytes = 2 * p.Dk * static_cast<int64_t>(sizeof(float)), k_codes_bytes = kv.kf.code_bytes();
@@ -143,9 +148,33 @@ HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {
   return std::max(kPrefetchChunk, kPrefetchBytes / std::max<int64_t>(1, k_bytes + kv.vf.row_bytes()));
 }
 
+// Requests n rows of row_bytes each, `step` bytes apart (any int64: a plain
+// tensor's stride may be negative or 0): one byte range when they are packed.
+HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes) {
+  if (step == row_bytes) {
+    for (int64_t off = 0; off < n * row_bytes; off += 64) hwy::Prefetch(first + off);
+    return;
+  }
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t off = 0; off < row_bytes; off += 64) hwy::Prefetch(first + r * step + off);
+}
+
 // Requests the K and V rows of keys [j, j + n), n <= kPrefetchChunk.
 HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
   if (n <= 0) return;
+  const KvRows& kv = p.kv;
+  if (!kv.k_per_channel) {
+    // Page by page, without forming the row addresses.
+    for (int64_t page_index = j / kv.page_size, slot = j % kv.page_size; n > 0; ++page_index, slot = 0) {
+      const int64_t run = std::min(n, kv.page_size - slot), page = kv.page_id(b, page_index);
+      PrefetchRun(kv.k_base + page * kv.k_page_bytes + hk * kv.k_head_bytes + slot * kv.k_row_bytes, run,
+                  kv.k_row_bytes, kv.kf.row_bytes());
+      PrefetchRun(kv.v_base + page * kv.v_page_bytes + hk * kv.v_head_bytes + slot * kv.v_row_bytes, run,
+                  kv.v_row_bytes, kv.vf.row_bytes());
+      n -= run;
+    }
+    return;
+  }
   const uint8_t* krows[kTile];
   const uint8_t* kparams[kTile];
   const uint8_t* vrows[kTile];

@@ -143,6 +143,18 @@ void recompute_nonfinite_rows(const Problem& p) {
           nonzero |= u & 0x7fffffffu;
         }
         finite = (nonfinite >> 31) == 0, zero = nonzero == 0;
+      } else if ((p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16) && p.os.d == 1) {
+        // The same bit tests on 16-bit values (exponent 0x7C00 for f16, 0x7F80 for bf16): widening
+        // each element instead cost a libgcc call per f16 value, 4 % of an f16 prefill.
+        const auto* r = static_cast<const uint16_t*>(p.out) + p.os.at(b, h, i, 0);
+        const uint32_t exponent = p.dtype == DType::kFloat16 ? 0x7C00u : 0x7F80u;
+        const uint32_t lowest = exponent & (~exponent + 1u);
+        uint32_t nonfinite = 0, nonzero = 0;
+        for (int64_t c = 0; c < p.Dv; ++c) {
+          nonfinite |= (r[c] & exponent) + lowest;  // bit 15 set iff the exponent is all ones
+          nonzero |= r[c] & 0x7fffu;
+        }
+        finite = ((nonfinite >> 15) & 1u) == 0, zero = nonzero == 0;
       } else {
         for (int64_t c = 0; c < p.Dv && finite; ++c) {
           const double x = load(p.out, p.dtype, p.os.at(b, h, i, c));

@@ -236,6 +236,26 @@ TEST_P(HalfSpecial, LargestFiniteAndSubnormalValues) {
   }
 }
 
+// bf16 reaches float32's range: q·k ≈ 1e40 overflows the fp32 kernels' scores
+// to ±inf, while the exact answer is finite. The output scan must see the
+// non-finite bf16 rows and have them redone exactly (a scan that passed them
+// left NaN rows here).
+TEST(HalfOverflow, Bf16ScoresBeyondFloat32AreRedoneExactly) {
+  const uint64_t seed = seed_of({static_cast<int>(DType::kBFloat16), 9});
+  Inputs in = random_inputs(1, 2, 1, 9, 23, 16, 16, seed);
+  in.q.for_each_index([&](const std::vector<int64_t>& idx) { in.q.at(idx) *= 1e20f; });
+  in.k.for_each_index([&](const std::vector<int64_t>& idx) { in.k.at(idx) *= 1e20f; });
+  check_all(in, DType::kBFloat16, seed);
+  const HalfInputs h = make_half_inputs(in, DType::kBFloat16);
+  for (const Variant& v : half_variants_under_test()) {
+    const HalfResult r = run_half(h, v.backend, 0, 0, 0, v.isa);
+    ASSERT_TRUE(r.status.ok()) << r.status.to_string();
+    r.out.for_each_index([&](const std::vector<int64_t>& idx) {
+      ASSERT_TRUE(std::isfinite(support::load_as_float(&r.out.at(idx), DType::kBFloat16, 0))) << variant_name(v);
+    });
+  }
+}
+
 // --- FlexAttention mods on 16-bit inputs -------------------------------------
 TEST_P(HalfSpecial, FlexModsMatchFlashFp32Rounded) {
   const DType dtype = GetParam();

@@ -261,6 +261,11 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
   const uint8_t* kparams[kTile];
   const uint8_t* formed = nullptr;  // per-channel K: the group whose q∘scale is formed
   const int64_t ahead = PrefetchDistance(kv);
+  // The cursor runs `ahead` keys in front of pass 1: request the split's first
+  // keys up to it now, or they arrive one demand miss at a time.
+  const int64_t first_end = std::min(j_end, j_begin + ahead);
+  for (int64_t j = j_begin; j < first_end; j += kPrefetchChunk)
+    PrefetchKeys(p, b, hk, j, std::min(kPrefetchChunk, first_end - j));
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t cols = std::min(kTile, j_end - j0);
     TileRows(p, b, hk, j0, cols, krows, kparams, vrows);

@@ -120,8 +120,8 @@ HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t 
   }
 }
 
-// Requests rows[0..n) (row_bytes each) into L1. Back-to-back rows (a page of
-// a cache, a contiguous tensor) are one byte range per run.
+// Requests rows[0..n) (row_bytes each) into L1, back-to-back rows as one byte
+// range per run (the per-channel K layout, whose rows PrefetchKeys cannot walk by page).
 HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
   for (int64_t c = 0; c < n;) {
     int64_t end = c + 1;
@@ -175,12 +175,13 @@ HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int6
     }
     return;
   }
+  // Per-channel K: code rows within token groups, and f32 ring rows past the last group.
   const uint8_t* krows[kTile];
   const uint8_t* kparams[kTile];
   const uint8_t* vrows[kTile];
   TileRows(p, b, hk, j, n, krows, kparams, vrows);
-  PrefetchRows(krows, n, p.kv.k_per_channel ? p.kv.kf.code_bytes() : p.kv.kf.row_bytes());
-  PrefetchRows(vrows, n, p.kv.vf.row_bytes());
+  PrefetchRows(krows, n, kv.kf.code_bytes());
+  PrefetchRows(vrows, n, kv.vf.row_bytes());
 }
 
 // pass 2 for an explicit mask: bool false or additive -inf hides a key, other

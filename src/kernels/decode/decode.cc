@@ -138,8 +138,9 @@ HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_
 // prefetch instructions with no arithmetic to overlap (perf: a third of the
 // item's samples). Chosen by measurement (kv-decode shapes, call by call
 // interleaved, AVX-512): against the tile bursts, f16/bf16 1.08-1.29x,
-// int8 1.03-1.13x, f32 0.93-1.18x, int4 0.96-1.00x; 8 KB ahead beat 4, 6,
-// 12 and 16 KB, chunks of 8 keys beat 16.
+// int8 1.03-1.13x, f32 0.93-1.18x, int4 0.96-1.00x. 8 KB ahead was the best
+// or within noise of it against 6, 12 and 16 KB; 4 KB was 4-5 % faster for
+// f16/bf16 but 6 % slower for f32 in one run. Chunks of 8 keys beat 16.
 inline constexpr int64_t kPrefetchChunk = 8;
 inline constexpr int64_t kPrefetchBytes = 8 << 10;
 

@@ -120,17 +120,6 @@ HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t 
   }
 }
 
-// Requests rows[0..n) (row_bytes each) into L1, back-to-back rows as one byte
-// range per run (the per-channel K layout, whose rows PrefetchKeys cannot walk by page).
-HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
-  for (int64_t c = 0; c < n;) {
-    int64_t end = c + 1;
-    while (end < n && rows[end] == rows[end - 1] + row_bytes) ++end;
-    for (int64_t off = 0; off < (end - c) * row_bytes; off += 64) hwy::Prefetch(rows[c] + off);
-    c = end;
-  }
-}
-
 // Memory-level parallelism: pass 1 runs in chunks of kPrefetchChunk keys and,
 // after each chunk, the K and V rows kPrefetchBytes further on are requested.
 // A steady trickle keeps the core's outstanding misses up while it computes;
@@ -149,8 +138,8 @@ HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {
   return std::max(kPrefetchChunk, kPrefetchBytes / std::max<int64_t>(1, k_bytes + kv.vf.row_bytes()));
 }
 
-// Requests n rows of row_bytes each, `step` bytes apart (any int64: a plain
-// tensor's stride may be negative or 0): one byte range when they are packed.
+// Requests n rows of row_bytes each into L1, `step` bytes apart (any int64: a
+// plain tensor's stride may be negative or 0): one byte range when they are packed.
 HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes) {
   if (step == row_bytes) {
     for (int64_t off = 0; off < n * row_bytes; off += 64) hwy::Prefetch(first + off);
@@ -158,6 +147,17 @@ HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64
   }
   for (int64_t r = 0; r < n; ++r)
     for (int64_t off = 0; off < row_bytes; off += 64) hwy::Prefetch(first + r * step + off);
+}
+
+// Requests rows[0..n) (row_bytes each), back-to-back rows as one byte range
+// per run (the per-channel K layout, whose rows PrefetchKeys cannot walk by page).
+HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
+  for (int64_t c = 0; c < n;) {
+    int64_t end = c + 1;
+    while (end < n && rows[end] == rows[end - 1] + row_bytes) ++end;
+    PrefetchRun(rows[c], end - c, row_bytes, row_bytes);
+    c = end;
+  }
 }
 
 // Requests the K and V rows of keys [j, j + n), n <= kPrefetchChunk.

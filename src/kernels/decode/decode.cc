@@ -11,7 +11,7 @@
 //   per tile of kTile keys of the item's split:
 //     pass 1: S = (scale·q)·kᵀ, each K row dequantized once for all rows (ScoreTile<K storage>;
 //             per-channel K: ScoreTileChannel, q∘scale formed once per token group),
-//             in chunks of keys, each followed by the prefetch of the rows ahead (PrefetchKeys)
+//             advancing the prefetch of the rows ahead after each block of keys (KeyCursor)
 //     pass 2: causal mask on tiles that cross the diagonal
 //     pass 3: online softmax (vector exp)                                 (SoftmaxTile)
 //     pass 4: acc += P·V, each V row dequantized once for all live rows   (PvTile<V storage>)
@@ -27,9 +27,9 @@
 #include <cstring>
 #include <limits>
 
-#include "hwy/cache_control.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "kernels/decode/key_rows.h"
 #include "kernels/decode/plan.h"
 #include "kernels/decode/pv-inl.h"
 #include "kernels/decode/row_access-inl.h"
@@ -46,7 +46,7 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
 using ScoreFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, int64_t, float,
-                         float*, float*);
+                         float*, float*, KeyCursor*);
 using PvFn = void (*)(const quant::RowFormat&, const uint8_t* const*, int64_t, const float*, int64_t, float*, int64_t,
                       float*, float*);
 
@@ -68,121 +68,6 @@ PvFn PvFor(KvStorage s) {
     case KvStorage::kInt4: return PvTile<KvStorage::kInt4>;
     default: return PvTile<KvStorage::kFloat32>;
   }
-}
-
-// Row addresses of the keys [j0, j0 + cols) of (b, hk), walking pages (no
-// division per key). Per-channel K: kparams[c] is key c's group params, or
-// nullptr when krows[c] is an f32 row of the ring.
-HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j0, int64_t cols, const uint8_t** krows,
-                         const uint8_t** kparams, const uint8_t** vrows) {
-  const KvRows& kv = p.kv;
-  const int64_t k_head = hk * kv.k_head_bytes, v_head = hk * kv.v_head_bytes;
-  int64_t page_index = j0 / kv.page_size, slot = j0 % kv.page_size;
-  int64_t page = kv.page_id(b, page_index);
-  const uint8_t* k_page = kv.k_base + page * kv.k_page_bytes + k_head;
-  const uint8_t* v_page = kv.v_base + page * kv.v_page_bytes + v_head;
-  if (!kv.k_per_channel) {
-    // Run by run within a page: a plain strided fill the compiler vectorises.
-    for (int64_t c = 0;;) {
-      const int64_t run = std::min(cols - c, kv.page_size - slot);
-      const uint8_t* k_first = k_page + slot * kv.k_row_bytes;
-      const uint8_t* v_first = v_page + slot * kv.v_row_bytes;
-      for (int64_t i = 0; i < run; ++i) {
-        krows[c + i] = k_first + i * kv.k_row_bytes;
-        vrows[c + i] = v_first + i * kv.v_row_bytes;
-      }
-      c += run;
-      if (c == cols) return;
-      slot = 0;
-      page = kv.page_id(b, ++page_index);
-      k_page = kv.k_base + page * kv.k_page_bytes + k_head;
-      v_page = kv.v_base + page * kv.v_page_bytes + v_head;
-    }
-  }
-  const int64_t G = kv.k_channel_tokens, quantized = kv.quantized(b);
-  const int64_t k_params_bytes = 2 * p.Dk * static_cast<int64_t>(sizeof(float)), k_codes_bytes = kv.kf.code_bytes();
-  const float* k_ring = kv.k_ring + (b * p.Hkv + hk) * 2 * G * p.Dk;
-  for (int64_t c = 0; c < cols; ++c) {
-    if (j0 + c < quantized) {
-      kparams[c] = k_page + slot / G * kv.k_group_bytes;
-      krows[c] = kparams[c] + k_params_bytes + slot % G * k_codes_bytes;
-    } else {
-      kparams[c] = nullptr;
-      krows[c] = reinterpret_cast<const uint8_t*>(k_ring + (j0 + c) % (2 * G) * p.Dk);
-    }
-    vrows[c] = v_page + slot * kv.v_row_bytes;
-    if (++slot == kv.page_size && c + 1 < cols) {
-      slot = 0;
-      page = kv.page_id(b, ++page_index);
-      k_page = kv.k_base + page * kv.k_page_bytes + k_head;
-      v_page = kv.v_base + page * kv.v_page_bytes + v_head;
-    }
-  }
-}
-
-// Memory-level parallelism: pass 1 runs in chunks of kPrefetchChunk keys and,
-// after each chunk, the K and V rows kPrefetchBytes further on are requested.
-// A steady trickle keeps the core's outstanding misses up while it computes;
-// requesting whole tiles at once (the former scheme) stalled the core at the
-// prefetch instructions with no arithmetic to overlap (perf: a third of the
-// item's samples). Chosen by measurement (kv-decode shapes, call by call
-// interleaved, AVX-512): against the tile bursts, f16/bf16 1.08-1.29x,
-// int8 1.03-1.13x, f32 0.93-1.18x, int4 0.96-1.00x. 8 KB ahead was the best
-// or within noise of it against 6, 12 and 16 KB; 4 KB was 4-5 % faster for
-// f16/bf16 but 6 % slower for f32 in one run. Chunks of 8 keys beat 16.
-inline constexpr int64_t kPrefetchChunk = 8;
-inline constexpr int64_t kPrefetchBytes = 8 << 10;
-
-HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {
-  const int64_t k_bytes = kv.k_per_channel ? kv.kf.code_bytes() : kv.kf.row_bytes();
-  return std::max(kPrefetchChunk, kPrefetchBytes / std::max<int64_t>(1, k_bytes + kv.vf.row_bytes()));
-}
-
-// Requests n rows of row_bytes each into L1, `step` bytes apart (any int64: a
-// plain tensor's stride may be negative or 0): one byte range when they are packed.
-HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes) {
-  if (step == row_bytes) {
-    for (int64_t off = 0; off < n * row_bytes; off += 64) hwy::Prefetch(first + off);
-    return;
-  }
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t off = 0; off < row_bytes; off += 64) hwy::Prefetch(first + r * step + off);
-}
-
-// Requests rows[0..n) (row_bytes each), back-to-back rows as one byte range
-// per run (the per-channel K layout, whose rows PrefetchKeys cannot walk by page).
-HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
-  for (int64_t c = 0; c < n;) {
-    int64_t end = c + 1;
-    while (end < n && rows[end] == rows[end - 1] + row_bytes) ++end;
-    PrefetchRun(rows[c], end - c, row_bytes, row_bytes);
-    c = end;
-  }
-}
-
-// Requests the K and V rows of keys [j, j + n), n <= kPrefetchChunk.
-HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
-  if (n <= 0) return;
-  const KvRows& kv = p.kv;
-  if (!kv.k_per_channel) {
-    // Page by page, without forming the row addresses.
-    for (int64_t page_index = j / kv.page_size, slot = j % kv.page_size; n > 0; ++page_index, slot = 0) {
-      const int64_t run = std::min(n, kv.page_size - slot), page = kv.page_id(b, page_index);
-      PrefetchRun(kv.k_base + page * kv.k_page_bytes + hk * kv.k_head_bytes + slot * kv.k_row_bytes, run,
-                  kv.k_row_bytes, kv.kf.row_bytes());
-      PrefetchRun(kv.v_base + page * kv.v_page_bytes + hk * kv.v_head_bytes + slot * kv.v_row_bytes, run,
-                  kv.v_row_bytes, kv.vf.row_bytes());
-      n -= run;
-    }
-    return;
-  }
-  // Per-channel K: code rows within token groups, and f32 ring rows past the last group.
-  const uint8_t* krows[kTile];
-  const uint8_t* kparams[kTile];
-  const uint8_t* vrows[kTile];
-  TileRows(p, b, hk, j, n, krows, kparams, vrows);
-  PrefetchRows(krows, n, kv.kf.code_bytes());
-  PrefetchRows(vrows, n, kv.vf.row_bytes());
 }
 
 // pass 2 for an explicit mask: bool false or additive -inf hides a key, other
@@ -262,29 +147,20 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
   const uint8_t* vrows[kTile];
   const uint8_t* kparams[kTile];
   const uint8_t* formed = nullptr;  // per-channel K: the group whose q∘scale is formed
-  const int64_t ahead = PrefetchDistance(kv);
-  // The cursor runs `ahead` keys in front of pass 1: request the split's first
-  // keys up to it now, or they arrive one demand miss at a time.
-  const int64_t first_end = std::min(j_end, j_begin + ahead);
-  for (int64_t j = j_begin; j < first_end; j += kPrefetchChunk)
-    PrefetchKeys(p, b, hk, j, std::min(kPrefetchChunk, first_end - j));
+  KeyCursor ahead{&p, b, hk, j_begin + PrefetchDistance(kv), j_end};
+  ahead.Start(j_begin);
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t cols = std::min(kTile, j_end - j0);
     TileRows(p, b, hk, j0, cols, krows, kparams, vrows);
-    // pass 1, chunk by chunk, each followed by the prefetch of the rows ahead
-    for (int64_t c = 0; c < cols; c += kPrefetchChunk) {
-      const int64_t n = std::min(kPrefetchChunk, cols - c);
-      if (!kv.k_per_channel) {
-        score_tile(kv.kf, krows + c, n, q, rows, t.dkp, 1.0f, s + c, tk);
-      } else if (kv.kf.storage == KvStorage::kInt4) {
-        ScoreTileChannel<KvStorage::kInt4>(p.Dk, krows + c, kparams + c, n, q, rows, t.dkp, 1.0f, s + c,
-                                           scratch + t.qs_off, &formed);
-      } else {
-        ScoreTileChannel<KvStorage::kInt8>(p.Dk, krows + c, kparams + c, n, q, rows, t.dkp, 1.0f, s + c,
-                                           scratch + t.qs_off, &formed);
-      }
-      const int64_t at = j0 + c + ahead;
-      PrefetchKeys(p, b, hk, at, std::min(n, j_end - at));
+    // pass 1, advancing the prefetch cursor block by block
+    if (!kv.k_per_channel) {
+      score_tile(kv.kf, krows, cols, q, rows, t.dkp, 1.0f, s, tk, &ahead);
+    } else if (kv.kf.storage == KvStorage::kInt4) {
+      ScoreTileChannel<KvStorage::kInt4>(p.Dk, krows, kparams, cols, q, rows, t.dkp, 1.0f, s, scratch + t.qs_off,
+                                         &formed, &ahead);
+    } else {
+      ScoreTileChannel<KvStorage::kInt8>(p.Dk, krows, kparams, cols, q, rows, t.dkp, 1.0f, s, scratch + t.qs_off,
+                                         &formed, &ahead);
     }
     // Dense calls are repaired by the table; over a cache a -inf stays "skipped" (documented).
     if (p.repaired) poison_unmasked_neg_inf(s, kTile, rows, cols);

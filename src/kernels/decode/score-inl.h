@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "hwy/highway.h"
+#include "kernels/decode/key_rows.h"
 #include "kernels/decode/plan.h"
 #include "kernels/decode/row_access-inl.h"
 
@@ -157,21 +159,27 @@ HWY_INLINE void QSums(DF df, const quant::RowFormat& f, const float* q, int64_t 
   }
 }
 
-// pass 1 for R rows over the tile's keys: blocks of KB keys, then single keys.
+// pass 1 for R rows over the tile's keys: blocks of KB keys, then single keys,
+// each followed by the cursor's requests for as many keys ahead (ahead may be
+// nullptr: later row blocks read what the first one requested).
 // The folded form keeps its q sums in tmp (R · groups · N <= dim floats for
 // groups of >= 4 vectors).
 template <KvStorage S, int R, int KB, bool kFolded = false, bool kOneGroup = false>
 HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
-                          int64_t dqp, float scale, float* s, float* tmp) {
+                          int64_t dqp, float scale, float* s, float* tmp, KeyCursor* ahead) {
+  if constexpr (kFolded) QSums<S, R>(df, f, q, dqp, tmp);
+  auto block = [&](auto keys, int64_t c) HWY_ATTR {
+    constexpr int kKeys = decltype(keys)::value;
+    if constexpr (kFolded) {
+      ScoreBlockFolded<S, R, kKeys, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
+    } else {
+      ScoreBlock<S, R, kKeys>(df, f, krows + c, q, dqp, scale, s + c, tmp);
+    }
+    if (ahead) ahead->Advance(kKeys);
+  };
   int64_t c = 0;
-  if constexpr (kFolded) {
-    QSums<S, R>(df, f, q, dqp, tmp);
-    for (; c + KB <= cols; c += KB) ScoreBlockFolded<S, R, KB, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
-    for (; c < cols; ++c) ScoreBlockFolded<S, R, 1, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
-  } else {
-    for (; c + KB <= cols; c += KB) ScoreBlock<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c, tmp);
-    for (; c < cols; ++c) ScoreBlock<S, R, 1>(df, f, krows + c, q, dqp, scale, s + c, tmp);
-  }
+  for (; c + KB <= cols; c += KB) block(std::integral_constant<int, KB>(), c);
+  for (; c < cols; ++c) block(std::integral_constant<int, 1>(), c);
 }
 
 // pass 1 in blocks of up to 4 rows: ≤ 16 accumulators (one row × 8 keys or
@@ -179,27 +187,28 @@ HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const
 // per-group dot sums).
 template <KvStorage S, bool kFolded>
 void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
-                    int64_t rows, int64_t dqp, float scale, float* s, float* tmp) {
+                    int64_t rows, int64_t dqp, float scale, float* s, float* tmp, KeyCursor* cursor) {
   constexpr int kHalf = kFolded ? 2 : 1;
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const float* qr = q + r0 * dqp;
     float* sr = s + r0 * kTile;
+    KeyCursor* ahead = r0 == 0 ? cursor : nullptr;
     if constexpr (kFolded) {
       if (f.groups() == 1) {  // no per-group sums to keep: the unfolded block sizes
         switch (std::min<int64_t>(4, rows - r0)) {
-          case 4: ScoreRows<S, 4, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
-          case 3: ScoreRows<S, 3, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
-          case 2: ScoreRows<S, 2, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
-          default: ScoreRows<S, 1, 8, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+          case 4: ScoreRows<S, 4, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+          case 3: ScoreRows<S, 3, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+          case 2: ScoreRows<S, 2, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+          default: ScoreRows<S, 1, 8, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
         }
         continue;
       }
     }
     switch (std::min<int64_t>(4, rows - r0)) {
-      case 4: ScoreRows<S, 4, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
-      case 3: ScoreRows<S, 3, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
-      case 2: ScoreRows<S, 2, 4, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
-      default: ScoreRows<S, 1, 8, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp); break;
+      case 4: ScoreRows<S, 4, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+      case 3: ScoreRows<S, 3, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+      case 2: ScoreRows<S, 2, 4, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+      default: ScoreRows<S, 1, 8, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
     }
   }
 }
@@ -207,14 +216,14 @@ void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krow
 // pass 1: s[r * kTile + c] = scale · q_r · k_c for every row and key of the tile.
 template <KvStorage S>
 void ScoreTile(const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q, int64_t rows,
-               int64_t dqp, float scale, float* s, float* tmp) {
+               int64_t dqp, float scale, float* s, float* tmp, KeyCursor* ahead) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
   if (VectorAddressable<S>(f, N)) {
     const bool long_groups = kQuant && (S == KvStorage::kInt4 ? f.group / 2 : f.group) >= 4 * N;
-    if (long_groups) return ScoreRowBlocks<S, kQuant>(df, f, krows, cols, q, rows, dqp, scale, s, tmp);
-    return ScoreRowBlocks<S, false>(df, f, krows, cols, q, rows, dqp, scale, s, tmp);
+    if (long_groups) return ScoreRowBlocks<S, kQuant>(df, f, krows, cols, q, rows, dqp, scale, s, tmp, ahead);
+    return ScoreRowBlocks<S, false>(df, f, krows, cols, q, rows, dqp, scale, s, tmp, ahead);
   }
   // Groups without whole vectors: key by key through tmp.
   float sums[4];
@@ -230,6 +239,7 @@ void ScoreTile(const quant::RowFormat& f, const uint8_t* const* krows, int64_t c
       }
       for (int64_t r = 0; r < nr; ++r) s[(r0 + r) * kTile + c] = scale * sums[r];
     }
+    ahead->Advance(1);
   }
 }
 

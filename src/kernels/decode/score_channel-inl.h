@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "hwy/highway.h"
+#include "kernels/decode/key_rows.h"
 #include "kernels/decode/plan.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -112,24 +113,27 @@ HWY_INLINE void ChannelKey(DF df, int64_t D, const uint8_t* x, const float* w, i
 // pass 1, per-channel K: krows[c] is key c's code row, kparams[c] its group's
 // params, or nullptr when krows[c] is an f32 residual row. qs: [rows][dqp] + [rows].
 // *formed names the group whose q∘scale qs holds (nullptr: none yet), kept
-// across calls so a tile scored in chunks forms each group once.
+// across tiles so a group longer than a tile is formed once. The cursor is
+// advanced every kChannelBlock keys: each request forms its rows' addresses.
 template <KvStorage S>
 void ScoreTileChannel(int64_t D, const uint8_t* const* krows, const uint8_t* const* kparams, int64_t cols,
                       const float* q, int64_t rows, int64_t dqp, float scale, float* s, float* qs,
-                      const uint8_t** formed_group) {
+                      const uint8_t** formed_group, KeyCursor* ahead) {
+  constexpr int64_t kChannelBlock = 8;
   const DF df;
   float* qm = qs + rows * dqp;
   const uint8_t*& formed = *formed_group;
   for (int64_t c = 0; c < cols; ++c) {
     if (kparams[c] == nullptr) {
       ChannelKey<KvStorage::kFloat32>(df, D, krows[c], q, rows, dqp, nullptr, scale, s + c);
-      continue;
+    } else {
+      if (kparams[c] != formed) {
+        FormScaledQ(reinterpret_cast<const float*>(kparams[c]), D, q, rows, dqp, qs, qm);
+        formed = kparams[c];
+      }
+      ChannelKey<S>(df, D, krows[c], qs, rows, dqp, qm, scale, s + c);
     }
-    if (kparams[c] != formed) {
-      FormScaledQ(reinterpret_cast<const float*>(kparams[c]), D, q, rows, dqp, qs, qm);
-      formed = kparams[c];
-    }
-    ChannelKey<S>(df, D, krows[c], qs, rows, dqp, qm, scale, s + c);
+    if ((c + 1) % kChannelBlock == 0 || c + 1 == cols) ahead->Advance(c % kChannelBlock + 1);
   }
 }
 

@@ -1,0 +1,155 @@
+// Where a key's K and V rows are (TileRows), and how they are requested
+// ahead of pass 1 (KeyCursor). Plain C++, shared by every instruction set.
+// Everything that leads to a prefetch is HWY_INLINE (always inlined): GCC 12's
+// mod/ref analysis takes a function whose only effect is prefetching for one
+// without side effects and deletes calls to it when it is not inlined.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "hwy/base.h"
+#include "hwy/cache_control.h"
+#include "kernels/decode/decode.h"
+#include "kernels/decode/plan.h"
+
+namespace goldilocks::kernels {
+
+// Row addresses of the keys [j0, j0 + cols) of (b, hk), walking pages (no
+// division per key). Per-channel K: kparams[c] is key c's group params, or
+// nullptr when krows[c] is an f32 row of the ring.
+HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j0, int64_t cols, const uint8_t** krows,
+                         const uint8_t** kparams, const uint8_t** vrows) {
+  const KvRows& kv = p.kv;
+  const int64_t k_head = hk * kv.k_head_bytes, v_head = hk * kv.v_head_bytes;
+  int64_t page_index = j0 / kv.page_size, slot = j0 % kv.page_size;
+  int64_t page = kv.page_id(b, page_index);
+  const uint8_t* k_page = kv.k_base + page * kv.k_page_bytes + k_head;
+  const uint8_t* v_page = kv.v_base + page * kv.v_page_bytes + v_head;
+  if (!kv.k_per_channel) {
+    // Run by run within a page: a plain strided fill the compiler vectorises.
+    for (int64_t c = 0;;) {
+      const int64_t run = std::min(cols - c, kv.page_size - slot);
+      const uint8_t* k_first = k_page + slot * kv.k_row_bytes;
+      const uint8_t* v_first = v_page + slot * kv.v_row_bytes;
+      for (int64_t i = 0; i < run; ++i) {
+        krows[c + i] = k_first + i * kv.k_row_bytes;
+        vrows[c + i] = v_first + i * kv.v_row_bytes;
+      }
+      c += run;
+      if (c == cols) return;
+      slot = 0;
+      page = kv.page_id(b, ++page_index);
+      k_page = kv.k_base + page * kv.k_page_bytes + k_head;
+      v_page = kv.v_base + page * kv.v_page_bytes + v_head;
+    }
+  }
+  const int64_t G = kv.k_channel_tokens, quantized = kv.quantized(b);
+  const int64_t k_params_bytes = 2 * p.Dk * static_cast<int64_t>(sizeof(float)), k_codes_bytes = kv.kf.code_bytes();
+  const float* k_ring = kv.k_ring + (b * p.Hkv + hk) * 2 * G * p.Dk;
+  for (int64_t c = 0; c < cols; ++c) {
+    if (j0 + c < quantized) {
+      kparams[c] = k_page + slot / G * kv.k_group_bytes;
+      krows[c] = kparams[c] + k_params_bytes + slot % G * k_codes_bytes;
+    } else {
+      kparams[c] = nullptr;
+      krows[c] = reinterpret_cast<const uint8_t*>(k_ring + (j0 + c) % (2 * G) * p.Dk);
+    }
+    vrows[c] = v_page + slot * kv.v_row_bytes;
+    if (++slot == kv.page_size && c + 1 < cols) {
+      slot = 0;
+      page = kv.page_id(b, ++page_index);
+      k_page = kv.k_base + page * kv.k_page_bytes + k_head;
+      v_page = kv.v_base + page * kv.v_page_bytes + v_head;
+    }
+  }
+}
+
+// Memory-level parallelism: pass 1 advances a cursor (KeyCursor) after every
+// block of keys it scores, and the cursor requests the K and V rows
+// kPrefetchBytes further on. A steady trickle keeps the core's outstanding
+// misses up while it computes; bursts stall it at the prefetch instructions
+// with no arithmetic to overlap. Chosen by measurement (kv-decode shapes, call
+// by call interleaved, AVX-512), each step against the one before:
+//   - whole tiles requested at a tile's start (perf: a third of the item's
+//     samples on the prefetches) -> chunks of 8 keys: f16/bf16 1.08-1.29x,
+//     int8 1.03-1.13x, f32 0.93-1.18x, int4 0.96-1.00x;
+//   - chunks of 8 keys -> after every score block (4 keys at 4 rows per KV
+//     head): Hkv=8 1.05-1.16x for every storage, Hkv=32 within noise but
+//     int4 1.12x. A 4x unrolled request loop was 1.4x slower: a burst again.
+// 8 KB ahead: with the per-block trickle, 4, 12 and 16 KB were within 4 % of
+// it for every storage at Hkv=8 and 32 (one interleaved run each).
+inline constexpr int64_t kPrefetchBytes = 8 << 10;
+
+HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {
+  const int64_t k_bytes = kv.k_per_channel ? kv.kf.code_bytes() : kv.kf.row_bytes();
+  return std::max<int64_t>(8, kPrefetchBytes / std::max<int64_t>(1, k_bytes + kv.vf.row_bytes()));
+}
+
+// Requests n rows of row_bytes each into L1, `step` bytes apart (any int64: a
+// plain tensor's stride may be negative or 0): one byte range when they are packed.
+HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes) {
+  if (step == row_bytes) {
+    for (int64_t off = 0; off < n * row_bytes; off += 64) hwy::Prefetch(first + off);
+    return;
+  }
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t off = 0; off < row_bytes; off += 64) hwy::Prefetch(first + r * step + off);
+}
+
+// Requests rows[0..n) (row_bytes each), back-to-back rows as one byte range
+// per run (the per-channel K layout, whose rows PrefetchKeys cannot walk by page).
+HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
+  for (int64_t c = 0; c < n;) {
+    int64_t end = c + 1;
+    while (end < n && rows[end] == rows[end - 1] + row_bytes) ++end;
+    PrefetchRun(rows[c], end - c, row_bytes, row_bytes);
+    c = end;
+  }
+}
+
+// Requests the K and V rows of keys [j, j + n), n <= kTile.
+HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
+  if (n <= 0) return;
+  const KvRows& kv = p.kv;
+  if (!kv.k_per_channel) {
+    // Page by page, without forming the row addresses.
+    for (int64_t page_index = j / kv.page_size, slot = j % kv.page_size; n > 0; ++page_index, slot = 0) {
+      const int64_t run = std::min(n, kv.page_size - slot), page = kv.page_id(b, page_index);
+      PrefetchRun(kv.k_base + page * kv.k_page_bytes + hk * kv.k_head_bytes + slot * kv.k_row_bytes, run,
+                  kv.k_row_bytes, kv.kf.row_bytes());
+      PrefetchRun(kv.v_base + page * kv.v_page_bytes + hk * kv.v_head_bytes + slot * kv.v_row_bytes, run,
+                  kv.v_row_bytes, kv.vf.row_bytes());
+      n -= run;
+    }
+    return;
+  }
+  // Per-channel K: code rows within token groups, and f32 ring rows past the last group.
+  const uint8_t* krows[kTile];
+  const uint8_t* kparams[kTile];
+  const uint8_t* vrows[kTile];
+  TileRows(p, b, hk, j, n, krows, kparams, vrows);
+  PrefetchRows(krows, n, kv.kf.code_bytes());
+  PrefetchRows(vrows, n, kv.vf.row_bytes());
+}
+
+// The prefetch cursor of one split: runs `ahead` keys in front of pass 1,
+// which advances it by the keys of each block it has scored.
+struct KeyCursor {
+  const DecodeProblem* p;
+  int64_t b, hk, next, end;
+
+  // Requests the split's first keys, up to where the cursor starts: without
+  // this they arrive one demand miss at a time.
+  HWY_INLINE void Start(int64_t j_begin) const {
+    for (int64_t j = j_begin; j < std::min(next, end); j += kTile)
+      PrefetchKeys(*p, b, hk, j, std::min({kTile, next - j, end - j}));
+  }
+  HWY_INLINE void Advance(int64_t n) {
+    const int64_t m = std::min(n, end - next);
+    if (m > 0) PrefetchKeys(*p, b, hk, next, m);
+    next += n;
+  }
+};
+
+}  // namespace goldilocks::kernels

@@ -153,12 +153,18 @@ HWY_INLINE void SumEachVector(DF df, VF* v, float* sums) {
 #if HWY_TARGET == HWY_SCALAR
   for (int i = 0; i < kCount; ++i) sums[i] = hn::GetLane(v[i]);
 #else
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  HWY_ALIGN float lanes[hn::MaxLanes(DF())];
+  // Compile-time bounds (x86 and EMU128 vectors have a fixed width), so the
+  // tree unrolls into straight-line code instead of loops with branches.
+  constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(DF()));
+  HWY_DASSERT(N == static_cast<int64_t>(hn::Lanes(df)));
+  HWY_ALIGN float lanes[N];
+#pragma GCC unroll 16
   for (int64_t i0 = 0; i0 < kCount; i0 += N) {
     int64_t m = std::min<int64_t>(N, kCount - i0);
     VF* w = v + i0;  // reduced in place
+#pragma GCC unroll 8
     for (int64_t width = N; width > 1; width /= 2) {
+#pragma GCC unroll 16
       for (int64_t j = 0; j < (m + 1) / 2; ++j) {
         const VF a = w[2 * j], b = 2 * j + 1 < m ? w[2 * j + 1] : hn::Zero(df);
         w[j] = hn::Add(hn::ConcatEven(df, b, a), hn::ConcatOdd(df, b, a));
@@ -166,6 +172,7 @@ HWY_INLINE void SumEachVector(DF df, VF* v, float* sums) {
       m = (m + 1) / 2;
     }
     hn::Store(w[0], df, lanes);
+#pragma GCC unroll 16
     for (int64_t i = 0; i < std::min<int64_t>(N, kCount - i0); ++i) sums[i0 + i] = lanes[i];
   }
 #endif

@@ -4,6 +4,7 @@
 // thread runs them, so outputs are bitwise identical for any thread count.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #if defined(GOLDILOCKS_THREADS_STD)
 #include <atomic>
@@ -76,5 +77,42 @@ void parallel_for(int64_t n, int threads, const Body& body, Schedule schedule = 
   }
 #endif
 }
+
+// Backs a call site off to its calling thread alone while other processes
+// hold its helpers up. With items on demand, a helper descheduled in the
+// middle of an item still holds the call until the OS runs it again, a whole
+// time slice later (on 2 cores with one busy, decode calls took 2x their
+// quiet time). The call site reports, after each call with a team, how long
+// the calling thread waited for the others after its own last item. A wait
+// that is most of the call and longer than a short calm-machine straggler
+// means contention: the next calls run alone, for 1, 2, 4, ... up to 64 calls
+// while it persists, and the team is tried again in between. Results never
+// depend on it: items are thread-independent.
+class ContentionBackoff {
+ public:
+  static constexpr double kMinWaitSeconds = 200e-6;  // well below a time slice, above a calm straggler
+  static constexpr double kWaitShare = 0.3;          // of the whole call
+  static constexpr int kMaxSoloCalls = 64;
+
+  // The thread count for the next call, given the one it asked for.
+  int threads(int requested) {
+    if (requested <= 1 || solo_left_ == 0) return requested;
+    --solo_left_;
+    return 1;
+  }
+  // After a call that ran with a team.
+  void record(double wait_seconds, double call_seconds) {
+    if (wait_seconds > kMinWaitSeconds && wait_seconds > kWaitShare * call_seconds) {
+      backoff_ = backoff_ == 0 ? 1 : std::min(2 * backoff_, kMaxSoloCalls);
+      solo_left_ = backoff_;
+    } else {
+      backoff_ = 0;
+    }
+  }
+  int solo_calls_left() const { return solo_left_; }
+
+ private:
+  int solo_left_ = 0, backoff_ = 0;
+};
 
 }  // namespace goldilocks::support

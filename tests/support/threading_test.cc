@@ -33,6 +33,41 @@ TEST(ParallelFor, StaticScheduleDealsItemsRoundRobin) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(owner[i], i % 2) << i;  // chunk 1: even items to thread 0
 }
 
+TEST(ContentionBackoff, CalmCallsKeepTheTeam) {
+  ContentionBackoff b;
+  for (int call = 0; call < 100; ++call) {
+    EXPECT_EQ(b.threads(2), 2);
+    b.record(50e-6, 1e-3);     // a straggler's short tail: 5 %, under the floor
+    b.record(150e-6, 0.2e-3);  // most of a tiny call, but shorter than any time slice
+  }
+  EXPECT_EQ(b.threads(1), 1);
+}
+
+TEST(ContentionBackoff, HeldCallsRunAloneForDoublingStretches) {
+  ContentionBackoff b;
+  std::vector<int> solo_stretches;
+  for (int probe = 0; probe < 9; ++probe) {
+    ASSERT_EQ(b.threads(4), 4) << "probe " << probe;
+    b.record(3e-3, 5e-3);  // waited 3 of 5 ms for a descheduled helper
+    int solo = 0;
+    while (b.solo_calls_left() > 0) {
+      ASSERT_EQ(b.threads(4), 1);
+      ++solo;
+    }
+    solo_stretches.push_back(solo);
+  }
+  EXPECT_EQ(solo_stretches, (std::vector<int>{1, 2, 4, 8, 16, 32, 64, 64, 64}));
+  // A calm probe brings the team back at once and resets the stretch.
+  ASSERT_EQ(b.threads(4), 4);
+  b.record(10e-6, 5e-3);
+  EXPECT_EQ(b.threads(4), 4);
+  b.record(3e-3, 5e-3);
+  EXPECT_EQ(b.solo_calls_left(), 1);
+  // A single-thread request is never changed.
+  EXPECT_EQ(b.threads(1), 1);
+  EXPECT_EQ(b.solo_calls_left(), 1);
+}
+
 TEST(ParallelFor, EmptyRangeDoesNothing) {
   for (Schedule schedule : {Schedule::kStatic, Schedule::kDynamic}) {
     bool called = false;

@@ -23,6 +23,7 @@
 #include "kernels/decode/decode.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -232,10 +233,15 @@ Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws) {
   int64_t kv_bytes = 0;
   for (int64_t b = 0; b < p.B; ++b) kv_bytes += p.kv.length(b) * p.Hkv * (p.kv.kf.row_bytes() + p.kv.vf.row_bytes());
   const int64_t useful = std::max<int64_t>(1, kv_bytes * t.q_blocks / (int64_t{256} << 10));
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min({static_cast<int64_t>(p.threads), t.items, useful})));
+  const int team = static_cast<int>(std::max<int64_t>(1, std::min({static_cast<int64_t>(p.threads), t.items, useful})));
+  // A helper held up by another process sends the calling thread's next calls
+  // off alone for a while (ContentionBackoff); per calling thread.
+  thread_local support::ContentionBackoff backoff;
+  const int threads = backoff.threads(team);
   // Scratch is sized before anything is written and kept for the next call:
-  // a decode step of the same shape allocates nothing.
-  const int64_t scratch_floats = t.total * threads;
+  // a decode step of the same shape allocates nothing (sized for the whole
+  // team even when this call runs alone, so the team's return allocates nothing either).
+  const int64_t scratch_floats = t.total * team;
   const int64_t partial_floats = p.splits > 1 ? p.B * p.Hq * p.Nq * p.splits * (p.Dv + 1) : 0;
   if (ws->scratch.size() < scratch_floats) {
     support::TrackedBuffer<float> grown(scratch_floats);
@@ -251,10 +257,21 @@ Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws) {
   float* partial = ws->partial.data();
   // Items on demand: a thread that loses its core to another process delays
   // the call by the items it holds, not by a fixed share of the call.
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  Clock::time_point own_last = start;  // when the calling thread finished its last item
   support::parallel_for(
       t.items, threads,
-      [&](int64_t item, int thread) { item_fn(p, t, ws->scratch.data() + thread * t.total, partial, item); },
+      [&](int64_t item, int thread) {
+        item_fn(p, t, ws->scratch.data() + thread * t.total, partial, item);
+        if (thread == 0) own_last = Clock::now();
+      },
       support::Schedule::kDynamic);
+  if (threads > 1) {
+    const Clock::time_point end = Clock::now();
+    backoff.record(std::chrono::duration<double>(end - own_last).count(),
+                   std::chrono::duration<double>(end - start).count());
+  }
   if (p.splits == 1) return Status::Ok();
 
   // Merge the splits of each row in split order: fixed, whatever the thread count.

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 
 #include "hwy/highway.h"
 #include "kernels/decode/key_rows.h"
@@ -167,19 +166,27 @@ HWY_INLINE void QSums(DF df, const quant::RowFormat& f, const float* q, int64_t 
 template <KvStorage S, int R, int KB, bool kFolded = false, bool kOneGroup = false>
 HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
                           int64_t dqp, float scale, float* s, float* tmp, KeyCursor* ahead) {
-  if constexpr (kFolded) QSums<S, R>(df, f, q, dqp, tmp);
-  auto block = [&](auto keys, int64_t c) HWY_ATTR {
-    constexpr int kKeys = decltype(keys)::value;
-    if constexpr (kFolded) {
-      ScoreBlockFolded<S, R, kKeys, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
-    } else {
-      ScoreBlock<S, R, kKeys>(df, f, krows + c, q, dqp, scale, s + c, tmp);
-    }
-    if (ahead) ahead->Advance(kKeys);
-  };
   int64_t c = 0;
-  for (; c + KB <= cols; c += KB) block(std::integral_constant<int, KB>(), c);
-  for (; c < cols; ++c) block(std::integral_constant<int, 1>(), c);
+  if constexpr (kFolded) {
+    QSums<S, R>(df, f, q, dqp, tmp);
+    for (; c + KB <= cols; c += KB) {
+      ScoreBlockFolded<S, R, KB, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
+      if (ahead) ahead->Advance(KB);
+    }
+    for (; c < cols; ++c) {
+      ScoreBlockFolded<S, R, 1, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
+      if (ahead) ahead->Advance(1);
+    }
+  } else {
+    for (; c + KB <= cols; c += KB) {
+      ScoreBlock<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c, tmp);
+      if (ahead) ahead->Advance(KB);
+    }
+    for (; c < cols; ++c) {
+      ScoreBlock<S, R, 1>(df, f, krows + c, q, dqp, scale, s + c, tmp);
+      if (ahead) ahead->Advance(1);
+    }
+  }
 }
 
 // pass 1 in blocks of up to 4 rows: ≤ 16 accumulators (one row × 8 keys or

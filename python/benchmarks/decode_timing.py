@@ -8,7 +8,10 @@ two libraries, and the medians over `--rounds` rounds are reported with their ra
 
   python python/benchmarks/decode_timing.py                 # the issue's table
   python python/benchmarks/decode_timing.py --busy-core 1   # the same with a busy loop pinned to core 1
-  python python/benchmarks/decode_timing.py --dtype bfloat16
+  python python/benchmarks/decode_timing.py --dtype bfloat16   # also Goldilocks on the fp32 values, in turn
+
+With a 16-bit --dtype, Goldilocks on the same values in float32 takes its turn in every
+round too, and the table adds its time and the half call's speed-up over it.
 
 --busy-core N starts a process spinning on core N (os.sched_setaffinity) for the whole
 run, as another program on a shared machine would, and measures quiet first, then busy.
@@ -50,26 +53,28 @@ def _time_calls(fn, calls):
     return (time.perf_counter() - t0) / calls
 
 
-def interleaved(torch_fn, gl_fn, rounds, calls):
-    torch_fn(), gl_fn()  # warm-up: first-call allocations, thread start-up
-    t_torch, t_gl = [], []
+def interleaved(fns, rounds, calls):
+    """Median seconds per call of each fn, the fns taking turns round by round."""
+    for fn in fns:
+        fn()  # warm-up: first-call allocations, thread start-up
+    times = [[] for _ in fns]
     for r in range(rounds):
-        # Alternate which goes first so drift does not favour one side.
-        order = [(torch_fn, t_torch), (gl_fn, t_gl)] if r % 2 == 0 else [(gl_fn, t_gl), (torch_fn, t_torch)]
-        for fn, out in order:
-            out.append(_time_calls(fn, calls))
-    return statistics.median(t_torch), statistics.median(t_gl)
+        # Rotate which goes first so drift does not favour one side.
+        for i in range(len(fns)):
+            j = (i + r) % len(fns)
+            times[j].append(_time_calls(fns[j], calls))
+    return [statistics.median(t) for t in times]
 
 
 def decode_cases(dtype, shapes):
     g = torch.Generator().manual_seed(0)
     for hq, hkv, nk, d in shapes:
-        q = torch.randn(1, hq, 1, d, generator=g).to(dtype)
-        k = torch.randn(1, hkv, nk, d, generator=g).to(dtype)
-        v = torch.randn(1, hkv, nk, d, generator=g).to(dtype)
+        q32, k32, v32 = (torch.randn(1, h, n, d, generator=g) for h, n in ((hq, 1), (hkv, nk), (hkv, nk)))
+        q, k, v = q32.to(dtype), k32.to(dtype), v32.to(dtype)
         yield (f"decode Hq={hq} Hkv={hkv} Nk={nk} D={d}",
                lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
                lambda q=q, k=k, v=v: goldilocks.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+               lambda q=q32, k=k32, v=v32: goldilocks.scaled_dot_product_attention(q, k, v, enable_gqa=True),
                (q, k, v, None))
 
 
@@ -78,13 +83,15 @@ def padded_batch_case(dtype):
     g = torch.Generator().manual_seed(1)
     lengths = torch.linspace(3, 256, 13).round().long()
     L = int(lengths.max())
-    q, k, v = (torch.randn(13, 12, L, 32, generator=g).to(dtype) for _ in range(3))
+    q32, k32, v32 = (torch.randn(13, 12, L, 32, generator=g) for _ in range(3))
+    q, k, v = q32.to(dtype), k32.to(dtype), v32.to(dtype)
     keep = torch.arange(L)[None, :] < lengths[:, None]  # [B, L] True = real token
     # transformers expands its [B, L] padding mask to [B, 1, L, L]: every query row sees the real keys.
     mask = keep[:, None, None, :].expand(13, 1, L, L).contiguous()
     yield ("padded batch B=13 H=12 L<=256 D=32 bool mask",
            lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
            lambda: goldilocks.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+           lambda: goldilocks.scaled_dot_product_attention(q32, k32, v32, attn_mask=mask),
            (q, k, v, mask))
 
 
@@ -100,13 +107,18 @@ def run(args, label):
     cases = list(decode_cases(dtype, DECODE_SHAPES if not args.shapes else args.shapes)) + list(padded_batch_case(dtype))
     print(f"\n{label}: torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds x {args.calls} calls, "
           f"dtype {args.dtype}")
-    print(f"{'case':52s} {'torch ms':>9s} {'goldilocks ms':>13s} {'speed vs torch':>15s} {'max |diff|':>10s}")
+    half = dtype != torch.float32
+    # Half inputs: Goldilocks on the same values in float32 takes turns too, for the speed-up over its own fp32.
+    extra = f" {'gl fp32 ms':>10s} {'vs own fp32':>11s}" if half else ""
+    print(f"{'case':52s} {'torch ms':>9s} {'goldilocks ms':>13s} {'speed vs torch':>15s}{extra} {'max |diff|':>10s}")
     results = {}
-    for name, torch_fn, gl_fn, tensors in cases:
-        t_torch, t_gl = interleaved(torch_fn, gl_fn, args.rounds, args.calls)
+    for name, torch_fn, gl_fn, gl_fp32_fn, tensors in cases:
+        t_torch, t_gl, *t_fp32 = interleaved([torch_fn, gl_fn] + ([gl_fp32_fn] if half else []), args.rounds,
+                                             args.calls)
         results[name] = (t_torch, t_gl)
-        print(f"{name:52s} {t_torch * 1e3:9.3f} {t_gl * 1e3:13.3f} {t_torch / t_gl:14.2f}x {check_same(tensors):10.2e}",
-              flush=True)
+        extra = f" {t_fp32[0] * 1e3:10.3f} {t_fp32[0] / t_gl:10.2f}x" if half else ""
+        print(f"{name:52s} {t_torch * 1e3:9.3f} {t_gl * 1e3:13.3f} {t_torch / t_gl:14.2f}x{extra} "
+              f"{check_same(tensors):10.2e}", flush=True)
     return results
 
 

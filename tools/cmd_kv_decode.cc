@@ -6,11 +6,14 @@
 //   fraction 0.80 with one query row per KV head, 0.70 with several (GQA),
 //   0.60 for int4 with one row; int4 with several rows is compared with its
 //   arithmetic floor instead (FLOPs / the FMA peak measured in the same run).
+// Storages take turns call by call (their caches built first), so the host's
+// bandwidth drift reaches them alike and their ratios compare like with like.
 // Also shows that a decode step (append one token + attend) allocates nothing.
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <vector>
@@ -110,6 +113,18 @@ int run(const Options& o, int threads) {
   for (const std::string& hkv_s : split_list(o.hkv)) {
     const int64_t hkv = std::stoll(hkv_s);
     std::array<double, 3>& ratio = ratios.emplace_back(std::array<double, 3>{static_cast<double>(hkv), 0, 0});
+    // Every storage's cache first, then the timings taking turns call by call,
+    // so the host's bandwidth drift reaches every storage alike and their
+    // ratios (int8 vs f16) compare like with like.
+    struct Case {
+      std::string label;
+      gl::KvStorage storage;
+      bool channel;
+      gl::KvCacheConfig config;
+      std::unique_ptr<gl::KvCache> cache;
+      std::vector<double> times;
+    };
+    std::vector<Case> cases;
     for (const std::string& st_s : split_list(o.storage)) {
       gl::KvStorage st;
       if (!gl::parse_kv_storage(st_s.c_str(), &st)) {
@@ -119,83 +134,94 @@ int run(const Options& o, int threads) {
       for (const gl::KvKScales mode : modes) {
         const bool channel = mode == gl::KvKScales::kPerChannel;
         if (channel && !allows_per_channel_k(st)) continue;
-        const std::string label = channel ? st_s + "/ch" : st_s;
-        gl::KvCacheConfig c;
+        Case& k = cases.emplace_back();
+        k.label = channel ? st_s + "/ch" : st_s;
+        k.storage = st, k.channel = channel;
+        gl::KvCacheConfig& c = k.config;
         c.batch = o.batch, c.kv_heads = hkv, c.head_dim_k = o.d, c.max_tokens = o.nk + 32;
         c.k_storage = c.v_storage = st;
         c.k_scales = mode;
         c.k_channel_tokens = channel ? o.k_channel_tokens : 0;
-        std::unique_ptr<gl::KvCache> cache;
-        gl::Status s = gl::KvCache::create(c, &cache);
-        if (s.ok()) s = fill(*cache, o.nk, 7);
+        gl::Status s = gl::KvCache::create(c, &k.cache);
+        if (s.ok()) s = fill(*k.cache, o.nk, 7);
         if (!s.ok()) {
           std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
           return 1;
         }
-        std::vector<float> q(o.batch * o.hq * o.d), out(o.batch * o.hq * o.d);
-        std::mt19937_64 rng(3);
-        std::normal_distribution<float> normal(0.0f, 1.0f);
-        for (float& x : q) x = normal(rng);
-        gl::AttentionParams p;
-        p.q = gl::make_view(q.data(), {o.batch, o.hq, 1, o.d});
-        p.out = gl::make_mutable_view(out.data(), {o.batch, o.hq, 1, o.d});
-        p.kv_cache = cache.get();
-        p.causal = gl::CausalAlign::kBottomRight;
-        p.num_threads = threads;
-        // Bytes a decode must read: every K and V row (with its scales) once.
-        const double bytes = static_cast<double>(o.batch * hkv * o.nk) * gl::kv_token_bytes(c);
-        std::vector<double> times;
-        for (int r = 0; r < o.reps + 2; ++r) {
-          const auto a = std::chrono::steady_clock::now();
-          s = gl::attention(p);
-          const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
-          if (!s.ok()) {
-            std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
-            return 1;
-          }
-          if (r >= 2) times.push_back(sec);  // two warm-up calls
-        }
-        std::sort(times.begin(), times.end());
-        const double med = times[times.size() / 2];
-        // The arithmetic: per key and element, one fma per query row sharing the
-        // KV head, plus one to dequantize for int8/int4 (in FLOPs, 2 per fma).
-        const bool quantized = st == gl::KvStorage::kInt8 || st == gl::KvStorage::kInt4;
-        const double flops = 2.0 * static_cast<double>(o.batch * hkv * o.nk * 2 * o.d) *
-                             (static_cast<double>(o.hq / hkv) + (quantized ? 1.0 : 0.0));
-        // Decode steps: append one token and attend, counting tracked allocations.
-        std::vector<float> kt(o.batch * hkv * o.d), vt(o.batch * hkv * o.d);
-        for (float& x : kt) x = normal(rng);
-        for (float& x : vt) x = normal(rng);
-        const int64_t allocs_before = gl::support::tracked_allocation_count();
-        for (int step = 0; step < 16; ++step) {
-          s = cache->append_all(gl::make_view(kt.data(), {o.batch, hkv, 1, o.d}),
-                                gl::make_view(vt.data(), {o.batch, hkv, 1, o.d}));
-          if (s.ok()) s = gl::attention(p);
-          if (!s.ok()) {
-            std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
-            return 1;
-          }
-        }
-        const int64_t allocs = gl::support::tracked_allocation_count() - allocs_before;
-        std::string rel = "-";
-        if (o.accuracy && st != gl::KvStorage::kFloat32) {
-          analysis::KvAccuracyRequest req;
-          req.batch = o.batch, req.q_heads = o.hq, req.kv_heads = hkv, req.keys = o.nk, req.head_dim = o.d;
-          req.k_storage = req.v_storage = st;
-          req.k_scales = c.k_scales, req.k_channel_tokens = c.k_channel_tokens;
-          req.num_threads = threads;
-          analysis::KvAccuracy acc;
-          if (analysis::measure_kv_accuracy(req, &acc).ok()) {
-            char buf[32];
-            std::snprintf(buf, sizeof buf, "%.2e", acc.rel_l2);
-            rel = buf;
-          }
-        }
-        if (st == gl::KvStorage::kFloat16) ratio[1] = med;
-        if (st == gl::KvStorage::kInt8 && !channel) ratio[2] = med;
-        rows.push_back(
-            {label, hkv, gl::explain(p).kv_splits, allocs, bytes, flops, med, st == gl::KvStorage::kInt4, rel});
       }
+    }
+    std::vector<float> q(o.batch * o.hq * o.d), out(o.batch * o.hq * o.d);
+    std::mt19937_64 rng(3);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& x : q) x = normal(rng);
+    auto params = [&](const Case& k) {
+      gl::AttentionParams p;
+      p.q = gl::make_view(q.data(), {o.batch, o.hq, 1, o.d});
+      p.out = gl::make_mutable_view(out.data(), {o.batch, o.hq, 1, o.d});
+      p.kv_cache = k.cache.get();
+      p.causal = gl::CausalAlign::kBottomRight;
+      p.num_threads = threads;
+      return p;
+    };
+    for (int r = 0; r < o.reps + 2; ++r) {
+      for (Case& k : cases) {
+        const gl::AttentionParams p = params(k);
+        const auto a = std::chrono::steady_clock::now();
+        const gl::Status s = gl::attention(p);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+        if (!s.ok()) {
+          std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+          return 1;
+        }
+        if (r >= 2) k.times.push_back(sec);  // two warm-up calls
+      }
+    }
+    for (Case& k : cases) {
+      const gl::AttentionParams p = params(k);
+      const gl::KvStorage st = k.storage;
+      // Bytes a decode must read: every K and V row (with its scales) once.
+      const double bytes = static_cast<double>(o.batch * hkv * o.nk) * gl::kv_token_bytes(k.config);
+      std::sort(k.times.begin(), k.times.end());
+      const double med = k.times[k.times.size() / 2];
+      // The arithmetic: per key and element, one fma per query row sharing the
+      // KV head, plus one to dequantize for int8/int4 (in FLOPs, 2 per fma).
+      const bool quantized = st == gl::KvStorage::kInt8 || st == gl::KvStorage::kInt4;
+      const double flops = 2.0 * static_cast<double>(o.batch * hkv * o.nk * 2 * o.d) *
+                           (static_cast<double>(o.hq / hkv) + (quantized ? 1.0 : 0.0));
+      // Decode steps: append one token and attend, counting tracked allocations.
+      std::vector<float> kt(o.batch * hkv * o.d), vt(o.batch * hkv * o.d);
+      for (float& x : kt) x = normal(rng);
+      for (float& x : vt) x = normal(rng);
+      const int64_t allocs_before = gl::support::tracked_allocation_count();
+      for (int step = 0; step < 16; ++step) {
+        gl::Status s = k.cache->append_all(gl::make_view(kt.data(), {o.batch, hkv, 1, o.d}),
+                                           gl::make_view(vt.data(), {o.batch, hkv, 1, o.d}));
+        if (s.ok()) s = gl::attention(p);
+        if (!s.ok()) {
+          std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+          return 1;
+        }
+      }
+      const int64_t allocs = gl::support::tracked_allocation_count() - allocs_before;
+      std::string rel = "-";
+      if (o.accuracy && st != gl::KvStorage::kFloat32) {
+        analysis::KvAccuracyRequest req;
+        req.batch = o.batch, req.q_heads = o.hq, req.kv_heads = hkv, req.keys = o.nk, req.head_dim = o.d;
+        req.k_storage = req.v_storage = st;
+        req.k_scales = k.config.k_scales, req.k_channel_tokens = k.config.k_channel_tokens;
+        req.num_threads = threads;
+        analysis::KvAccuracy acc;
+        if (analysis::measure_kv_accuracy(req, &acc).ok()) {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.2e", acc.rel_l2);
+          rel = buf;
+        }
+      }
+      if (st == gl::KvStorage::kFloat16) ratio[1] = med;
+      if (st == gl::KvStorage::kInt8 && !k.channel) ratio[2] = med;
+      rows.push_back(
+          {k.label, hkv, gl::explain(p).kv_splits, allocs, bytes, flops, med, st == gl::KvStorage::kInt4, rel});
+      k.cache.reset();  // the next head count's caches need the memory
     }
   }
   analysis::MachinePeak after;

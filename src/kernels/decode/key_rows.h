@@ -1,8 +1,5 @@
 // Where a key's K and V rows are (TileRows), and how they are requested
 // ahead of pass 1 (KeyCursor). Plain C++, shared by every instruction set.
-// Everything that leads to a prefetch is HWY_INLINE (always inlined): GCC 12's
-// mod/ref analysis takes a function whose only effect is prefetching for one
-// without side effects and deletes calls to it when it is not inlined.
 #pragma once
 
 #include <algorithm>
@@ -86,6 +83,16 @@ HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {
   return std::max<int64_t>(8, kPrefetchBytes / std::max<int64_t>(1, k_bytes + kv.vf.row_bytes()));
 }
 
+// A side effect the optimiser keeps: GCC 12's mod/ref analysis takes a
+// function whose only effect is prefetching for one without side effects and
+// deletes calls to it when it is not inlined (decode.cc.o was once left
+// without a prefetch instruction).
+HWY_INLINE void KeepPrefetches() {
+#if defined(__GNUC__)
+  asm volatile("");
+#endif
+}
+
 // Requests n rows of row_bytes each into L1, `step` bytes apart (any int64: a
 // plain tensor's stride may be negative or 0): one byte range when they are packed.
 HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes) {
@@ -98,7 +105,7 @@ HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64
 }
 
 // Requests rows[0..n) (row_bytes each), back-to-back rows as one byte range
-// per run (the per-channel K layout, whose rows PrefetchKeys cannot walk by page).
+// per run (the per-channel K layout, whose rows PrefetchPages cannot walk by page).
 HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
   for (int64_t c = 0; c < n;) {
     int64_t end = c + 1;
@@ -108,29 +115,40 @@ HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_
   }
 }
 
-// Requests the K and V rows of keys [j, j + n), n <= kTile.
-HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
-  if (n <= 0) return;
+// Requests the K and V rows of keys [j, j + n) of a layout whose rows run
+// page by page (not per-channel K), without forming the row addresses.
+HWY_INLINE void PrefetchPages(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
   const KvRows& kv = p.kv;
-  if (!kv.k_per_channel) {
-    // Page by page, without forming the row addresses.
-    for (int64_t page_index = j / kv.page_size, slot = j % kv.page_size; n > 0; ++page_index, slot = 0) {
-      const int64_t run = std::min(n, kv.page_size - slot), page = kv.page_id(b, page_index);
-      PrefetchRun(kv.k_base + page * kv.k_page_bytes + hk * kv.k_head_bytes + slot * kv.k_row_bytes, run,
-                  kv.k_row_bytes, kv.kf.row_bytes());
-      PrefetchRun(kv.v_base + page * kv.v_page_bytes + hk * kv.v_head_bytes + slot * kv.v_row_bytes, run,
-                  kv.v_row_bytes, kv.vf.row_bytes());
-      n -= run;
-    }
-    return;
+  for (int64_t page_index = j / kv.page_size, slot = j % kv.page_size; n > 0; ++page_index, slot = 0) {
+    const int64_t run = std::min(n, kv.page_size - slot), page = kv.page_id(b, page_index);
+    PrefetchRun(kv.k_base + page * kv.k_page_bytes + hk * kv.k_head_bytes + slot * kv.k_row_bytes, run, kv.k_row_bytes,
+                kv.kf.row_bytes());
+    PrefetchRun(kv.v_base + page * kv.v_page_bytes + hk * kv.v_head_bytes + slot * kv.v_row_bytes, run, kv.v_row_bytes,
+                kv.vf.row_bytes());
+    n -= run;
   }
-  // Per-channel K: code rows within token groups, and f32 ring rows past the last group.
+  KeepPrefetches();
+}
+
+// Requests the K and V rows of keys [j, j + n), n <= kTile. Out of line for
+// per-channel K, whose rows need their addresses formed (TileRows): inlined
+// into every score block of every storage and ISA, decode.cc took 3.6x as long
+// to compile.
+inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
+  const KvRows& kv = p.kv;
   const uint8_t* krows[kTile];
   const uint8_t* kparams[kTile];
   const uint8_t* vrows[kTile];
   TileRows(p, b, hk, j, n, krows, kparams, vrows);
   PrefetchRows(krows, n, kv.kf.code_bytes());
   PrefetchRows(vrows, n, kv.vf.row_bytes());
+  KeepPrefetches();
+}
+
+HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
+  if (n <= 0) return;
+  if (!p.kv.k_per_channel) return PrefetchPages(p, b, hk, j, n);
+  PrefetchChannelKeys(p, b, hk, j, n);
 }
 
 // The prefetch cursor of one split: runs `ahead` keys in front of pass 1,

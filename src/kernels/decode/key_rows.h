@@ -130,8 +130,8 @@ HWY_INLINE void PrefetchPages(const DecodeProblem& p, int64_t b, int64_t hk, int
   KeepPrefetches();
 }
 
-// Requests the K and V rows of keys [j, j + n), n <= kTile. Out of line for
-// per-channel K, whose rows need their addresses formed (TileRows): inlined
+// The per-channel K form of PrefetchKeys. Out of line, since its rows need
+// their addresses formed (TileRows): inlined
 // into every score block of every storage and ISA, decode.cc took 3.6x as long
 // to compile.
 inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
@@ -145,6 +145,7 @@ inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, 
   KeepPrefetches();
 }
 
+// Requests the K and V rows of keys [j, j + n), n <= kTile, for either layout.
 HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
   if (n <= 0) return;
   if (!p.kv.k_per_channel) return PrefetchPages(p, b, hk, j, n);

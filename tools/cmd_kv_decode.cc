@@ -113,13 +113,9 @@ int run(const Options& o, int threads) {
   for (const std::string& hkv_s : split_list(o.hkv)) {
     const int64_t hkv = std::stoll(hkv_s);
     std::array<double, 3>& ratio = ratios.emplace_back(std::array<double, 3>{static_cast<double>(hkv), 0, 0});
-    // Every storage's cache first, then the timings taking turns call by call,
-    // so the host's bandwidth drift reaches every storage alike and their
-    // ratios (int8 vs f16) compare like with like.
+    // Every storage's cache first, then the timings taking turns (see the top).
     struct Case {
       std::string label;
-      gl::KvStorage storage;
-      bool channel;
       gl::KvCacheConfig config;
       std::unique_ptr<gl::KvCache> cache;
       std::vector<double> times;
@@ -136,7 +132,6 @@ int run(const Options& o, int threads) {
         if (channel && !allows_per_channel_k(st)) continue;
         Case& k = cases.emplace_back();
         k.label = channel ? st_s + "/ch" : st_s;
-        k.storage = st, k.channel = channel;
         gl::KvCacheConfig& c = k.config;
         c.batch = o.batch, c.kv_heads = hkv, c.head_dim_k = o.d, c.max_tokens = o.nk + 32;
         c.k_storage = c.v_storage = st;
@@ -178,7 +173,7 @@ int run(const Options& o, int threads) {
     }
     for (Case& k : cases) {
       const gl::AttentionParams p = params(k);
-      const gl::KvStorage st = k.storage;
+      const gl::KvStorage st = k.config.k_storage;
       // Bytes a decode must read: every K and V row (with its scales) once.
       const double bytes = static_cast<double>(o.batch * hkv * o.nk) * gl::kv_token_bytes(k.config);
       std::sort(k.times.begin(), k.times.end());
@@ -218,7 +213,7 @@ int run(const Options& o, int threads) {
         }
       }
       if (st == gl::KvStorage::kFloat16) ratio[1] = med;
-      if (st == gl::KvStorage::kInt8 && !k.channel) ratio[2] = med;
+      if (st == gl::KvStorage::kInt8 && k.config.k_scales != gl::KvKScales::kPerChannel) ratio[2] = med;
       rows.push_back(
           {k.label, hkv, gl::explain(p).kv_splits, allocs, bytes, flops, med, st == gl::KvStorage::kInt4, rel});
       k.cache.reset();  // the next head count's caches need the memory

@@ -257,17 +257,19 @@ Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws) {
   float* partial = ws->partial.data();
   // Items on demand: a thread that loses its core to another process delays
   // the call by the items it holds, not by a fixed share of the call.
+  // With a team, the calling thread (0) notes when it finished its last item.
   using Clock = std::chrono::steady_clock;
-  const Clock::time_point start = Clock::now();
-  Clock::time_point own_last = start;  // when the calling thread finished its last item
+  const bool timed = threads > 1;
+  const Clock::time_point start = timed ? Clock::now() : Clock::time_point();
+  Clock::time_point own_last = start;
   support::parallel_for(
       t.items, threads,
       [&](int64_t item, int thread) {
         item_fn(p, t, ws->scratch.data() + thread * t.total, partial, item);
-        if (thread == 0) own_last = Clock::now();
+        if (timed && thread == 0) own_last = Clock::now();
       },
       support::Schedule::kDynamic);
-  if (threads > 1) {
+  if (timed) {
     const Clock::time_point end = Clock::now();
     backoff.record(std::chrono::duration<double>(end - own_last).count(),
                    std::chrono::duration<double>(end - start).count());

@@ -131,9 +131,8 @@ HWY_INLINE void PrefetchPages(const DecodeProblem& p, int64_t b, int64_t hk, int
 }
 
 // The per-channel K form of PrefetchKeys. Out of line, since its rows need
-// their addresses formed (TileRows): inlined
-// into every score block of every storage and ISA, decode.cc took 3.6x as long
-// to compile.
+// their addresses formed (TileRows): inlined into every score block of every
+// storage and ISA, decode.cc took 3.6x as long to compile.
 inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
   const KvRows& kv = p.kv;
   const uint8_t* krows[kTile];

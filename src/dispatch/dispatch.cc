@@ -167,6 +167,11 @@ Status choose(Backend requested, const Problem& p, Backend* chosen, std::string*
 std::string isa_for(Backend backend, const Problem& p) {
   switch (backend) {
     case Backend::kFlash:
+      if (p.precision == Precision::kInt8QK) {
+        return std::string(support::isa_name(p.force_portable)) + ", int8 Q·Kᵀ tile " +
+               kernels::flash_int8_isa(p.force_portable);
+      }
+      return support::isa_name(p.force_portable);
     case Backend::kDecode: return support::isa_name(p.force_portable);
     case Backend::kMath: return "OpenBLAS sgemm";  // BLAS chooses its own kernels; the rest is plain loops
     default: return "scalar";                      // the fp64 reference is never vectorised by hand

@@ -353,6 +353,13 @@ Status validate(const AttentionParams& params, Problem* problem) {
     return InvalidArgument("precision: int8_qk quantizes float32/float16/bfloat16 inputs; float64 runs exact on the "
                            "reference backend only, so use precision exact or float32 inputs");
   }
+  // The int8 tile sums a row's products exactly in int32: 127·255·Dk must fit.
+  if (params.precision == Precision::kInt8QK && Dk > 65536) {
+    return InvalidArgument(
+        "precision: int8_qk sums each score's int8 products in int32, which holds head dims up to "
+        "65536, and q.shape[3] is " +
+        std::to_string(Dk) + "; use precision exact");
+  }
 
   // FlexAttention mods and their block mask.
   const FlexMods* flex = params.flex ? params.flex : params.block_mask ? &params.block_mask->mods() : nullptr;

@@ -93,6 +93,8 @@ int64_t flash_workspace_bytes_per_thread(const Problem& p) {
   return floats < 0 ? -1 : floats * 4;
 }
 
+const char* flash_int8_isa(bool portable) { return tile_kernels(portable).i8_isa; }
+
 Status run_flash(const Problem& p) {
   switch (p.mask_kind) {
     case MaskKind::kNone:

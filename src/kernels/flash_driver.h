@@ -69,9 +69,10 @@ struct FlashTiles {
   int64_t ldv = 0;        // leading dim of the V tile
   int64_t q_off = 0, kt_off = 0, v_off = 0, s_off = 0, acc_off = 0, m_off = 0, l_off = 0, total = 0;  // floats
   int64_t kw_off = 0;  // float16/bfloat16 or int8: one key block's rows widened (bk, Dk) before the transpose
-  // Precision::kInt8QK only (4-byte slots in the float scratch): Q codes (item_rows, pairs) and their
-  // scales, K codes (pairs, ldk) and their scales (ldk), q·mean(K) per row for the LSE.
-  int64_t pairs = 0, qc_off = 0, qsc_off = 0, kc_off = 0, ksc_off = 0, qm_off = 0;
+  // Precision::kInt8QK only (4-byte slots in the float scratch): Q codes (item_rows, i8_lanes), their
+  // scales and biases, K codes (i8_lanes, ldk) and their scales (ldk), q·mean(K) per row for the LSE.
+  // i8_lanes = ceil(Dk / 2) int32 lanes, room for either layout of TileKernels::scores_i8.
+  int64_t i8_lanes = 0, qc_off = 0, qsc_off = 0, qb_off = 0, codes_off = 0, kc_off = 0, ksc_off = 0, qm_off = 0;
 };
 
 inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -132,10 +133,12 @@ inline FlashTiles plan_flash_tiles(const Problem& p) {
   t.l_off = take(mul(t.item_rows, kTilePad));  // partial sums, see TileKernels::softmax_pv
   const bool int8 = p.precision == Precision::kInt8QK;
   t.kw_off = take(support::is_half(p.dtype) || int8 ? mul(t.bk, p.Dk) : 0);
-  t.pairs = int8 ? (p.Dk + 1) / 2 : 0;
-  t.qc_off = take(mul(t.item_rows, t.pairs));
+  t.i8_lanes = int8 ? (p.Dk + 1) / 2 : 0;
+  t.qc_off = take(mul(t.item_rows, t.i8_lanes));
   t.qsc_off = take(int8 ? t.item_rows : 0);
-  t.kc_off = take(mul(t.pairs, t.ldk));
+  t.qb_off = take(int8 ? t.item_rows : 0);
+  t.codes_off = take(int8 ? (p.Dk + 3) / 4 : 0);  // one row's code bytes, padded to whole lanes
+  t.kc_off = take(mul(t.i8_lanes, t.ldk));
   t.ksc_off = take(int8 ? t.ldk : 0);
   t.qm_off = take(int8 ? t.item_rows : 0);
   // Bytes must fit too: callers multiply total by 4 and by the thread count.
@@ -184,27 +187,22 @@ inline bool pack_v(const Problem& p, const TileKernels& tk, const FlashTiles& t,
 
 // ---- Precision::kInt8QK (SageAttention's smoothing + per-row / per-key int8) ----
 
-// Symmetric int8 codes of n floats with one scale (max |x| / 127, round to
-// nearest even), handed to store(e, code); returns the scale. An
-// all-zero row has scale 0; a non-finite value makes the scale NaN, so every
-// score it touches is NaN (poisoning like the exact path, never silently finite).
-template <class Store>
-inline float quantize_int8(const float* x, int64_t n, const Store& store) {
-  float amax = 0.0f;
-  bool finite = true;
-  for (int64_t e = 0; e < n; ++e) {
-    finite &= std::isfinite(x[e]);
-    amax = std::max(amax, std::abs(x[e]));
+// One row's codes (bytes from TileKernels::quantize_i8, padded with code 0 to
+// lanes·group) into scores_i8's layout: lane x of row or key c goes to
+// base[x·stride + c]. Group 4 keeps the four bytes; group 2 sign-extends two
+// into the int16 halves.
+inline void place_codes(const uint8_t* codes, int group, int64_t lanes, int32_t* base, int64_t stride, int64_t c) {
+  for (int64_t x = 0; x < lanes; ++x) {
+    int32_t lane;
+    if (group == 4) {
+      std::memcpy(&lane, codes + 4 * x, 4);
+    } else {
+      const auto lo = static_cast<uint16_t>(static_cast<int8_t>(codes[2 * x]));
+      const auto hi = static_cast<uint16_t>(static_cast<int8_t>(codes[2 * x + 1]));
+      lane = static_cast<int32_t>(lo | static_cast<uint32_t>(hi) << 16);
+    }
+    base[x * stride + c] = lane;
   }
-  if (!finite) {
-    for (int64_t e = 0; e < n; ++e) store(e, int16_t{0});
-    return std::numeric_limits<float>::quiet_NaN();
-  }
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-  for (int64_t e = 0; e < n; ++e) {
-    store(e, static_cast<int16_t>(std::clamp(std::nearbyint(x[e] * inv), -127.0f, 127.0f)));
-  }
-  return amax / 127.0f;
 }
 
 // K's per-channel mean over all keys of each (b, KV head), [B, Hkv, Dk]: the
@@ -244,10 +242,14 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
   float* m = scratch + t.m_off;
   float* l = scratch + t.l_off;
   float* kw = scratch + t.kw_off;    // (bk, Dk), half-precision K or int8 mode only
-  // int8 mode: codes as int16 pairs (TileKernels::scores_i8), scales, and q·mean(K) per row.
+  // int8 mode: codes in the tile's layout (TileKernels::scores_i8), scales, biases and q·mean(K) per row.
   const bool int8 = p.precision == Precision::kInt8QK;
-  auto* qc = reinterpret_cast<int16_t*>(scratch + t.qc_off);  // (rows, 2·pairs)
-  auto* kc = reinterpret_cast<int16_t*>(scratch + t.kc_off);  // (pairs, ldk, 2)
+  const int group = tk.i8_group;
+  const int64_t lanes = int8 ? (Dk + group - 1) / group : 0;
+  auto* codes = reinterpret_cast<uint8_t*>(scratch + t.codes_off);  // (lanes · group) bytes
+  auto* qc = reinterpret_cast<int32_t*>(scratch + t.qc_off);        // (rows, lanes)
+  auto* kc = reinterpret_cast<int32_t*>(scratch + t.kc_off);        // (lanes, ldk)
+  auto* q_bias = reinterpret_cast<int32_t*>(scratch + t.qb_off);
   float* q_scale = scratch + t.qsc_off;
   float* k_scale = scratch + t.ksc_off;
   float* qm = scratch + t.qm_off;
@@ -272,10 +274,13 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
   }
   if (int8) {
     // Quantize each query row (its own scale), and keep q·mean(K) in fp32 for the LSE.
+    std::fill(codes, codes + lanes * group, uint8_t{0});  // the last lane's padding: code 0
     for (int64_t r = 0; r < rows; ++r) {
-      int16_t* codes = qc + r * 2 * t.pairs;
-      q_scale[r] = quantize_int8(qt + r * Dk, Dk, [&](int64_t d, int16_t code) { codes[d] = code; });
-      if (Dk % 2) codes[Dk] = 0;
+      q_scale[r] = tk.quantize_i8(qt + r * Dk, nullptr, Dk, 0, codes);
+      place_codes(codes, group, lanes, qc + r * lanes, 1, 0);
+      int32_t code_sum = 0;
+      for (int64_t d = 0; d < Dk; ++d) code_sum += static_cast<int8_t>(codes[d]);
+      q_bias[r] = group == 4 ? 128 * code_sum : 0;  // K's bytes carry + 128 (TileKernels::scores_i8)
       float dot = 0.0f;
       for (int64_t d = 0; d < Dk; ++d) dot += qt[r * Dk + d] * mean[d];
       qm[r] = dot;
@@ -293,16 +298,23 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
     // pass 1: pack once for all tiles of the item.
     phase.next(support::Phase::kPack);
     if (int8) {
-      // Smooth (subtract the channel means), then quantize each key with its own scale into (pairs, ldk, 2).
+      // Smooth (subtract the channel means) and quantize each key with its own scale into (lanes, ldk).
+      const int offset = group == 4 ? 128 : 0;  // K's bytes are vpdpbusd's unsigned operand
+      std::fill(codes, codes + lanes * group, static_cast<uint8_t>(offset));  // the last lane's padding: code 0
       for (int64_t c = 0; c < cols; ++c) {
-        float* row = kw + c * Dk;
-        load_row(p, tk, p.k, p.ks.at(b, hk, j0 + c, 0), p.ks.d, Dk, row);
-        for (int64_t d = 0; d < Dk; ++d) row[d] -= mean[d];
-        // Entry d of key c goes to pair d/2, half d%2.
-        k_scale[c] = quantize_int8(row, Dk, [&](int64_t d, int16_t code) { kc[((d / 2) * t.ldk + c) * 2 + d % 2] = code; });
-        if (Dk % 2) kc[(Dk / 2) * 2 * t.ldk + 2 * c + 1] = 0;
+        const int64_t at = p.ks.at(b, hk, j0 + c, 0);
+        const float* row = kw + c * Dk;
+        if (f32 && p.ks.d == 1) {
+          row = static_cast<const float*>(p.k) + at;  // read in place: no copy of the row
+        } else {
+          load_row(p, tk, p.k, at, p.ks.d, Dk, kw + c * Dk);
+        }
+        k_scale[c] = tk.quantize_i8(row, mean, Dk, offset, codes);
+        place_codes(codes, group, lanes, kc, t.ldk, c);
       }
-      for (int64_t x = 0; x < t.pairs; ++x) std::fill(kc + (x * t.ldk + cols) * 2, kc + (x + 1) * t.ldk * 2, int16_t{0});
+      // Padding keys: code 0 and scale 0.
+      std::fill(codes, codes + lanes * group, static_cast<uint8_t>(offset));
+      for (int64_t c = cols; c < t.ldk; ++c) place_codes(codes, group, lanes, kc, t.ldk, c);
       std::fill(k_scale + cols, k_scale + t.ldk, 0.0f);
     } else if (f32) {
       tk.pack_kt(static_cast<const float*>(p.k) + p.ks.at(b, hk, j0, 0), p.ks.n, p.ks.d, cols, Dk, kt, t.ldk);
@@ -341,8 +353,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       // pass 2: S = scale·Q·Kᵀ.
       phase.next(support::Phase::kScores);
       if (int8) {
-        tk.scores_i8(reinterpret_cast<const int32_t*>(qc) + r0 * t.pairs, tr, t.pairs,
-                     reinterpret_cast<const int32_t*>(kc) + c0, t.ldk, tc, scale, q_scale + r0, k_scale + c0, s,
+        tk.scores_i8(qc + r0 * lanes, tr, lanes, kc + c0, t.ldk, tc, scale, q_scale + r0, q_bias + r0, k_scale + c0, s,
                      t.ldk);
       } else {
         tk.scores(qt + r0 * Dk, tr, Dk, kt + c0, t.ldk, tc, 1.0f, s, t.ldk);  // q carries the scale

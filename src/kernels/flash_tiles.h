@@ -57,14 +57,31 @@ struct TileKernels {
   void (*widen)(DType dtype, const void* x, int64_t n, float* out);
   void (*narrow)(DType dtype, const float* x, int64_t n, void* out);
 
-  // Precision::kInt8QK scores: s[r][c] = (float(Σ_d q[r][d]·k[d][c]) · (scale·q_scale[r])) · k_scale[c],
-  // the sum exact in int32. Codes are int8 values held as int16 pairs (one int32
-  // per pair of head-dim entries, so vpmaddwd multiplies and adds a pair):
-  //   q  is (rows, pairs) int32: pair p of row r holds entries 2p (low half) and 2p+1
-  //   kt is (pairs, ldk) int32: pair p of key c likewise, keys along the fast axis
+  // Precision::kInt8QK scores:
+  //   s[r][c] = (float(Σ_x dot(q[r][x], kt[x][c]) − q_bias[r]) · (scale·q_scale[r])) · k_scale[c],
+  // the integer sums exact in int32 (|codes| <= 127, head dims up to 65536).
+  // Each int32 lane holds i8_group consecutive head-dim entries, first entry in
+  // the lowest bits; dot() is the sum of their lane-wise products:
+  //   i8_group 2: int16 halves, q and k codes both signed (vpmaddwd multiplies
+  //               and adds one pair); the driver passes q_bias = 0.
+  //   i8_group 4: bytes, q codes signed and k codes stored + 128 as unsigned
+  //               bytes, the operand order of AVX-512 VNNI's vpdpbusd (four
+  //               products added per lane in one instruction);
+  //               q_bias[r] = 128·Σ codes of row r takes the offset back out.
+  //   q  is (rows, lanes) int32;  kt is (lanes, ldk) int32, keys along the fast axis
   // k_scale is read for whole vectors past cols (the driver pads it with zeros).
-  void (*scores_i8)(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
-                    float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds);
+  void (*scores_i8)(const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk, int64_t cols,
+                    float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale, float* s,
+                    int64_t lds);
+  // Precision::kInt8QK: symmetric int8 codes of one row y = x − mean (mean null:
+  // none) with one scale max|y| / 127: code = nearbyint(y · 127 / max|y|),
+  // clamped to ±127, stored as the byte code + offset (offset 0, or 128 for the
+  // unsigned K bytes of i8_group 4). Returns the scale; an all-zero row has
+  // scale 0, and a non-finite y makes it NaN with every code 0 (the row's
+  // scores are then NaN, as in the exact path).
+  float (*quantize_i8)(const float* x, const float* mean, int64_t n, int offset, uint8_t* codes);
+  int i8_group;        // 2 or 4, see scores_i8
+  const char* i8_isa;  // the target scores_i8 runs: AVX3_DL (AVX-512 with VNNI) where the CPU has it
 };
 
 // A row's running sum from its kTilePad partial sums, added in index order.
@@ -74,8 +91,23 @@ inline float sum_row_partials(const float* l_row) {
   return sum;
 }
 
-// The scalar spec of every entry (flash_tiles_scalar.cc).
+// The scalar spec of every entry (flash_tiles_scalar.cc); its scores_i8 uses i8_group 2.
 const TileKernels& scalar_tile_kernels();
+// The spec of scores_i8 for either lane layout (group 2 or 4).
+void scores_i8_spec(int group, const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk,
+                    int64_t cols, float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale,
+                    float* s, int64_t lds);
+// The int8 tiles of an instruction-set choice, with their layout and target
+// name (flash_tiles_i8_hwy.cc, which also compiles for AVX3_DL).
+struct Int8Tiles {
+  decltype(TileKernels::scores_i8) scores;
+  decltype(TileKernels::quantize_i8) quantize;
+  int group;
+  const char* isa;
+};
+Int8Tiles int8_tiles(bool portable);
+// The spec of quantize_i8 (flash_tiles_scalar.cc).
+float quantize_i8_spec(const float* x, const float* mean, int64_t n, int offset, uint8_t* codes);
 // The tile set of the call's instruction-set choice (support/isa.h): the best
 // target this CPU runs, or the portable baseline.
 const TileKernels& tile_kernels(bool portable);

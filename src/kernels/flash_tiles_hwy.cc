@@ -21,6 +21,7 @@
 #include "kernels/flash_tiles.h"
 #include "kernels/load_f16-inl.h"
 #include "kernels/problem.h"
+#include "kernels/tile_blocks-inl.h"
 #include "support/half.h"
 #include "support/isa.h"
 
@@ -31,15 +32,6 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
-
-// Register blocking: kRows query rows × kVecs vectors of accumulators. AVX-512
-// has 32 vector registers (6×4 = 24 accumulators + operands); the others 16 (6×2).
-constexpr int kRows = 6;
-#if HWY_TARGET <= HWY_AVX3
-constexpr int kVecs = 4;
-#else
-constexpr int kVecs = 2;
-#endif
 
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -115,26 +107,6 @@ HWY_INLINE void MulBlock(const float* HWY_RESTRICT a, int64_t lda, const float* 
     for (int j = 0; j < V; ++j) hn::StoreU(kAccumulate ? acc[r][j] : hn::Mul(acc[r][j], vscale), d, c + r * ldc + j * N);
 }
 
-// The one block of K < kMax items left after the full blocks, K a
-// compile-time count: f(std::integral_constant<int, K>, at) for K == rest.
-template <int K, class F>
-HWY_INLINE void RemainderBlock(int64_t rest, int64_t at, const F& f) {
-  if constexpr (K > 0) {
-    if (rest == K) return f(std::integral_constant<int, K>(), at);
-    RemainderBlock<K - 1>(rest, at, f);
-  }
-}
-
-// Calls f(std::integral_constant<int, K>, i) over n items: blocks of kMax,
-// then one block of the remaining K < kMax, so every block size is a
-// compile-time count (rows of MulBlock: kRows; column strips: kVecs).
-template <int kMax, class F>
-HWY_INLINE void ForBlocks(int64_t n, const F& f) {
-  int64_t i = 0;
-  for (; i + kMax <= n; i += kMax) f(std::integral_constant<int, kMax>(), i);
-  RemainderBlock<kMax - 1>(n - i, i, f);
-}
-
 // S = scale · Q·Kᵀ: MulBlock over the head dim, for all rows of one strip of V key vectors.
 template <int V>
 HWY_INLINE void ScoresStrip(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t ldk, VF vscale,
@@ -154,78 +126,6 @@ void Scores(const float* q, int64_t rows, int64_t dk, const float* kt, int64_t l
   ForBlocks<kVecs>(vecs, [&](auto V, int64_t j) HWY_ATTR {
     ScoresStrip<decltype(V)::value>(q, rows, dk, kt + j * N, ldk, vscale, s + j * N, lds);
   });
-}
-
-// ---------------------------------------------------------------------------
-// Precision::kInt8QK: S = (Σ q·k in int32) · scale·q_scale[r] · k_scale[c]. One
-// ReorderWidenMulAccumulate (vpmaddwd on x86) multiplies a query's broadcast
-// int16 pair by each key's pair and adds both products into the key's int32
-// lane: 2 multiply-adds per lane per instruction against 1 for fp32 FMA.
-#if HWY_TARGET != HWY_SCALAR  // one lane cannot hold an int16 pair
-template <int R, int V>
-HWY_INLINE void MulBlockI8(const int32_t* q, int64_t pairs, const int32_t* kt, int64_t ldk, float scale,
-                           const float* q_scale, const float* k_scale, float* s, int64_t lds) {
-  const DF d;
-  const hn::RebindToSigned<DF> di;
-  const hn::Repartition<int16_t, decltype(di)> dw;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  using VI = hn::Vec<decltype(di)>;
-  VI sum0[R][V], sum1[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) sum0[r][j] = sum1[r][j] = hn::Zero(di);
-  for (int64_t x = 0; x < pairs; ++x) {
-    hn::Vec<decltype(dw)> bv[V];
-#pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) bv[j] = hn::BitCast(dw, hn::LoadU(di, kt + x * ldk + j * N));
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const auto av = hn::BitCast(dw, hn::Set(di, q[r * pairs + x]));
-#pragma GCC unroll 8
-      for (int j = 0; j < V; ++j) sum0[r][j] = hn::ReorderWidenMulAccumulate(di, av, bv[j], sum0[r][j], sum1[r][j]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const VF row_scale = hn::Set(d, scale * q_scale[r]);
-#pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) {
-      const VF dot = hn::ConvertTo(d, hn::RearrangeToOddPlusEven(sum0[r][j], sum1[r][j]));
-      hn::StoreU(hn::Mul(hn::Mul(dot, row_scale), hn::LoadU(d, k_scale + j * N)), d, s + r * lds + j * N);
-    }
-  }
-}
-
-#endif
-
-void ScoresI8(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols, float scale,
-              const float* q_scale, const float* k_scale, float* s, int64_t lds) {
-#if HWY_TARGET == HWY_SCALAR
-  // The same sums and scaling order as the vector targets and the portable set.
-  for (int64_t r = 0; r < rows; ++r) {
-    const float row_scale = scale * q_scale[r];
-    for (int64_t c = 0; c < cols; ++c) {
-      int32_t dot = 0;
-      for (int64_t x = 0; x < pairs; ++x) {
-        const auto qp = static_cast<uint32_t>(q[r * pairs + x]), kp = static_cast<uint32_t>(kt[x * ldk + c]);
-        dot += static_cast<int16_t>(qp & 0xFFFFu) * static_cast<int16_t>(kp & 0xFFFFu) +
-               static_cast<int16_t>(qp >> 16) * static_cast<int16_t>(kp >> 16);
-      }
-      s[r * lds + c] = static_cast<float>(dot) * row_scale * k_scale[c];
-    }
-  }
-#else
-  const DF d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t vecs = (cols + N - 1) / N;  // the padded tail is computed, never read
-  ForBlocks<kVecs>(vecs, [&](auto V, int64_t j) HWY_ATTR {
-    ForBlocks<kRows>(rows, [&](auto R, int64_t r) HWY_ATTR {
-      MulBlockI8<decltype(R)::value, decltype(V)::value>(q + r * pairs, pairs, kt + j * N, ldk, scale, q_scale + r,
-                                                         k_scale + j * N, s + r * lds + j * N, lds);
-    });
-  });
-#endif
 }
 
 // ---------------------------------------------------------------------------
@@ -548,7 +448,6 @@ HWY_EXPORT(SoftmaxPV);
 HWY_EXPORT(PackKt);
 HWY_EXPORT(AllFinite);
 HWY_EXPORT(Widen);
-HWY_EXPORT(ScoresI8);
 HWY_EXPORT(Narrow);
 
 namespace {
@@ -575,12 +474,19 @@ struct Dispatched {
   static void narrow(DType dtype, const float* x, int64_t n, void* out) {
     GOLDILOCKS_DISPATCH(kPortable, Narrow)(dtype, x, n, out);
   }
-  static void scores_i8(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
-                        float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
-    GOLDILOCKS_DISPATCH(kPortable, ScoresI8)(q, rows, pairs, kt, ldk, cols, scale, q_scale, k_scale, s, lds);
-  }
   static TileKernels table() {
-    return TileKernels{support::isa_name(kPortable), scores, softmax_pv, pack_kt, all_finite, widen, narrow, scores_i8};
+    const Int8Tiles i8 = int8_tiles(kPortable);
+    return TileKernels{support::isa_name(kPortable),
+                       scores,
+                       softmax_pv,
+                       pack_kt,
+                       all_finite,
+                       widen,
+                       narrow,
+                       i8.scores,
+                       i8.quantize,
+                       i8.group,
+                       i8.isa};
   }
 };
 }  // namespace

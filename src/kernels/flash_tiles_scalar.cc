@@ -90,30 +90,72 @@ void narrow_spec(DType dtype, const float* x, int64_t n, void* out) {
   for (int64_t i = 0; i < n; ++i) support::store_from_float(out, dtype, i, x[i]);
 }
 
-// The int16 halves of an int32 pair, low half first (little-endian memory order).
-inline int32_t lo16(int32_t x) { return static_cast<int16_t>(static_cast<uint32_t>(x) & 0xFFFFu); }
-inline int32_t hi16(int32_t x) { return static_cast<int16_t>(static_cast<uint32_t>(x) >> 16); }
-
-void scores_i8_spec(const int32_t* q, int64_t rows, int64_t pairs, const int32_t* kt, int64_t ldk, int64_t cols,
-                    float scale, const float* q_scale, const float* k_scale, float* s, int64_t lds) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float row_scale = scale * q_scale[r];
-    for (int64_t c = 0; c < cols; ++c) {
-      int32_t dot = 0;  // exact: |codes| <= 127, so 2·127²·pairs fits for any head dim below 66k
-      for (int64_t x = 0; x < pairs; ++x) {
-        const int32_t qp = q[r * pairs + x], kp = kt[x * ldk + c];
-        dot += lo16(qp) * lo16(kp) + hi16(qp) * hi16(kp);
-      }
-      s[r * lds + c] = static_cast<float>(dot) * row_scale * k_scale[c];
+// Group 2: the int16 halves of both operands; group 4: signed bytes of q
+// times unsigned bytes of k. Either way the entries in memory order.
+int32_t lane_dot(int group, int32_t q, int32_t k) {
+  const auto qu = static_cast<uint32_t>(q), ku = static_cast<uint32_t>(k);
+  int32_t dot = 0;
+  if (group == 2) {
+    for (int shift : {0, 16}) {
+      dot += static_cast<int16_t>((qu >> shift) & 0xFFFFu) * static_cast<int16_t>((ku >> shift) & 0xFFFFu);
+    }
+  } else {
+    for (int shift : {0, 8, 16, 24}) {
+      dot += static_cast<int8_t>((qu >> shift) & 0xFFu) * static_cast<int32_t>((ku >> shift) & 0xFFu);
     }
   }
+  return dot;
+}
+
+void scores_i8_group2(const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk, int64_t cols,
+                      float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale, float* s,
+                      int64_t lds) {
+  scores_i8_spec(2, q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
 }
 
 }  // namespace
 
+void scores_i8_spec(int group, const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk,
+                    int64_t cols, float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale,
+                    float* s, int64_t lds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float row_scale = scale * q_scale[r];
+    for (int64_t c = 0; c < cols; ++c) {
+      int32_t dot = 0;  // exact: see TileKernels::scores_i8 for the bound
+      for (int64_t x = 0; x < lanes; ++x) dot += lane_dot(group, q[r * lanes + x], kt[x * ldk + c]);
+      s[r * lds + c] = static_cast<float>(dot - q_bias[r]) * row_scale * k_scale[c];
+    }
+  }
+}
+
+float quantize_i8_spec(const float* x, const float* mean, int64_t n, int offset, uint8_t* codes) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t e = 0; e < n; ++e) {
+    const float y = x[e] - (mean ? mean[e] : 0.0f);
+    finite &= std::isfinite(y);
+    amax = std::max(amax, std::abs(y));
+  }
+  if (!finite) {
+    std::fill(codes, codes + n, static_cast<uint8_t>(offset));
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  // Rows below 2^-100 are scaled up by an exact power of two first: 127 / max|y|
+  // would overflow to inf for max|y| < 127 / FLT_MAX, and 0 · inf is NaN.
+  const float boost = amax < 0x1p-100f ? 0x1p100f : 1.0f;
+  const float inv = amax > 0.0f ? 127.0f / (amax * boost) : 0.0f;
+  for (int64_t e = 0; e < n; ++e) {
+    const float y = (x[e] - (mean ? mean[e] : 0.0f)) * boost;
+    const int code = static_cast<int>(std::clamp(std::nearbyint(y * inv), -127.0f, 127.0f));
+    codes[e] = static_cast<uint8_t>(code + offset);
+  }
+  return amax / 127.0f;
+}
+
 const TileKernels& scalar_tile_kernels() {
-  static const TileKernels kScalar{"scalar",        scores_spec, softmax_pv_spec, pack_kt_spec,
-                                   all_finite_spec, widen_spec,  narrow_spec,     scores_i8_spec};
+  static const TileKernels kScalar{"scalar",         scores_spec, softmax_pv_spec, pack_kt_spec,
+                                   all_finite_spec,  widen_spec,  narrow_spec,     scores_i8_group2,
+                                   quantize_i8_spec, 2,           "scalar"};
   return kScalar;
 }
 

@@ -36,5 +36,8 @@ Status run_flash(const Problem& p);
 Status run_flash_flex(const Problem& p);
 // Per-thread scratch bytes run_flash allocates for this problem.
 int64_t flash_workspace_bytes_per_thread(const Problem& p);
+// Highway's name of the target Precision::kInt8QK's score tile runs: one more
+// than the other kernels have, AVX3_DL, where the CPU has AVX-512 VNNI.
+const char* flash_int8_isa(bool portable);
 
 }  // namespace goldilocks::kernels

@@ -20,6 +20,26 @@ TEST(Explain, AutoPicksFlashForFloat32) {
   EXPECT_NE(e.to_string().find("chosen: flash"), std::string::npos) << e.to_string();
 }
 
+// The int8 mode's score tile may run a target of its own (AVX3_DL with VNNI):
+// explain names it beside the flash kernel's.
+TEST(Explain, Int8ModeNamesItsScoreTileTarget) {
+  Inputs in = random_inputs(1, 2, 2, 24, 24, 16, 16, 409);
+  Tensor<float> out = make_tensor<float>({1, 2, 24, 16}, Layout::kContiguous);
+  AttentionParams p;
+  p.q = in.q.view(), p.k = in.k.view(), p.v = in.v.view(), p.out = out.mutable_view();
+  p.precision = Precision::kInt8QK;
+  const Explanation e = explain(p);
+  ASSERT_TRUE(e.validation.ok()) << e.validation.to_string();
+  EXPECT_EQ(e.chosen, Backend::kFlash);
+  EXPECT_NE(e.isa.find(", int8 Q·Kᵀ tile "), std::string::npos) << e.isa;
+  // The portable choice runs the baseline target for both.
+  p.isa = IsaPreference::kPortable;
+  const std::string portable = explain(p).isa;
+  const size_t comma = portable.find(", int8 Q·Kᵀ tile ");
+  ASSERT_NE(comma, std::string::npos) << portable;
+  EXPECT_EQ(portable.substr(0, comma), portable.substr(comma + std::string(", int8 Q·Kᵀ tile ").size())) << portable;
+}
+
 TEST(Explain, Float64FallsBackToReferenceAndSaysWhy) {
   std::vector<double> q(16, 0.5), k(16, 0.25), v(16, 1.0), out(16);
   AttentionParams p;

@@ -193,3 +193,30 @@ TEST(BadInput, MathScoreMatrixLargerThanMemoryIsRejectedWithoutAllocating) {
 
 }  // namespace
 }  // namespace goldilocks::testing
+
+namespace goldilocks::testing {
+namespace {
+
+// int8_qk sums each score's products exactly in int32: a head dim past 65536
+// could overflow it, so the call is refused with the limit named; 65536 runs.
+TEST(BadInput, Int8HeadDimBeyondTheInt32SumIsRejected) {
+  for (const int64_t dk : {int64_t{65536}, int64_t{65537}}) {
+    Inputs in = random_inputs(1, 1, 1, 1, 2, dk, 4, 421);
+    Tensor<float> out = make_tensor<float>({1, 1, 1, 4}, Layout::kContiguous, 7.0f);
+    AttentionParams p;
+    p.q = in.q.view(), p.k = in.k.view(), p.v = in.v.view(), p.out = out.mutable_view();
+    p.precision = Precision::kInt8QK;
+    const Status s = attention(p);
+    if (dk == 65536) {
+      EXPECT_TRUE(s.ok()) << s.to_string();
+      continue;
+    }
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("precision: int8_qk"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("65536"), std::string::npos) << s.message();
+    for (float x : out.storage) EXPECT_EQ(x, 7.0f);
+  }
+}
+
+}  // namespace
+}  // namespace goldilocks::testing

@@ -215,35 +215,100 @@ TEST_P(FlashTiles, WidenAndNarrowMatchTheSpecBitForBit) {
 }
 
 // The int32 dot product is exact; only the two scale multiplications round.
+// Each set is checked in its own lane layout (i8_group 2 or 4), with codes over
+// the whole range, including the -127 / 255 extremes of the byte form.
 TEST_P(FlashTiles, Int8ScoresMatchTheSpec) {
+  const int group = simd().i8_group;
+  ASSERT_TRUE(group == 2 || group == 4) << group;
   std::mt19937_64 rng(kSeed + 4);
   std::uniform_int_distribution<int> code(-127, 127);
-  auto pair = [&] {
-    const uint32_t lo = static_cast<uint16_t>(code(rng)), hi = static_cast<uint16_t>(code(rng));
-    return static_cast<int32_t>(lo | (hi << 16));
+  auto lane = [&](bool k_side) {
+    uint32_t bits = 0;
+    for (int e = 0; e < group; ++e) {
+      const int c = code(rng);
+      const uint32_t field = group == 2 ? static_cast<uint16_t>(c) : static_cast<uint8_t>(k_side ? c + 128 : c);
+      bits |= field << (e * 32 / group);
+    }
+    return static_cast<int32_t>(bits);
   };
   for (int64_t rows : {1, 6, 7})
-    for (int64_t pairs : {1, 8, 33})
-      for (int64_t cols : {1, 16, 19}) {
+    for (int64_t lanes : {1, 8, 33})
+      for (int64_t cols : {1, 16, 19, 65}) {
         const int64_t ldk = padded(cols), lds = padded(cols);
-        std::vector<int32_t> q(rows * pairs), kt(pairs * ldk, 0);
-        for (int32_t& x : q) x = pair();
-        for (int64_t p = 0; p < pairs; ++p)
-          for (int64_t c = 0; c < cols; ++c) kt[p * ldk + c] = pair();
+        std::vector<int32_t> q(rows * lanes), kt(lanes * ldk, 0), q_bias(rows);
+        for (int32_t& x : q) x = lane(false);
+        for (int64_t x = 0; x < lanes; ++x)
+          for (int64_t c = 0; c < cols; ++c) kt[x * ldk + c] = lane(true);
+        for (int32_t& b : q_bias) b = code(rng) * 1000;
         std::vector<float> q_scale = normal(rows, rng), k_scale(ldk, 0.0f);
         for (int64_t c = 0; c < cols; ++c) k_scale[c] = std::fabs(normal(1, rng)[0]) + 0.01f;
         std::vector<float> want(rows * lds, 3.0f), got(rows * lds, 3.0f);
-        spec().scores_i8(q.data(), rows, pairs, kt.data(), ldk, cols, 0.125f, q_scale.data(), k_scale.data(),
-                         want.data(), lds);
-        simd().scores_i8(q.data(), rows, pairs, kt.data(), ldk, cols, 0.125f, q_scale.data(), k_scale.data(),
-                         got.data(), lds);
+        scores_i8_spec(group, q.data(), rows, lanes, kt.data(), ldk, cols, 0.125f, q_scale.data(), q_bias.data(),
+                       k_scale.data(), want.data(), lds);
+        simd().scores_i8(q.data(), rows, lanes, kt.data(), ldk, cols, 0.125f, q_scale.data(), q_bias.data(),
+                         k_scale.data(), got.data(), lds);
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = 0; c < cols; ++c) {
             const double w = want[r * lds + c], g = got[r * lds + c];
-            ASSERT_LE(std::fabs(w - g), 4 * kU * std::fabs(w))
-                << "rows " << rows << " pairs " << pairs << " cols " << cols << " at " << r << "," << c;
+            ASSERT_LE(std::fabs(w - g), 4 * kU * std::fabs(w)) << "group " << group << " rows " << rows << " lanes "
+                                                               << lanes << " cols " << cols << " at " << r << "," << c;
           }
       }
+}
+
+// quantize_i8 of every set against its spec, code for code: rows of normal,
+// huge (near FLT_MAX), tiny (denormal, where 127 / max|y| overflows) and
+// non-finite values, with and without a mean, for both offsets.
+TEST_P(FlashTiles, Int8QuantizeMatchesTheSpec) {
+  std::mt19937_64 rng(kSeed + 5);
+  for (int64_t n : {1, 15, 16, 17, 64, 129})
+    for (float magnitude : {1.0f, 3e38f, 1e-39f, 1e-44f})
+      for (int special : {0, 1, 2})  // none, a NaN, an Inf
+        for (bool with_mean : {false, true})
+          for (int offset : {0, 128}) {
+            std::vector<float> x = normal(n, rng, magnitude), mean = normal(n, rng, magnitude / 4);
+            if (magnitude > 1e38f) std::fill(mean.begin(), mean.end(), 0.0f);  // x − mean may not overflow
+            if (special) x[rng() % n] = special == 1 ? std::nanf("") : -kInf;
+            std::vector<uint8_t> want(n + 1, 0xAB), got(n + 1, 0xAB);
+            const float* m = with_mean ? mean.data() : nullptr;
+            const float ws = quantize_i8_spec(x.data(), m, n, offset, want.data());
+            const float gs = simd().quantize_i8(x.data(), m, n, offset, got.data());
+            ASSERT_TRUE(same_bits(ws, gs) || (std::isnan(ws) && std::isnan(gs)))
+                << "n " << n << " magnitude " << magnitude << ": scale " << ws << " vs " << gs;
+            ASSERT_EQ(want, got) << "n " << n << " magnitude " << magnitude << " special " << special << " offset "
+                                 << offset;
+            if (special) {
+              EXPECT_TRUE(std::isnan(gs));
+            }
+            if (!special && magnitude < 1e-38f) {
+              // The largest |y| still takes code ±127 although 127 / max|y| overflows.
+              int peak = 0;
+              for (int64_t e = 0; e < n; ++e) {
+                const int code = offset ? got[e] - 128 : static_cast<int8_t>(got[e]);
+                peak = std::max(peak, std::abs(code));
+              }
+              EXPECT_EQ(peak, 127) << "n " << n << " magnitude " << magnitude;
+            }
+          }
+}
+
+// The byte layout's spec against plain integer arithmetic (the SIMD sets are
+// tested against the spec above; this pins the spec itself).
+TEST(FlashTilesSpec, Int8ByteLayoutIsSignedQTimesOffsetK) {
+  const int8_t q_codes[4] = {-127, 5, 127, -1};
+  const int k_codes[4] = {127, -127, -3, 0};
+  int32_t q = 0, k = 0, exact = 0, code_sum = 0;
+  for (int e = 0; e < 4; ++e) {
+    q |= static_cast<int32_t>(static_cast<uint8_t>(q_codes[e])) << (8 * e);
+    k |= static_cast<int32_t>(static_cast<uint8_t>(k_codes[e] + 128)) << (8 * e);
+    exact += q_codes[e] * k_codes[e];
+    code_sum += q_codes[e];
+  }
+  const float one = 1.0f;
+  const int32_t bias = 128 * code_sum;
+  float s = 0.0f;
+  scores_i8_spec(4, &q, 1, 1, &k, 1, 1, 1.0f, &one, &bias, &one, &s, 1);
+  EXPECT_EQ(s, static_cast<float>(exact));
 }
 
 TEST_P(FlashTiles, IsaNameIsHighwaysTargetName) {

@@ -98,14 +98,16 @@ void scores_i8_spec(int group, const int32_t* q, int64_t rows, int64_t lanes, co
                     int64_t cols, float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale,
                     float* s, int64_t lds);
 // The int8 tiles of an instruction-set choice, with their layout and target
-// name (flash_tiles_i8_hwy.cc, which also compiles for AVX3_DL).
+// name (flash_tiles_i8_hwy.cc, which also compiles for AVX3_DL): the byte form
+// (group 4) where the CPU has a VNNI instruction, unless best_form is false
+// (tests of the pair form on such CPUs).
 struct Int8Tiles {
   decltype(TileKernels::scores_i8) scores;
   decltype(TileKernels::quantize_i8) quantize;
   int group;
   const char* isa;
 };
-Int8Tiles int8_tiles(bool portable);
+Int8Tiles int8_tiles(bool portable, bool best_form = true);
 // The spec of quantize_i8 (flash_tiles_scalar.cc).
 float quantize_i8_spec(const float* x, const float* mean, int64_t n, int offset, uint8_t* codes);
 // The tile set of the call's instruction-set choice (support/isa.h): the best

@@ -11,8 +11,13 @@
 #endif
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/flash_tiles_i8_hwy.cc"
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -31,22 +36,42 @@ using DI = hn::RebindToSigned<DF>;
 using VF = hn::Vec<DF>;
 using VI = hn::Vec<DI>;
 
-#if HWY_TARGET == HWY_AVX3_DL
-constexpr int kGroup = 4;
-#else
-constexpr int kGroup = 2;
-#endif
-
-#if HWY_TARGET == HWY_AVX3_DL
-// sum += Σ of four u8·s8 products per int32 lane (vpdpbusd). Inline asm:
-// Highway 1.0's AVX3_DL attribute string names avxvnni but not avx512vnni, so
-// GCC refuses the intrinsic there, although the target's CPU check requires
-// AVX-512 VNNI.
+// The byte form (i8_group 4) needs vpdpbusd: AVX3_DL has it (AVX-512 VNNI);
+// on AVX2 it is AVX-VNNI, the VEX form on 256-bit vectors that Intel client
+// CPUs since Alder Lake and AMD since Zen 4 have, and Highway 1.0 has no target
+// for, so there the CPU is asked once at run time. Zen 3 and older take pairs.
+#undef GOLDILOCKS_I8_BYTE_FORM  // this file is compiled once per target
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2
+#define GOLDILOCKS_I8_BYTE_FORM 1
+// sum += Σ of four u8·s8 products per int32 lane. Inline asm: Highway 1.0's
+// AVX3_DL attribute string lacks avx512vnni (its CPU check requires it), and
+// the AVX2 target's lacks avxvnni, so GCC would refuse the intrinsics.
 HWY_INLINE VI DotBytesAccumulate(VI sum, VI u8, VI s8) {
+#if HWY_TARGET == HWY_AVX2
+  asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(sum.raw) : "x"(u8.raw), "x"(s8.raw));
+#else
   asm("vpdpbusd %2, %1, %0" : "+v"(sum.raw) : "v"(u8.raw), "v"(s8.raw));
+#endif
   return sum;
 }
+#else
+#define GOLDILOCKS_I8_BYTE_FORM 0
 #endif
+
+// Whether this target runs the byte form on this CPU.
+bool HasByteForm() {
+#if HWY_TARGET == HWY_AVX3_DL
+  return true;
+#elif HWY_TARGET == HWY_AVX2
+  static const bool has_avx_vnni = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;  // CPUID.(EAX=7, ECX=1):EAX bit 4 is AVX-VNNI
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && ((eax >> 4) & 1u);
+  }();
+  return has_avx_vnni;
+#else
+  return false;
+#endif
+}
 
 // The epilogue shared by both layouts: s = (float(sum − bias) · row_scale) · k_scale,
 // in the spec's order, for V vectors of one row.
@@ -67,7 +92,7 @@ HWY_INLINE void StoreScores(const VI* sum, int32_t bias, float row_scale, const 
 #if HWY_TARGET != HWY_SCALAR  // one lane cannot hold a group of codes
 // R rows × V vectors of keys, over all lanes of the head dim. Per lane step:
 // V loads of K codes, R broadcasts of a query's lane, R·V multiply-adds.
-template <int R, int V>
+template <int R, int V, bool kBytes>
 HWY_INLINE void MulBlockI8(const int32_t* HWY_RESTRICT q, int64_t lanes, const int32_t* HWY_RESTRICT kt, int64_t ldk,
                            float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale, float* s,
                            int64_t lds) {
@@ -87,39 +112,57 @@ HWY_INLINE void MulBlockI8(const int32_t* HWY_RESTRICT q, int64_t lanes, const i
       const VI qv = hn::Set(di, q[r * lanes + x]);
 #pragma GCC unroll 8
       for (int j = 0; j < V; ++j) {
-#if HWY_TARGET == HWY_AVX3_DL
-        sum[r][j] = DotBytesAccumulate(sum[r][j], kv[j], qv);  // K's bytes are the unsigned operand
-#else
-        const hn::Repartition<int16_t, DI> dw;
-        sum[r][j] =
-            hn::ReorderWidenMulAccumulate(di, hn::BitCast(dw, qv), hn::BitCast(dw, kv[j]), sum[r][j], odd[r][j]);
+        if constexpr (kBytes) {
+#if GOLDILOCKS_I8_BYTE_FORM
+          sum[r][j] = DotBytesAccumulate(sum[r][j], kv[j], qv);  // K's bytes are the unsigned operand
 #endif
+        } else {
+          const hn::Repartition<int16_t, DI> dw;
+          sum[r][j] =
+              hn::ReorderWidenMulAccumulate(di, hn::BitCast(dw, qv), hn::BitCast(dw, kv[j]), sum[r][j], odd[r][j]);
+        }
       }
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
+    if constexpr (!kBytes) {
 #pragma GCC unroll 8
-    for (int j = 0; j < V; ++j) sum[r][j] = hn::RearrangeToOddPlusEven(sum[r][j], odd[r][j]);
+      for (int j = 0; j < V; ++j) sum[r][j] = hn::RearrangeToOddPlusEven(sum[r][j], odd[r][j]);
+    }
     StoreScores<V>(sum[r], q_bias[r], scale * q_scale[r], k_scale, s + r * lds);
   }
 }
-#endif
 
-void ScoresI8(const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk, int64_t cols, float scale,
-              const float* q_scale, const int32_t* q_bias, const float* k_scale, float* s, int64_t lds) {
-#if HWY_TARGET == HWY_SCALAR
-  scores_i8_spec(kGroup, q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
-#else
+template <bool kBytes>
+HWY_INLINE void ScoresI8Form(const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk,
+                             int64_t cols, float scale, const float* q_scale, const int32_t* q_bias,
+                             const float* k_scale, float* s, int64_t lds) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t vecs = (cols + N - 1) / N;  // the padded tail is computed, never read
   ForBlocks<kVecs>(vecs, [&](auto V, int64_t j) HWY_ATTR {
     ForBlocks<kRows>(rows, [&](auto R, int64_t r) HWY_ATTR {
-      MulBlockI8<decltype(R)::value, decltype(V)::value>(q + r * lanes, lanes, kt + j * N, ldk, scale, q_scale + r,
-                                                         q_bias + r, k_scale + j * N, s + r * lds + j * N, lds);
+      MulBlockI8<decltype(R)::value, decltype(V)::value, kBytes>(q + r * lanes, lanes, kt + j * N, ldk, scale,
+                                                                 q_scale + r, q_bias + r, k_scale + j * N,
+                                                                 s + r * lds + j * N, lds);
     });
   });
+}
 #endif
+
+// TileKernels::scores_i8 in the layout of `group`. The group is chosen once
+// per call (I8Group); a byte form this CPU cannot run takes the spec.
+void ScoresI8(int group, const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk, int64_t cols,
+              float scale, const float* q_scale, const int32_t* q_bias, const float* k_scale, float* s, int64_t lds) {
+#if HWY_TARGET != HWY_SCALAR
+#if GOLDILOCKS_I8_BYTE_FORM
+  if (group == 4 && HasByteForm()) {
+    return ScoresI8Form<true>(q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
+  }
+#endif
+  if (group == 2) return ScoresI8Form<false>(q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
+#endif
+  scores_i8_spec(group, q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
 }
 
 // TileKernels::quantize_i8, in the spec's operations: one pass for max|y| and
@@ -169,7 +212,7 @@ float QuantizeI8(const float* x, const float* mean, int64_t n, int offset, uint8
   return amax / 127.0f;
 }
 
-int64_t I8Group() { return kGroup; }
+int64_t I8Group() { return HasByteForm() ? 4 : 2; }
 const char* I8TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -184,10 +227,11 @@ HWY_EXPORT(I8Group);
 HWY_EXPORT(I8TargetName);
 
 namespace {
-template <bool kPortable>
+template <bool kPortable, int kGroup>
 void scores_i8(const int32_t* q, int64_t rows, int64_t lanes, const int32_t* kt, int64_t ldk, int64_t cols, float scale,
                const float* q_scale, const int32_t* q_bias, const float* k_scale, float* s, int64_t lds) {
-  GOLDILOCKS_DISPATCH(kPortable, ScoresI8)(q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
+  GOLDILOCKS_DISPATCH(kPortable, ScoresI8)
+  (kGroup, q, rows, lanes, kt, ldk, cols, scale, q_scale, q_bias, k_scale, s, lds);
 }
 
 template <bool kPortable>
@@ -196,11 +240,14 @@ float quantize_i8(const float* x, const float* mean, int64_t n, int offset, uint
 }
 }  // namespace
 
-Int8Tiles int8_tiles(bool portable) {
-  const int group = static_cast<int>(GOLDILOCKS_DISPATCH(portable, I8Group)());
+Int8Tiles int8_tiles(bool portable, bool best_form) {
+  const int group = best_form ? static_cast<int>(GOLDILOCKS_DISPATCH(portable, I8Group)()) : 2;
   const char* isa = GOLDILOCKS_DISPATCH(portable, I8TargetName)();
-  if (portable) return {scores_i8<true>, quantize_i8<true>, group, isa};
-  return {scores_i8<false>, quantize_i8<false>, group, isa};
+  // The name says which form runs: AVX2 with AVX-VNNI is more than Highway's AVX2.
+  if (group == 4 && std::strcmp(isa, "AVX2") == 0) isa = "AVX2+AVX-VNNI";
+  const auto scores = portable ? (group == 4 ? scores_i8<true, 4> : scores_i8<true, 2>)
+                               : (group == 4 ? scores_i8<false, 4> : scores_i8<false, 2>);
+  return {scores, portable ? quantize_i8<true> : quantize_i8<false>, group, isa};
 }
 
 }  // namespace goldilocks::kernels

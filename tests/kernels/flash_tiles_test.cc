@@ -215,45 +215,50 @@ TEST_P(FlashTiles, WidenAndNarrowMatchTheSpecBitForBit) {
 }
 
 // The int32 dot product is exact; only the two scale multiplications round.
-// Each set is checked in its own lane layout (i8_group 2 or 4), with codes over
+// Each set is checked in both lane layouts it may run: its best form (bytes,
+// i8_group 4, where the CPU has VNNI) and the int16 pair form, with codes over
 // the whole range, including the -127 / 255 extremes of the byte form.
 TEST_P(FlashTiles, Int8ScoresMatchTheSpec) {
-  const int group = simd().i8_group;
-  ASSERT_TRUE(group == 2 || group == 4) << group;
-  std::mt19937_64 rng(kSeed + 4);
-  std::uniform_int_distribution<int> code(-127, 127);
-  auto lane = [&](bool k_side) {
-    uint32_t bits = 0;
-    for (int e = 0; e < group; ++e) {
-      const int c = code(rng);
-      const uint32_t field = group == 2 ? static_cast<uint16_t>(c) : static_cast<uint8_t>(k_side ? c + 128 : c);
-      bits |= field << (e * 32 / group);
-    }
-    return static_cast<int32_t>(bits);
-  };
-  for (int64_t rows : {1, 6, 7})
-    for (int64_t lanes : {1, 8, 33})
-      for (int64_t cols : {1, 16, 19, 65}) {
-        const int64_t ldk = padded(cols), lds = padded(cols);
-        std::vector<int32_t> q(rows * lanes), kt(lanes * ldk, 0), q_bias(rows);
-        for (int32_t& x : q) x = lane(false);
-        for (int64_t x = 0; x < lanes; ++x)
-          for (int64_t c = 0; c < cols; ++c) kt[x * ldk + c] = lane(true);
-        for (int32_t& b : q_bias) b = code(rng) * 1000;
-        std::vector<float> q_scale = normal(rows, rng), k_scale(ldk, 0.0f);
-        for (int64_t c = 0; c < cols; ++c) k_scale[c] = std::fabs(normal(1, rng)[0]) + 0.01f;
-        std::vector<float> want(rows * lds, 3.0f), got(rows * lds, 3.0f);
-        scores_i8_spec(group, q.data(), rows, lanes, kt.data(), ldk, cols, 0.125f, q_scale.data(), q_bias.data(),
-                       k_scale.data(), want.data(), lds);
-        simd().scores_i8(q.data(), rows, lanes, kt.data(), ldk, cols, 0.125f, q_scale.data(), q_bias.data(),
-                         k_scale.data(), got.data(), lds);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < cols; ++c) {
-            const double w = want[r * lds + c], g = got[r * lds + c];
-            ASSERT_LE(std::fabs(w - g), 4 * kU * std::fabs(w)) << "group " << group << " rows " << rows << " lanes "
-                                                               << lanes << " cols " << cols << " at " << r << "," << c;
-          }
+  EXPECT_EQ(simd().i8_group, int8_tiles(GetParam()).group);
+  for (const Int8Tiles& form : {int8_tiles(GetParam(), true), int8_tiles(GetParam(), false)}) {
+    const int group = form.group;
+    ASSERT_TRUE(group == 2 || group == 4) << group;
+    std::mt19937_64 rng(kSeed + 4);
+    std::uniform_int_distribution<int> code(-127, 127);
+    auto lane = [&](bool k_side) {
+      uint32_t bits = 0;
+      for (int e = 0; e < group; ++e) {
+        const int c = code(rng);
+        const uint32_t field = group == 2 ? static_cast<uint16_t>(c) : static_cast<uint8_t>(k_side ? c + 128 : c);
+        bits |= field << (e * 32 / group);
       }
+      return static_cast<int32_t>(bits);
+    };
+    for (int64_t rows : {1, 6, 7})
+      for (int64_t lanes : {1, 8, 33})
+        for (int64_t cols : {1, 16, 19, 65}) {
+          const int64_t ldk = padded(cols), lds = padded(cols);
+          std::vector<int32_t> q(rows * lanes), kt(lanes * ldk, 0), q_bias(rows);
+          for (int32_t& x : q) x = lane(false);
+          for (int64_t x = 0; x < lanes; ++x)
+            for (int64_t c = 0; c < cols; ++c) kt[x * ldk + c] = lane(true);
+          for (int32_t& b : q_bias) b = code(rng) * 1000;
+          std::vector<float> q_scale = normal(rows, rng), k_scale(ldk, 0.0f);
+          for (int64_t c = 0; c < cols; ++c) k_scale[c] = std::fabs(normal(1, rng)[0]) + 0.01f;
+          std::vector<float> want(rows * lds, 3.0f), got(rows * lds, 3.0f);
+          scores_i8_spec(group, q.data(), rows, lanes, kt.data(), ldk, cols, 0.125f, q_scale.data(), q_bias.data(),
+                         k_scale.data(), want.data(), lds);
+          form.scores(q.data(), rows, lanes, kt.data(), ldk, cols, 0.125f, q_scale.data(), q_bias.data(),
+                      k_scale.data(), got.data(), lds);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c) {
+              const double w = want[r * lds + c], g = got[r * lds + c];
+              ASSERT_LE(std::fabs(w - g), 4 * kU * std::fabs(w))
+                  << form.isa << " group " << group << " rows " << rows << " lanes " << lanes << " cols " << cols
+                  << " at " << r << "," << c;
+            }
+        }
+  }
 }
 
 // quantize_i8 of every set against its spec, code for code: rows of normal,

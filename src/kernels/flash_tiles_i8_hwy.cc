@@ -65,7 +65,7 @@ bool HasByteForm() {
 #elif HWY_TARGET == HWY_AVX2
   static const bool has_avx_vnni = [] {
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;  // CPUID.(EAX=7, ECX=1):EAX bit 4 is AVX-VNNI
-    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && ((eax >> 4) & 1u);
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && ((eax >> 4) & 1u) && support::avx_vnni_allowed();
   }();
   return has_avx_vnni;
 #else

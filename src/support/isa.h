@@ -10,6 +10,8 @@
 // exported with HWY_EXPORT; nothing below the call site branches on the ISA.
 #pragma once
 
+#include <cstdint>
+
 #define GOLDILOCKS_DISPATCH(portable, FUNC) ((portable) ? HWY_STATIC_DISPATCH(FUNC) : HWY_DYNAMIC_DISPATCH(FUNC))
 
 // What a target's instructions do, for code compiled per target (the macros
@@ -29,5 +31,19 @@ namespace goldilocks::support {
 
 // Highway's name of the target the choice runs: "AVX3", "AVX2", "SCALAR", "EMU128", ...
 const char* isa_name(bool portable);
+
+// GOLDILOCKS_CPU_CAPABILITY, read once when the library loads, caps the choice
+// for the whole process: "default" (or unset) lets the CPU decide; "avx512"
+// is AVX-512 without VNNI; "avx2_vnni" AVX2 plus AVX-VNNI (Intel client CPUs
+// since Alder Lake); "avx2" plain AVX2 (AMD Zen 3 and older); "baseline" the
+// portable target. An unknown value is ignored, with a warning on stderr.
+struct CpuCapability {
+  bool known;                // false: an unknown value (nothing is capped)
+  int64_t disabled_targets;  // Highway targets taken out of dispatch
+  bool avx_vnni;             // whether the AVX2 target may use AVX-VNNI where the CPU has it
+};
+CpuCapability parse_cpu_capability(const char* value);
+// Whether this process's capability allows AVX-VNNI (the int8 tile's AVX2 byte form).
+bool avx_vnni_allowed();
 
 }  // namespace goldilocks::support

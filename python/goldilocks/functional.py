@@ -40,7 +40,7 @@ def _check_scale(scale):
 
 
 def _run_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, backend=None,
-              explain_only=False):
+              explain_only=False, precision="exact"):
     if dropout_p != 0.0:
         # Dropout needs an RNG stream matching torch's to be a drop-in; refusing beats ignoring it.
         raise NotImplementedError(
@@ -52,7 +52,7 @@ def _run_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_
     q, k, v, m = _check_inputs(query, key, value, attn_mask)
     name = _normalize(backend) if backend is not None else current_backend()
     return _core.attention(q, k, v, m, _check_scale(scale), "top_left" if is_causal else "none", bool(enable_gqa),
-                           name, "best", _arrays.allocator_like(q), False, explain_only)
+                           name, "best", _arrays.allocator_like(q), False, explain_only, precision=precision)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,

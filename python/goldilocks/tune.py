@@ -65,8 +65,8 @@ def _cli():
 
 
 class TuneConfig:
-    """A configuration found by the search (or loaded from a file): prefill backend, tiles, threads,
-    KV cache layout and storage, split-KV count, window and sinks. `report` holds the search's JSON
+    """A configuration found by the search (or loaded from a file): prefill backend, tiles, precision,
+    threads, KV cache layout and storage, split-KV count, window and sinks. `report` holds the search's JSON
     (every measured point, the front, the sensitivity) when it came from tune()."""
 
     def __init__(self, config, report=None):
@@ -85,6 +85,8 @@ class TuneConfig:
         self.kv_splits = 0 if c["kv_splits"] == "auto" else int(c["kv_splits"])
         self.window = 0 if c["window"] == "off" else int(c["window"])
         self.sinks = int(c["sinks"]) if self.window else 0
+        # Q·Kᵀ of prefill-sized calls ("exact" in picks saved before the axis existed).
+        self.precision = c.get("precision", "exact")
 
     def __repr__(self):
         return "TuneConfig(%s)" % " ".join("%s=%s" % kv for kv in sorted(self.config.items()))
@@ -105,8 +107,9 @@ class TuneConfig:
                        k_group_size=k_group, v_group_size=v_group, k_scales=self.k_scales)
 
     def attention_kwargs(self):
-        """Keyword arguments of goldilocks.attention() this configuration sets."""
-        return {"backend": self.backend}
+        """Keyword arguments of goldilocks.attention() this configuration sets for prefill (calls
+        over plain tensors with more query rows than the decode kernel takes)."""
+        return {"backend": self.backend, "precision": self.precision}
 
     def save(self, path):
         with open(path, "w") as f:

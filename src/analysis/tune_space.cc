@@ -52,6 +52,14 @@ std::vector<TuneAxis> registry(const Workload& w, const SpaceOptions& o) {
   a.push_back({"backend", {"flash", "math"}, false, false, "prefill backend", nullptr});
   a.push_back({"tiles", {"auto", "64x256"}, false, false, "flash tile block_q x block_k",
                [](const TuneConfig& c) { return c.at("backend") == "flash"; }});
+  // int8 Q·Kᵀ runs in flash over plain tensors only: prefill and recompute
+  // (decode through the cache stays exact). Approximate: under an error budget.
+  a.push_back({"precision",
+               {"exact", "int8_qk"},
+               true,
+               true,
+               "Q·Kᵀ of prefill: exact, or int8 with SageAttention's smoothing (approximate)",
+               [](const TuneConfig& c) { return c.at("backend") == "flash"; }});
   a.push_back({"threads", threads, false, false, "threads", nullptr});
   // window/sinks read backend and k_scales, declared later: evaluated on the full configuration.
   return a;
@@ -137,6 +145,13 @@ Status TuneChoice::from_config(const TuneConfig& c, TuneChoice* out) {
     GOLDILOCKS_RETURN_IF_ERROR(parse_int("tiles", v.substr(0, x), &t.block_q));
     GOLDILOCKS_RETURN_IF_ERROR(parse_int("tiles", v.substr(x + 1), &t.block_k));
   }
+  // Picks saved before the precision axis existed hold no entry: exact.
+  if (auto it = c.find("precision"); it != c.end()) {
+    if (it->second == "int8_qk")
+      t.precision = Precision::kInt8QK;
+    else if (it->second != "exact")
+      return InvalidArgument("precision: expected exact or int8_qk, got \"" + it->second + "\"");
+  }
   GOLDILOCKS_RETURN_IF_ERROR(get("threads", &v));
   int64_t th = 0;
   GOLDILOCKS_RETURN_IF_ERROR(parse_int("threads", v, &th));
@@ -158,6 +173,7 @@ TuneConfig TuneChoice::to_config() const {
   c["kv_splits"] = kv_splits ? std::to_string(kv_splits) : "auto";
   c["backend"] = backend == Backend::kMath ? "math" : "flash";
   c["tiles"] = block_q ? std::to_string(block_q) + "x" + std::to_string(block_k) : "auto";
+  c["precision"] = precision == Precision::kInt8QK ? "int8_qk" : "exact";
   c["threads"] = std::to_string(threads);
   return c;
 }
@@ -168,6 +184,7 @@ void TuneChoice::apply(AttentionParams* p) const {
   p->block_k = block_k;
   p->num_threads = threads;
   p->kv_splits = kv_splits;
+  p->precision = p->kv_cache ? Precision::kExact : precision;  // the cache's decode is exact
 }
 
 KvCacheConfig TuneChoice::cache_config(const Workload& w) const {

@@ -40,10 +40,13 @@ struct TuneChoice {
   KvKScales k_scales = KvKScales::kPerToken;
   int64_t kv_splits = 0;
   int64_t window = 0, sinks = 0;       // sliding window (0 = dense) and sink tokens kept
+  Precision precision = Precision::kExact;  // Q·Kᵀ of calls over plain tensors (prefill, recompute)
 
   static Status from_config(const TuneConfig& c, TuneChoice* out);
   TuneConfig to_config() const;
-  // Sets backend, tiles, threads and kv_splits (and nothing else) on p.
+  // Sets backend, tiles, threads, kv_splits and precision (and nothing else)
+  // on p; precision only where p has no kv_cache yet (set it first): decode
+  // through the cache is always exact.
   void apply(AttentionParams* p) const;
   // The cache for this workload (one layer): batch, heads, dims, storage, and
   // max_tokens = the longest sequence, or sinks + 2 windows with a window

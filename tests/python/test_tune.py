@@ -1,6 +1,7 @@
 """goldilocks.tune from Python: the search through the command-line tool, its pick as a
 TuneConfig that creates the KvCache and registers with transformers, save/load, keyword
 workloads with errors naming the key, and activations recorded from a transformers model."""
+import copy
 import os
 
 import numpy as np
@@ -82,16 +83,58 @@ def test_second_run_comes_from_the_cache(picked):
 def test_registered_with_transformers_the_pick_runs_the_model(picked):
     transformers = pytest.importorskip("transformers")
     cfg, _ = picked
+    # The exact form of the pick (int8_qk, if picked, is checked below): logits as sdpa's.
+    cfg = goldilocks.TuneConfig(dict(cfg.config, precision="exact"))
     goldilocks.hf.register("goldilocks_tuned", config=cfg)
     config = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
     torch.manual_seed(0)
-    sdpa = transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa").eval()
-    ours = transformers.LlamaForCausalLM._from_config(config, attn_implementation="goldilocks_tuned").eval()
+    # Each model its own config: _from_config records the implementation on the object it is given.
+    sdpa = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation="sdpa").eval()
+    ours = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config),
+                                                      attn_implementation="goldilocks_tuned").eval()
     ours.load_state_dict(sdpa.state_dict())
     ids = torch.randint(0, 256, (1, 37), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, sdpa(ids).logits, rtol=1e-4, atol=1e-4)
+    goldilocks.set_num_threads(0)
+
+
+def test_a_pick_sets_prefill_calls_only_and_decode_stays_exact(picked, monkeypatch):
+    """backend and precision of a pick apply to prefill-sized calls; decode steps take the
+    automatic choice, exact (int8_qk is refused over a cache, and the search measured them so)."""
+    transformers = pytest.importorskip("transformers")
+    cfg, _ = picked
+    cfg = goldilocks.TuneConfig(dict(cfg.config, backend="flash", precision="int8_qk"))
+    seen = []
+    real = goldilocks.hf._run_sdpa
+
+    def spy(query, *args, backend=None, precision="exact", **kwargs):
+        seen.append((query.shape[2], backend, precision))
+        return real(query, *args, backend=backend, precision=precision, **kwargs)
+
+    monkeypatch.setattr(goldilocks.hf, "_run_sdpa", spy)
+    goldilocks.hf.register("goldilocks_int8", config=cfg)
+    config = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    torch.manual_seed(0)
+    sdpa = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation="sdpa").eval()
+    ours = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config),
+                                                      attn_implementation="goldilocks_int8").eval()
+    ours.load_state_dict(sdpa.state_dict())
+    ids = torch.randint(0, 256, (1, 37), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours.generate(ids, max_new_tokens=2, do_sample=False)
+        want = sdpa(ids).logits
+        got = ours(ids).logits
+    prefill = [s for s in seen if s[0] > 16]
+    decode = [s for s in seen if s[0] <= 16]
+    assert prefill and decode, seen
+    assert all(b == "flash" and p == "int8_qk" for _, b, p in prefill), prefill
+    assert all(b is None and p == "exact" for _, b, p in decode), decode
+    # Approximate, not wrong: the int8 prefill's logits are near sdpa's and not equal to them.
+    assert not torch.equal(got, want)
+    torch.testing.assert_close(got, want, rtol=0.1, atol=0.1)
     goldilocks.set_num_threads(0)
 
 

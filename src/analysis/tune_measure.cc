@@ -500,16 +500,20 @@ Status LibraryMeasurer::error(const TuneConfig& c, TuneError* err) {
   GOLDILOCKS_RETURN_IF_ERROR(I.build_reference());
   const int64_t Hq = I.w.heads, Hkv = I.w.kv_heads, L = I.eL, nq = I.eq, Dk = I.eDk, Dv = I.eDv;
   std::vector<float> got(static_cast<size_t>(Hq * nq * Dv));
-  if (!t.use_cache) {
-    // Recompute: attention over the float32 tensors, the configuration's backend.
+  // The oracle's rows over the float32 tensors, with the configuration's
+  // backend and precision: recompute, or prefill's rows.
+  auto over_tensors = [&](std::vector<float>* out) {
     AttentionParams p;
     p.q = make_view(I.eqv.data(), {1, Hq, nq, Dk});
     p.k = make_view(I.ek.data(), {1, Hkv, L, Dk});
     p.v = make_view(I.ev.data(), {1, Hkv, L, Dv});
-    p.out = make_mutable_view(got.data(), {1, Hq, nq, Dv});
+    p.out = make_mutable_view(out->data(), {1, Hq, nq, Dv});
     p.causal = CausalAlign::kBottomRight;
     t.apply(&p);
-    GOLDILOCKS_RETURN_IF_ERROR(attention(p));
+    return attention(p);
+  };
+  if (!t.use_cache) {
+    GOLDILOCKS_RETURN_IF_ERROR(over_tensors(&got));
   } else {
     // Decode through the configuration's cache: the first L - nq tokens, then
     // one token and one query at a time, evicting to the window.
@@ -561,14 +565,7 @@ Status LibraryMeasurer::error(const TuneConfig& c, TuneError* err) {
     // never show: the same rows computed as prefill over plain tensors (flash,
     // bottom-right causal) count too, and the configuration's error is the worse.
     std::vector<float> prefill(got.size());
-    AttentionParams p;
-    p.q = make_view(I.eqv.data(), {1, Hq, nq, Dk});
-    p.k = make_view(I.ek.data(), {1, Hkv, L, Dk});
-    p.v = make_view(I.ev.data(), {1, Hkv, L, Dv});
-    p.out = make_mutable_view(prefill.data(), {1, Hq, nq, Dv});
-    p.causal = CausalAlign::kBottomRight;
-    t.apply(&p);
-    GOLDILOCKS_RETURN_IF_ERROR(attention(p));
+    GOLDILOCKS_RETURN_IF_ERROR(over_tensors(&prefill));
     double rel_l2 = 0, max_abs = 0;
     compare(prefill, &rel_l2, &max_abs);
     err->rel_l2 = std::max(err->rel_l2, rel_l2);

@@ -80,21 +80,25 @@ def test_second_run_comes_from_the_cache(picked):
     assert again.config == cfg.config
 
 
+def _tiny_llama_pair(transformers, implementation):
+    """A tiny Llama with sdpa and the same weights with `implementation`, and a 37-token prompt."""
+    config = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    torch.manual_seed(0)
+    # Each model its own config: _from_config records the implementation on the object it is given.
+    sdpa = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation="sdpa").eval()
+    ours = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation=implementation).eval()
+    ours.load_state_dict(sdpa.state_dict())
+    return sdpa, ours, torch.randint(0, 256, (1, 37), generator=torch.Generator().manual_seed(1))
+
+
 def test_registered_with_transformers_the_pick_runs_the_model(picked):
     transformers = pytest.importorskip("transformers")
     cfg, _ = picked
     # The exact form of the pick (int8_qk, if picked, is checked below): logits as sdpa's.
     cfg = goldilocks.TuneConfig(dict(cfg.config, precision="exact"))
     goldilocks.hf.register("goldilocks_tuned", config=cfg)
-    config = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    torch.manual_seed(0)
-    # Each model its own config: _from_config records the implementation on the object it is given.
-    sdpa = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation="sdpa").eval()
-    ours = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config),
-                                                      attn_implementation="goldilocks_tuned").eval()
-    ours.load_state_dict(sdpa.state_dict())
-    ids = torch.randint(0, 256, (1, 37), generator=torch.Generator().manual_seed(1))
+    sdpa, ours, ids = _tiny_llama_pair(transformers, "goldilocks_tuned")
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, sdpa(ids).logits, rtol=1e-4, atol=1e-4)
     goldilocks.set_num_threads(0)
@@ -115,14 +119,7 @@ def test_a_pick_sets_prefill_calls_only_and_decode_stays_exact(picked, monkeypat
 
     monkeypatch.setattr(goldilocks.hf, "_run_sdpa", spy)
     goldilocks.hf.register("goldilocks_int8", config=cfg)
-    config = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    torch.manual_seed(0)
-    sdpa = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation="sdpa").eval()
-    ours = transformers.LlamaForCausalLM._from_config(copy.deepcopy(config),
-                                                      attn_implementation="goldilocks_int8").eval()
-    ours.load_state_dict(sdpa.state_dict())
-    ids = torch.randint(0, 256, (1, 37), generator=torch.Generator().manual_seed(1))
+    sdpa, ours, ids = _tiny_llama_pair(transformers, "goldilocks_int8")
     with torch.no_grad():
         ours.generate(ids, max_new_tokens=2, do_sample=False)
         want = sdpa(ids).logits

@@ -56,14 +56,24 @@ TEST(TuneSpace, EveryConfigurationBecomesAChoiceAndBack) {
 TEST(TuneSpace, BadChoicesAreErrorsNamingTheAxis) {
   const Workload w = tiny_workload();
   const TuneConfig good = attention_space(w, {1}).enumerate(false).front();
-  for (const auto& [axis, value] : std::vector<std::pair<std::string, std::string>>{
-           {"cache", "disk"}, {"k_storage", "f8"}, {"tiles", "big"}, {"threads", "x"}, {"backend", "cuda"}}) {
+  for (const auto& [axis, value] : std::vector<std::pair<std::string, std::string>>{{"cache", "disk"},
+                                                                                    {"k_storage", "f8"},
+                                                                                    {"tiles", "big"},
+                                                                                    {"threads", "x"},
+                                                                                    {"backend", "cuda"},
+                                                                                    {"precision", "fp8"}}) {
     TuneConfig c = good;
     c[axis] = value;
     TuneChoice t;
     const Status s = TuneChoice::from_config(c, &t);
     EXPECT_NE(s.message().find(axis), std::string::npos) << axis << ": " << s.message();
   }
+  // A pick saved before the precision axis existed reads as exact.
+  TuneConfig old_pick = good;
+  old_pick.erase("precision");
+  TuneChoice exact;
+  ASSERT_TRUE(TuneChoice::from_config(old_pick, &exact).ok());
+  EXPECT_EQ(exact.precision, Precision::kExact);
   TuneChoice t;
   EXPECT_FALSE(TuneChoice::from_json("{\"nothing\": 1}", &t).ok());
   EXPECT_FALSE(TuneChoice::from_json("not json", &t).ok());

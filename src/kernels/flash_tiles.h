@@ -10,6 +10,8 @@
 // the real head dim (v's padding columns hold zeros; acc's are never read).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "goldilocks/tensor.h"
@@ -110,6 +112,20 @@ struct Int8Tiles {
 Int8Tiles int8_tiles(bool portable, bool best_form = true);
 // The spec of quantize_i8 (flash_tiles_scalar.cc).
 float quantize_i8_spec(const float* x, const float* mean, int64_t n, int offset, uint8_t* codes);
+// quantize_i8's scale and code arithmetic, shared by the spec and the SIMD
+// sets' scalar tails (their vector bodies do the same operations) so the codes
+// cannot drift apart. Rows with max|y| below 2^-100 are scaled up by an exact
+// power of two first: 127 / max|y| would overflow to inf for max|y| < 127 /
+// FLT_MAX, and 0 · inf is NaN.
+struct Int8Scaling {
+  float boost, inv;  // code = nearbyint((y · boost) · inv)
+  explicit Int8Scaling(float amax)
+      : boost(amax < 0x1p-100f ? 0x1p100f : 1.0f), inv(amax > 0.0f ? 127.0f / (amax * boost) : 0.0f) {}
+  uint8_t code_byte(float y, int offset) const {
+    const int code = static_cast<int>(std::clamp(std::nearbyint(y * boost * inv), -127.0f, 127.0f));
+    return static_cast<uint8_t>(code + offset);
+  }
+};
 // The tile set of the call's instruction-set choice (support/isa.h): the best
 // target this CPU runs, or the portable baseline.
 const TileKernels& tile_kernels(bool portable);

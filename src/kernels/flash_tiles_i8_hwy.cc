@@ -195,9 +195,9 @@ float QuantizeI8(const float* x, const float* mean, int64_t n, int offset, uint8
     std::fill(codes, codes + n, static_cast<uint8_t>(offset));
     return std::numeric_limits<float>::quiet_NaN();
   }
-  const float boost = amax < 0x1p-100f ? 0x1p100f : 1.0f;  // see quantize_i8_spec
-  const float inv = amax > 0.0f ? 127.0f / (amax * boost) : 0.0f;
-  const VF vmul = hn::Set(d, boost), vinv = hn::Set(d, inv), hi = hn::Set(d, 127.0f), lo = hn::Set(d, -127.0f);
+  const Int8Scaling scaling(amax);
+  const VF vmul = hn::Set(d, scaling.boost), vinv = hn::Set(d, scaling.inv);
+  const VF hi = hn::Set(d, 127.0f), lo = hn::Set(d, -127.0f);
   // code + 128 as an unsigned byte is the code's int8 bits with the top bit flipped.
   const auto flip = hn::Set(d8, static_cast<int8_t>(offset == 128 ? -128 : 0));
   for (e = 0; e + N <= n; e += N) {
@@ -205,10 +205,7 @@ float QuantizeI8(const float* x, const float* mean, int64_t n, int offset, uint8
     const auto bytes = hn::Xor(hn::DemoteTo(d8, hn::ConvertTo(di, code)), flip);
     hn::StoreU(bytes, d8, reinterpret_cast<int8_t*>(codes + e));
   }
-  for (; e < n; ++e) {
-    const int code = static_cast<int>(std::clamp(std::nearbyint(y_scalar(e) * boost * inv), -127.0f, 127.0f));
-    codes[e] = static_cast<uint8_t>(code + offset);
-  }
+  for (; e < n; ++e) codes[e] = scaling.code_byte(y_scalar(e), offset);
   return amax / 127.0f;
 }
 

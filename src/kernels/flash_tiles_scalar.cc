@@ -140,15 +140,8 @@ float quantize_i8_spec(const float* x, const float* mean, int64_t n, int offset,
     std::fill(codes, codes + n, static_cast<uint8_t>(offset));
     return std::numeric_limits<float>::quiet_NaN();
   }
-  // Rows below 2^-100 are scaled up by an exact power of two first: 127 / max|y|
-  // would overflow to inf for max|y| < 127 / FLT_MAX, and 0 · inf is NaN.
-  const float boost = amax < 0x1p-100f ? 0x1p100f : 1.0f;
-  const float inv = amax > 0.0f ? 127.0f / (amax * boost) : 0.0f;
-  for (int64_t e = 0; e < n; ++e) {
-    const float y = (x[e] - (mean ? mean[e] : 0.0f)) * boost;
-    const int code = static_cast<int>(std::clamp(std::nearbyint(y * inv), -127.0f, 127.0f));
-    codes[e] = static_cast<uint8_t>(code + offset);
-  }
+  const Int8Scaling scaling(amax);
+  for (int64_t e = 0; e < n; ++e) codes[e] = scaling.code_byte(x[e] - (mean ? mean[e] : 0.0f), offset);
   return amax / 127.0f;
 }
 

@@ -165,13 +165,48 @@ double measure_fma(int threads, double seconds, int repeats, double* per_cpu_sec
 
 }  // namespace
 
+Status ReadProbe::create(int64_t buffer_bytes, int threads, ReadProbe* probe) {
+  if (threads < 0) return InvalidArgument("threads: must be >= 0 (0 = all available cores)");
+  if (buffer_bytes < (int64_t{1} << 20) || buffer_bytes > (int64_t{1} << 36))
+    return InvalidArgument("buffer_bytes: must be in [1 MiB, 64 GiB]; use far more than the last-level cache");
+  const int t = support::resolve_threads(threads);
+  // Whole 64-byte lines per thread, so every share is equal and vector-aligned.
+  const int64_t line_floats = 16 * 4;  // 4 vectors of up to 16 lanes
+  const int64_t n = buffer_bytes / 4 / (line_floats * t) * (line_floats * t);
+  hwy::AlignedFreeUniquePtr<float[]> buffer = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+  if (!buffer) return ResourceExhausted("buffer_bytes: could not allocate the bandwidth buffer; pass a smaller one");
+  float* data = buffer.get();
+  // First touch by the threads that read it later; small values keep sums
+  // finite. They are hashed from the index, not a repeating pattern: pages with
+  // identical contents can be merged by the hypervisor (KSM), and then the
+  // "stream" reads a few cached pages (seen: 71 GB/s against 36-47 GB/s).
+#pragma omp parallel for num_threads(t) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t h = (static_cast<uint64_t>(i) + 1) * 0x9E3779B97F4A7C15ull;
+    data[i] = static_cast<float>(h >> 61) * 0.125f;
+  }
+  probe->buffer_ = std::move(buffer);
+  probe->n_ = n;
+  probe->threads_ = t;
+  probe->sink_ = 0.0f;
+  return Status::Ok();
+}
+
+double ReadProbe::sweep_gbs(int threads) {
+  const int t = threads > 0 ? std::min(threads, threads_) : threads_;
+  // Shares of the largest multiple of t lines, so every thread's share is equal.
+  return read_gbs(t, buffer_.get(), n_ / (64 * t) * (64 * t), &sink_);
+}
+
+bool ReadProbe::checksum_finite() const { return std::isfinite(sink_); }
+
 Status measure_peak(const PeakOptions& options, MachinePeak* peak) {
   if (options.threads < 0) return InvalidArgument("threads: must be >= 0 (0 = all available cores)");
   if (!(options.fma_seconds > 0.0) || options.fma_seconds > 60.0)
     return InvalidArgument("fma_seconds: must be in (0, 60]; 0.2 is the default");
   if (options.repeats < 1 || options.repeats > 1000) return InvalidArgument("repeats: must be in [1, 1000]");
-  if (options.buffer_bytes < (int64_t{1} << 20) || options.buffer_bytes > (int64_t{1} << 36))
-    return InvalidArgument("buffer_bytes: must be in [1 MiB, 64 GiB]; use far more than the last-level cache");
+  ReadProbe probe;  // validates buffer_bytes before anything is timed
+  GOLDILOCKS_RETURN_IF_ERROR(ReadProbe::create(options.buffer_bytes, options.threads, &probe));
 
   MachinePeak m;
   m.threads = support::resolve_threads(options.threads);
@@ -181,28 +216,12 @@ Status measure_peak(const PeakOptions& options, MachinePeak* peak) {
   m.fma_gflops_1t = measure_fma(1, options.fma_seconds, options.repeats, &m.fma_gflops_per_cpu_second);
   m.fma_gflops_all = measure_fma(m.threads, options.fma_seconds, options.repeats, &unused);
 
-  // Whole 64-byte lines per thread, so every share is equal and vector-aligned.
-  const int64_t line_floats = 16 * 4;  // 4 vectors of up to 16 lanes
-  const int64_t n = options.buffer_bytes / 4 / (line_floats * m.threads) * (line_floats * m.threads);
-  hwy::AlignedFreeUniquePtr<float[]> buffer = hwy::AllocateAligned<float>(static_cast<size_t>(n));
-  if (!buffer) return ResourceExhausted("buffer_bytes: could not allocate the bandwidth buffer; pass a smaller one");
-  float* data = buffer.get();
-  // First touch by the threads that read it later; small values keep sums
-  // finite. They are hashed from the index, not a repeating pattern: pages with
-  // identical contents can be merged by the hypervisor (KSM), and then the
-  // "stream" reads a few cached pages (seen: 71 GB/s against 36-47 GB/s).
-#pragma omp parallel for num_threads(m.threads) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t h = (static_cast<uint64_t>(i) + 1) * 0x9E3779B97F4A7C15ull;
-    data[i] = static_cast<float>(h >> 61) * 0.125f;
-  }
-  float sink = 0.0f;
   std::vector<double> one, all;
   for (int r = 0; r < options.repeats; ++r) {
-    one.push_back(read_gbs(1, data, n, &sink));
-    all.push_back(read_gbs(m.threads, data, n, &sink));
+    one.push_back(probe.sweep_gbs(1));
+    all.push_back(probe.sweep_gbs());
   }
-  if (!std::isfinite(sink)) return Internal("peak: the bandwidth checksum is not finite");
+  if (!probe.checksum_finite()) return Internal("peak: the bandwidth checksum is not finite");
   m.read_gbs_1t = median(one);
   m.read_gbs_all = median(all);
   *peak = m;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "goldilocks/status.h"
+#include "hwy/aligned_allocator.h"
 
 namespace goldilocks::analysis {
 
@@ -32,6 +33,29 @@ struct PeakOptions {
 
 // Measures the ceilings (a few seconds with the defaults). Errors name the bad option.
 Status measure_peak(const PeakOptions& options, MachinePeak* peak);
+
+// The streaming read of measure_peak as a probe to interleave with timed work.
+// The read ceiling of a shared host drifts (seen here: 35-80 GB/s for two
+// threads within a minute, as the vCPUs move between cores and other tenants
+// come and go), so a memory-bound timing is compared with a sweep taken just
+// before it rather than with one taken seconds away.
+class ReadProbe {
+ public:
+  // Allocates and first-touches buffer_bytes for `threads` threads (0 = all);
+  // the limits of PeakOptions apply and errors name the option.
+  static Status create(int64_t buffer_bytes, int threads, ReadProbe* probe);
+  // One sweep of the whole buffer, each of `threads` threads (0 = the
+  // probe's own count) streaming its contiguous share; GB/s.
+  double sweep_gbs(int threads = 0);
+  // False if the sums went non-finite (the sweeps could not be trusted).
+  bool checksum_finite() const;
+
+ private:
+  hwy::AlignedFreeUniquePtr<float[]> buffer_;
+  int64_t n_ = 0;  // floats
+  int threads_ = 1;
+  float sink_ = 0.0f;
+};
 
 // One JSON object with the field names above; parse accepts exactly that.
 std::string peak_to_json(const MachinePeak& peak);

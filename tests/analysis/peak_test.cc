@@ -56,6 +56,26 @@ TEST(Peak, RejectsBadOptionsByName) {
   EXPECT_EQ(p.isa, "untouched");  // a failed call changes nothing
 }
 
+TEST(ReadProbe, SweepsArePositiveAndFiniteForAnyThreadCount) {
+  ReadProbe probe;
+  ASSERT_TRUE(ReadProbe::create(8 << 20, 0, &probe).ok());
+  for (int threads : {0, 1, 2, 64}) {  // 0 = the probe's own count; more than it is capped
+    const double gbs = probe.sweep_gbs(threads);
+    EXPECT_TRUE(std::isfinite(gbs)) << threads;
+    EXPECT_GT(gbs, 0.0) << threads;
+  }
+  EXPECT_TRUE(probe.checksum_finite());
+}
+
+TEST(ReadProbe, RejectsBadOptionsByName) {
+  ReadProbe probe;
+  Status st = ReadProbe::create(1024, 1, &probe);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("buffer_bytes:", 0), 0u) << st.message();
+  st = ReadProbe::create(8 << 20, -1, &probe);
+  EXPECT_EQ(st.message().rfind("threads:", 0), 0u) << st.message();
+}
+
 TEST(Peak, JsonRoundTripsEveryField) {
   MachinePeak p;
   p.isa = "AVX3";

@@ -148,7 +148,7 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
   const uint8_t* vrows[kTile];
   const uint8_t* kparams[kTile];
   const uint8_t* formed = nullptr;  // per-channel K: the group whose q∘scale is formed
-  KeyCursor ahead{&p, b, hk, j_begin + PrefetchDistance(kv), j_end};
+  KeyCursor ahead(&p, b, hk, j_begin + PrefetchDistance(kv), j_end);
   ahead.Start(j_begin);
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile) {
     const int64_t cols = std::min(kTile, j_end - j0);

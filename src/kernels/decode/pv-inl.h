@@ -67,8 +67,10 @@ void PvTileByToken(const quant::RowFormat& f, const uint8_t* const* vrows, int64
 // in registers while the tile's keys stream through: UB·V·R independent fma
 // chains, acc loaded and stored once per tile. Float formats: w is p itself
 // ([R][kTile]). Quantized: w is [key][R][slot] with p·(scale_g, min_g) at
-// [2g, 2g+1], min_sum [R][slot] with Σ p·min_g at [2g + 1] (see PvRowsByVector).
-template <KvStorage S, int R, int UB>
+// [2g, 2g+1], min_sum [R][slot] with Σ p·min_g at [2g + 1] (see PvRowsByVector);
+// with one group (kRowWeights) w is [R][kTile] like p, so a key's R weights
+// are broadcast once for all units instead of once per unit and row.
+template <KvStorage S, int R, int UB, bool kRowWeights>
 HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, int64_t u0,
                         const float* w, int64_t slot, const float* min_sum, float* const* acc) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
@@ -88,7 +90,7 @@ HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* 
       VF x[V];
       LoadUnit<S>(df, f, vrows[c], u0 + k, x);
       for (int r = 0; r < R; ++r) {
-        const VF wr = hn::Set(df, kQuant ? w[(c * R + r) * slot + 2 * g[k]] : w[r * kTile + c]);
+        const VF wr = hn::Set(df, kQuant && !kRowWeights ? w[(c * R + r) * slot + 2 * g[k]] : w[r * kTile + c]);
         for (int i = 0; i < V; ++i) a[r][k * V + i] = hn::MulAdd(wr, x[i], a[r][k * V + i]);
       }
     }
@@ -102,6 +104,20 @@ HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* 
       }
     }
   }
+}
+
+// Every unit of the rows, in blocks of 8 vectors for one row and 4 per row
+// for 2–4 rows (int4 units hold two).
+template <KvStorage S, int R, bool kRowWeights>
+HWY_INLINE void PvAllUnits(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* w,
+                           int64_t slot, const float* min_sum, float* const* acc) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int kUnits = (R == 1 ? 8 : 4) / kVecs<S>;
+  const int64_t units = UnitCount<S>(f, N);
+  int64_t u = 0;
+  for (; u + kUnits <= units; u += kUnits)
+    PvUnits<S, R, kUnits, kRowWeights>(df, f, vrows, cols, u, w, slot, min_sum, acc);
+  for (; u < units; ++u) PvUnits<S, R, 1, kRowWeights>(df, f, vrows, cols, u, w, slot, min_sum, acc);
 }
 
 // pass 4, by vector, for R rows (see PvUnits). Quantized formats fold the
@@ -121,39 +137,70 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
   // key order per lane (independent chains, no scalar loop per group).
   const int64_t slot = round_up(2 * f.groups(), kPad);
   float* min_sum = weights + kTile * R * slot;
+  bool row_weights = !kQuant;
   if constexpr (kQuant) {
-    const int64_t n_params = 2 * f.groups();
-    for (int64_t k0 = 0; k0 < n_params; k0 += N) {
-      const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));
-      VF ms[R];
-      for (int r = 0; r < R; ++r) ms[r] = hn::Zero(df);
+    row_weights = f.groups() == 1;
+    if (row_weights) {
+      // One group (int8/int4 per token): w[r][c] = p·scale_c, by vector across
+      // keys, and Σ p·min_c per row in key order: the products and sums of
+      // the general form below, without a vector store per key and row.
+      HWY_ALIGN float scales[kTile];
+      float mins[kTile];
       for (int64_t c = 0; c < cols; ++c) {
-        const VF params = hn::MaskedLoad(in_row, df, reinterpret_cast<const float*>(vrows[c]) + k0);
-        for (int r = 0; r < R; ++r) {
+        const float* params = reinterpret_cast<const float*>(vrows[c]);
+        scales[c] = params[0];
+        mins[c] = params[1];
+      }
+      const VF masked_p = hn::Set(df, kMaskedP);
+      for (int r = 0; r < R; ++r) {
+        float ms = 0.0f;
+        for (int64_t c = 0; c < cols; ++c) {
           const float pr = p[r * kTile + c];
-          float* wr = weights + (c * R + r) * slot + k0;
-          if (pr == kMaskedP) {  // weight 0: a masked key's NaN scale must not reach acc
-            hn::StoreU(hn::Zero(df), df, wr);
-            continue;
-          }
-          const VF pv = hn::Set(df, pr);
-          hn::StoreU(hn::Mul(pv, params), df, wr);
-          ms[r] = hn::MulAdd(pv, params, ms[r]);
+          if (pr != kMaskedP) ms = std::fma(pr, mins[c], ms);
+        }
+        min_sum[r * slot + 1] = ms;
+        for (int64_t c = 0; c < cols; c += N) {
+          const auto live = hn::FirstN(df, static_cast<size_t>(cols - c));
+          const VF pr = hn::Load(df, p + r * kTile + c);
+          // weight 0 for masked keys: a masked key's NaN scale must not reach acc
+          const VF wr = hn::IfThenElseZero(hn::AndNot(hn::Eq(pr, masked_p), live),
+                                           hn::Mul(pr, hn::MaskedLoad(live, df, scales + c)));
+          hn::Store(wr, df, weights + r * kTile + c);
         }
       }
-      for (int r = 0; r < R; ++r) hn::StoreU(ms[r], df, min_sum + r * slot + k0);
+    } else {
+      const int64_t n_params = 2 * f.groups();
+      for (int64_t k0 = 0; k0 < n_params; k0 += N) {
+        const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));
+        VF ms[R];
+        for (int r = 0; r < R; ++r) ms[r] = hn::Zero(df);
+        for (int64_t c = 0; c < cols; ++c) {
+          const VF params = hn::MaskedLoad(in_row, df, reinterpret_cast<const float*>(vrows[c]) + k0);
+          for (int r = 0; r < R; ++r) {
+            const float pr = p[r * kTile + c];
+            float* wr = weights + (c * R + r) * slot + k0;
+            if (pr == kMaskedP) {  // weight 0: a masked key's NaN scale must not reach acc
+              hn::StoreU(hn::Zero(df), df, wr);
+              continue;
+            }
+            const VF pv = hn::Set(df, pr);
+            hn::StoreU(hn::Mul(pv, params), df, wr);
+            ms[r] = hn::MulAdd(pv, params, ms[r]);
+          }
+        }
+        for (int r = 0; r < R; ++r) hn::StoreU(ms[r], df, min_sum + r * slot + k0);
+      }
     }
     w = weights;
   }
-  // 8 vectors for one row, 4 per row for 2–4 rows (int4 units hold two).
-  constexpr int kUnits = (R == 1 ? 8 : 4) / kVecs<S>;
-  const int64_t units = UnitCount<S>(f, N);
-  int64_t u = 0;
-  for (; u + kUnits <= units; u += kUnits) PvUnits<S, R, kUnits>(df, f, vrows, cols, u, w, slot, min_sum, acc);
-  for (; u < units; ++u) PvUnits<S, R, 1>(df, f, vrows, cols, u, w, slot, min_sum, acc);
+  if (row_weights) {
+    PvAllUnits<S, R, true>(df, f, vrows, cols, w, slot, min_sum, acc);
+  } else if constexpr (kQuant) {
+    PvAllUnits<S, R, false>(df, f, vrows, cols, w, slot, min_sum, acc);
+  }
   if constexpr (!kQuant) {
     // Float formats whose dim is not a multiple of N: the tail, key by key, same fma.
-    const int64_t span = units * N;
+    const int64_t span = UnitCount<S>(f, N) * N;
     if (span < f.dim) {
       for (int64_t c = 0; c < cols; ++c) {
         quant::dequantize_row(f, vrows[c], tmp);

@@ -107,12 +107,13 @@ HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* 
 }
 
 // Every unit of the rows, in blocks of 8 vectors for one row and 4 per row
-// for 2–4 rows (int4 units hold two).
+// for 2–4 rows (int4 units hold two), fewer where registers run out
+// (kAccumulators).
 template <KvStorage S, int R, bool kRowWeights>
 HWY_INLINE void PvAllUnits(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols, const float* w,
                            int64_t slot, const float* min_sum, float* const* acc) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  constexpr int kUnits = (R == 1 ? 8 : 4) / kVecs<S>;
+  constexpr int kUnits = std::min(R == 1 ? 8 : 4, kAccumulators / R) / kVecs<S>;
   const int64_t units = UnitCount<S>(f, N);
   int64_t u = 0;
   for (; u + kUnits <= units; u += kUnits)

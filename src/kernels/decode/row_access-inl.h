@@ -96,6 +96,17 @@ bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
 template <KvStorage S>
 inline constexpr int kVecs = S == KvStorage::kInt4 ? 2 : 1;
 
+// Accumulators a block keeps in registers: half the target's vector
+// registers, the rest for the q / weight / K-V vectors of the block. x86
+// before AVX-512 has 16: its 4-row blocks take half the keys (pass 1) or
+// units (pass 4) of AVX-512's, which spilled 4x4 accumulators to the stack.
+inline constexpr int kAccumulators = (HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3) ? 8 : 16;
+
+// Keys per pass-1 block of R rows (kTwoSets: per-group dot sums beside the
+// accumulators): 8 for one row, 4 for more, fewer where registers run out.
+template <int R, bool kTwoSets = false>
+inline constexpr int kKeysPerBlock = std::min(R == 1 ? 8 : 4, std::max(1, kAccumulators / (R * (kTwoSets ? 2 : 1))));
+
 // Whole units of a row; float formats leave dim % N elements to a tail.
 template <KvStorage S>
 HWY_INLINE int64_t UnitCount(const quant::RowFormat& f, int64_t N) {

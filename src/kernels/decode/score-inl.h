@@ -189,13 +189,12 @@ HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const
   }
 }
 
-// pass 1 in blocks of up to 4 rows: ≤ 16 accumulators (one row × 8 keys or
-// 2–4 rows × 4 keys; folded over several groups: half the keys, for the
-// per-group dot sums).
+// pass 1 in blocks of up to 4 rows: up to kAccumulators accumulators (one row
+// × 8 keys or 2–4 rows × 4 keys on AVX-512; folded over several groups: half
+// the keys, for the per-group dot sums; kKeysPerBlock).
 template <KvStorage S, bool kFolded>
 void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
                     int64_t rows, int64_t dqp, float scale, float* s, float* tmp, KeyCursor* cursor) {
-  constexpr int kHalf = kFolded ? 2 : 1;
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const float* qr = q + r0 * dqp;
     float* sr = s + r0 * kTile;
@@ -203,19 +202,35 @@ void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krow
     if constexpr (kFolded) {
       if (f.groups() == 1) {  // no per-group sums to keep: the unfolded block sizes
         switch (std::min<int64_t>(4, rows - r0)) {
-          case 4: ScoreRows<S, 4, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
-          case 3: ScoreRows<S, 3, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
-          case 2: ScoreRows<S, 2, 4, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
-          default: ScoreRows<S, 1, 8, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+          case 4:
+            ScoreRows<S, 4, kKeysPerBlock<4>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            break;
+          case 3:
+            ScoreRows<S, 3, kKeysPerBlock<3>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            break;
+          case 2:
+            ScoreRows<S, 2, kKeysPerBlock<2>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            break;
+          default:
+            ScoreRows<S, 1, kKeysPerBlock<1>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            break;
         }
         continue;
       }
     }
     switch (std::min<int64_t>(4, rows - r0)) {
-      case 4: ScoreRows<S, 4, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
-      case 3: ScoreRows<S, 3, 4 / kHalf, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
-      case 2: ScoreRows<S, 2, 4, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
-      default: ScoreRows<S, 1, 8, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead); break;
+      case 4:
+        ScoreRows<S, 4, kKeysPerBlock<4, kFolded>, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+        break;
+      case 3:
+        ScoreRows<S, 3, kKeysPerBlock<3, kFolded>, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+        break;
+      case 2:
+        ScoreRows<S, 2, kKeysPerBlock<2, kFolded>, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+        break;
+      default:
+        ScoreRows<S, 1, kKeysPerBlock<1, kFolded>, kFolded>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+        break;
     }
   }
 }

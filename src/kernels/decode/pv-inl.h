@@ -152,14 +152,18 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
         scales[c] = params[0];
         mins[c] = params[1];
       }
+      // The rows' chains side by side: one row after another, their latency
+      // (an fma per key) added up.
+      float ms[R] = {};
+      for (int64_t c = 0; c < cols; ++c) {
+        for (int r = 0; r < R; ++r) {
+          const float pr = p[r * kTile + c];
+          ms[r] = pr != kMaskedP ? std::fma(pr, mins[c], ms[r]) : ms[r];
+        }
+      }
       const VF masked_p = hn::Set(df, kMaskedP);
       for (int r = 0; r < R; ++r) {
-        float ms = 0.0f;
-        for (int64_t c = 0; c < cols; ++c) {
-          const float pr = p[r * kTile + c];
-          if (pr != kMaskedP) ms = std::fma(pr, mins[c], ms);
-        }
-        min_sum[r * slot + 1] = ms;
+        min_sum[r * slot + 1] = ms[r];
         for (int64_t c = 0; c < cols; c += N) {
           const auto live = hn::FirstN(df, static_cast<size_t>(cols - c));
           const VF pr = hn::Load(df, p + r * kTile + c);

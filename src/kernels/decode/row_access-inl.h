@@ -154,25 +154,22 @@ HWY_INLINE void LoadUnit(DF df, const quant::RowFormat& f, const uint8_t* row, i
 }
 
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-// The transpose-style tree of SumEachVector with in-block shuffles on x86.
-// PairSums: adjacent lanes of two vectors, per 128-bit block
-//   [a0+a1, a2+a3, b0+b1, b2+b3],
-// an in-block vshufps pair instead of two cross-block vpermt2ps.
-HWY_INLINE VF PairSums(VF a, VF b) {
+// One level of SumEachVector's tree on x86: adjacent pairs of two vectors
+// added, lanes within each 128-bit block (kBlocks false, in-block vshufps
+// instead of two cross-block vpermt2ps)
+//   [a0+a1, a2+a3, b0+b1, b2+b3] per block,
+// or whole 128-bit blocks (kBlocks true)
+//   [a.0+a.1, a.2+a.3, b.0+b.1, b.2+b.3] on AVX-512, [a.0+a.1, b.0+b.1] on AVX2.
+template <bool kBlocks>
+HWY_INLINE VF FoldPairs(VF a, VF b) {
 #if HWY_TARGET <= HWY_AVX3
-  return VF{_mm512_add_ps(_mm512_shuffle_ps(a.raw, b.raw, 0x88), _mm512_shuffle_ps(a.raw, b.raw, 0xDD))};
+  const __m512 even = kBlocks ? _mm512_shuffle_f32x4(a.raw, b.raw, 0x88) : _mm512_shuffle_ps(a.raw, b.raw, 0x88);
+  const __m512 odd = kBlocks ? _mm512_shuffle_f32x4(a.raw, b.raw, 0xDD) : _mm512_shuffle_ps(a.raw, b.raw, 0xDD);
+  return VF{_mm512_add_ps(even, odd)};
 #else
-  return VF{_mm256_add_ps(_mm256_shuffle_ps(a.raw, b.raw, 0x88), _mm256_shuffle_ps(a.raw, b.raw, 0xDD))};
-#endif
-}
-
-// BlockSums: adjacent 128-bit blocks of two vectors,
-//   [a.0+a.1, a.2+a.3, b.0+b.1, b.2+b.3] (AVX-512), [a.0+a.1, b.0+b.1] (AVX2).
-HWY_INLINE VF BlockSums(VF a, VF b) {
-#if HWY_TARGET <= HWY_AVX3
-  return VF{_mm512_add_ps(_mm512_shuffle_f32x4(a.raw, b.raw, 0x88), _mm512_shuffle_f32x4(a.raw, b.raw, 0xDD))};
-#else
-  return VF{_mm256_add_ps(_mm256_permute2f128_ps(a.raw, b.raw, 0x20), _mm256_permute2f128_ps(a.raw, b.raw, 0x31))};
+  const __m256 even = kBlocks ? _mm256_permute2f128_ps(a.raw, b.raw, 0x20) : _mm256_shuffle_ps(a.raw, b.raw, 0x88);
+  const __m256 odd = kBlocks ? _mm256_permute2f128_ps(a.raw, b.raw, 0x31) : _mm256_shuffle_ps(a.raw, b.raw, 0xDD);
+  return VF{_mm256_add_ps(even, odd)};
 #endif
 }
 #endif
@@ -184,7 +181,7 @@ HWY_INLINE VF BlockSums(VF a, VF b) {
 // it sits in the block and whatever kCount is (absent partners are zeros in
 // other lanes), so the bits do not depend on the blocking, nor on the target's
 // shuffles: x86 folds lanes within 128-bit blocks first and then the blocks
-// (PairSums, BlockSums), the portable form by ConcatEven/ConcatOdd; both add
+// (FoldPairs), the portable form by ConcatEven/ConcatOdd; both add
 // the same pairs in the same order.
 template <int kCount>
 HWY_INLINE void SumEachVector(DF df, VF* v, float* sums) {
@@ -200,18 +197,18 @@ HWY_INLINE void SumEachVector(DF df, VF* v, float* sums) {
   for (int64_t i0 = 0; i0 < kCount; i0 += N) {
     const int64_t count = std::min<int64_t>(N, kCount - i0);
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-    // Levels of PairSums, two within the 128-bit blocks, then BlockSums; the
-    // lanes of the last vector are the sums in order.
+    // Two levels within the 128-bit blocks, then the blocks; the lanes of
+    // the last vector are the sums in order.
     auto at = [&](int64_t i) { return i < count ? v[i0 + i] : hn::Zero(df); };
     VF w[N / 2];
 #pragma GCC unroll 8
-    for (int64_t j = 0; j < N / 2; ++j) w[j] = PairSums(at(2 * j), at(2 * j + 1));
+    for (int64_t j = 0; j < N / 2; ++j) w[j] = FoldPairs<false>(at(2 * j), at(2 * j + 1));
 #pragma GCC unroll 4
-    for (int64_t j = 0; j < N / 4; ++j) w[j] = PairSums(w[2 * j], w[2 * j + 1]);
+    for (int64_t j = 0; j < N / 4; ++j) w[j] = FoldPairs<false>(w[2 * j], w[2 * j + 1]);
 #pragma GCC unroll 4
     for (int64_t m = N / 4; m > 1; m /= 2) {
 #pragma GCC unroll 2
-      for (int64_t j = 0; j < m / 2; ++j) w[j] = BlockSums(w[2 * j], w[2 * j + 1]);
+      for (int64_t j = 0; j < m / 2; ++j) w[j] = FoldPairs<true>(w[2 * j], w[2 * j + 1]);
     }
     hn::Store(w[0], df, lanes);
 #else

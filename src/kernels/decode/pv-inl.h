@@ -142,36 +142,29 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
   if constexpr (kQuant) {
     row_weights = f.groups() == 1;
     if (row_weights) {
-      // One group (int8/int4 per token): w[r][c] = p·scale_c, by vector across
-      // keys, and Σ p·min_c per row in key order: the products and sums of
-      // the general form below, without a vector store per key and row.
+      // One group (int8/int4 per token): w[r][c] = p·scale_c and Σ p·min_c,
+      // by vector across keys (the general form below stores a vector per key
+      // and row, and chains the Σ key by key: 4 cycles a key at one row).
       HWY_ALIGN float scales[kTile];
-      float mins[kTile];
+      HWY_ALIGN float mins[kTile];
       for (int64_t c = 0; c < cols; ++c) {
         const float* params = reinterpret_cast<const float*>(vrows[c]);
         scales[c] = params[0];
         mins[c] = params[1];
       }
-      // The rows' chains side by side: one row after another, their latency
-      // (an fma per key) added up.
-      float ms[R] = {};
-      for (int64_t c = 0; c < cols; ++c) {
-        for (int r = 0; r < R; ++r) {
-          const float pr = p[r * kTile + c];
-          ms[r] = pr != kMaskedP ? std::fma(pr, mins[c], ms[r]) : ms[r];
-        }
-      }
       const VF masked_p = hn::Set(df, kMaskedP);
       for (int r = 0; r < R; ++r) {
-        min_sum[r * slot + 1] = ms[r];
+        VF ms = hn::Zero(df);
         for (int64_t c = 0; c < cols; c += N) {
           const auto live = hn::FirstN(df, static_cast<size_t>(cols - c));
           const VF pr = hn::Load(df, p + r * kTile + c);
-          // weight 0 for masked keys: a masked key's NaN scale must not reach acc
-          const VF wr = hn::IfThenElseZero(hn::AndNot(hn::Eq(pr, masked_p), live),
-                                           hn::Mul(pr, hn::MaskedLoad(live, df, scales + c)));
-          hn::Store(wr, df, weights + r * kTile + c);
+          // masked keys weigh 0: their scale and min may be NaN and must not reach acc
+          const auto keep = hn::AndNot(hn::Eq(pr, masked_p), live);
+          hn::Store(hn::IfThenElseZero(keep, hn::Mul(pr, hn::MaskedLoad(live, df, scales + c))), df,
+                    weights + r * kTile + c);
+          ms = hn::Add(ms, hn::IfThenElseZero(keep, hn::Mul(pr, hn::MaskedLoad(live, df, mins + c))));
         }
+        min_sum[r * slot + 1] = hn::GetLane(hn::SumOfLanes(df, ms));
       }
     } else {
       const int64_t n_params = 2 * f.groups();

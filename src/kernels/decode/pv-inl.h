@@ -133,9 +133,8 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
   const float* w = p;  // float formats: the probabilities themselves ([R][kTile])
-  // Quantized: one vector product p·(scale, min, scale, min, ...) per key and
-  // row, the key's params loaded once for all rows; Σ p·min accumulates in
-  // key order per lane (independent chains, no scalar loop per group).
+  // Quantized weights and Σ p·min: [R][kTile] and one sum per row with one
+  // group; with several, [key][R][slot] (see PvUnits).
   const int64_t slot = round_up(2 * f.groups(), kPad);
   float* min_sum = weights + kTile * R * slot;
   bool row_weights = !kQuant;
@@ -167,6 +166,9 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
         min_sum[r * slot + 1] = hn::GetLane(hn::SumOfLanes(df, ms));
       }
     } else {
+      // Several groups: one vector product p·(scale, min, scale, min, ...) per
+      // key and row, the key's params loaded once for all rows; Σ p·min
+      // accumulates in key order per lane (independent chains).
       const int64_t n_params = 2 * f.groups();
       for (int64_t k0 = 0; k0 < n_params; k0 += N) {
         const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));

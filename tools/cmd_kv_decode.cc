@@ -8,8 +8,9 @@
 // 0.60 for int4 with one row; int4 with several rows is compared with its
 // arithmetic floor instead (FLOPs / the FMA peak measured in the same run).
 // The pairing matters on a shared host, whose two-thread read ceiling moved
-// between 35 and 80 GB/s within a minute here: a ceiling measured seconds
-// before or after the timings judged the same kernel 54% or 119%.
+// between 38 and 81 GB/s within a minute here: a ceiling measured seconds
+// before or after the timings judged the same kernel 52% in one run and 119%
+// in the next.
 // Storages take turns call by call (their caches built first), so the host's
 // bandwidth drift reaches them alike and their ratios compare like with like.
 // Also shows that a decode step (append one token + attend) allocates nothing.

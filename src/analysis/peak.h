@@ -35,10 +35,10 @@ struct PeakOptions {
 Status measure_peak(const PeakOptions& options, MachinePeak* peak);
 
 // The streaming read of measure_peak as a probe to interleave with timed work.
-// The read ceiling of a shared host drifts (seen here: 35-80 GB/s for two
-// threads within a minute, as the vCPUs move between cores and other tenants
-// come and go), so a memory-bound timing is compared with a sweep taken just
-// before it rather than with one taken seconds away.
+// The read ceiling of a shared host drifts with its other tenants (seen here:
+// 38-81 GB/s for two threads within a minute), so a memory-bound timing is
+// compared with a sweep taken just before it rather than with one taken
+// seconds away.
 class ReadProbe {
  public:
   // Allocates and first-touches buffer_bytes for `threads` threads (0 = all);

@@ -105,7 +105,7 @@ HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64
 }
 
 // Requests rows[0..n) (row_bytes each), back-to-back rows as one byte range
-// per run (the per-channel K layout, whose rows PrefetchPages cannot walk by page).
+// per run (the per-channel K layout, whose rows KeyCursor cannot walk by page).
 HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
   for (int64_t c = 0; c < n;) {
     int64_t end = c + 1;
@@ -115,22 +115,7 @@ HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_
   }
 }
 
-// Requests the K and V rows of keys [j, j + n) of a layout whose rows run
-// page by page (not per-channel K), without forming the row addresses.
-HWY_INLINE void PrefetchPages(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
-  const KvRows& kv = p.kv;
-  for (int64_t page_index = j / kv.page_size, slot = j % kv.page_size; n > 0; ++page_index, slot = 0) {
-    const int64_t run = std::min(n, kv.page_size - slot), page = kv.page_id(b, page_index);
-    PrefetchRun(kv.k_base + page * kv.k_page_bytes + hk * kv.k_head_bytes + slot * kv.k_row_bytes, run, kv.k_row_bytes,
-                kv.kf.row_bytes());
-    PrefetchRun(kv.v_base + page * kv.v_page_bytes + hk * kv.v_head_bytes + slot * kv.v_row_bytes, run, kv.v_row_bytes,
-                kv.vf.row_bytes());
-    n -= run;
-  }
-  KeepPrefetches();
-}
-
-// The per-channel K form of PrefetchKeys. Out of line, since its rows need
+// The per-channel K requests of KeyCursor. Out of line, since its rows need
 // their addresses formed (TileRows): inlined into every score block of every
 // storage and ISA, decode.cc took 3.6x as long to compile.
 inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
@@ -142,13 +127,6 @@ inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, 
   PrefetchRows(krows, n, kv.kf.code_bytes());
   PrefetchRows(vrows, n, kv.vf.row_bytes());
   KeepPrefetches();
-}
-
-// Requests the K and V rows of keys [j, j + n), n <= kTile, for either layout.
-HWY_INLINE void PrefetchKeys(const DecodeProblem& p, int64_t b, int64_t hk, int64_t j, int64_t n) {
-  if (n <= 0) return;
-  if (!p.kv.k_per_channel) return PrefetchPages(p, b, hk, j, n);
-  PrefetchChannelKeys(p, b, hk, j, n);
 }
 
 // The prefetch cursor of one split: runs `ahead` keys in front of pass 1,
@@ -170,9 +148,12 @@ class KeyCursor {
 
   // Requests the split's first keys, up to where the cursor starts: without
   // this they arrive one demand miss at a time.
+  // A cursor from j_begin walks them (tile by tile: the per-channel requests
+  // form at most a tile of row addresses at a time).
   HWY_INLINE void Start(int64_t j_begin) const {
-    for (int64_t j = j_begin; j < std::min(next_, end_); j += kTile)
-      PrefetchKeys(*p_, b_, hk_, j, std::min({kTile, next_ - j, end_ - j}));
+    const int64_t stop = std::min(next_, end_);
+    KeyCursor lead(p_, b_, hk_, j_begin, stop);
+    for (int64_t j = j_begin; j < stop; j += kTile) lead.Advance(kTile);
   }
 
   HWY_INLINE void Advance(int64_t n) {

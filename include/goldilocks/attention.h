@@ -43,6 +43,11 @@ enum class Backend : uint8_t {
                // the only backend that reads a KvCache
 };
 
+// Most query rows per call the decode backend takes over plain K/V tensors (a
+// KvCache is read by decode at any Nq): beyond this, the flash kernel's query
+// tiles reuse each K/V tile across more rows than decode's items do.
+inline constexpr int64_t kDecodeMaxQueryRows = 16;
+
 const char* backend_name(Backend backend);
 // Parses "auto", "reference", "math", "flash", "decode"; returns false on anything else.
 bool parse_backend(const std::string& name, Backend* backend);

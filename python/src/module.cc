@@ -34,4 +34,6 @@ NB_MODULE(_core, m) {
       "n"_a, "Threads per call from now on (0 restores the default: the cores available; negative raises ValueError).");
   m.def("get_num_threads", &goldilocks::default_num_threads, "Threads a call uses (unless concurrent calls share the cores).");
   m.def("available_cores", &goldilocks::support::available_cores, "Cores this process may run on.");
+  // The decode backend's query-row limit (goldilocks::kDecodeMaxQueryRows), for hf's prefill test.
+  m.attr("DECODE_MAX_QUERY_ROWS") = goldilocks::kDecodeMaxQueryRows;
 }

@@ -60,9 +60,9 @@ std::string check_no_kv_cache(const Problem& p) {
 // query rows the flash kernel's tiles reuse K/V better. A cache is read by
 // decode at any Nq (chunked prefill), since no other backend can.
 std::string check_few_query_rows(const Problem& p) {
-  if (p.cache != nullptr || p.Nq <= kernels::kDecodeMaxQueryRows) return "";
-  return "Nq = " + std::to_string(p.Nq) + " query rows; decode takes at most " +
-         std::to_string(kernels::kDecodeMaxQueryRows) + " (flash tiles serve longer query blocks)";
+  if (p.cache != nullptr || p.Nq <= kDecodeMaxQueryRows) return "";
+  return "Nq = " + std::to_string(p.Nq) + " query rows; decode takes at most " + std::to_string(kDecodeMaxQueryRows) +
+         " (flash tiles serve longer query blocks)";
 }
 
 

@@ -86,11 +86,6 @@ struct DecodeWorkspace {
   support::TrackedBuffer<float> partial;  // per-split (out, lse) when splits > 1
 };
 
-// Most query rows per call the decode backend takes: beyond this, the flash
-// kernel's query tiles reuse each K/V tile across more rows than decode's
-// per-item rows do.
-inline constexpr int64_t kDecodeMaxQueryRows = 16;
-
 // Split count for a problem: at least 32 (b, kv head, chunk) items, so every
 // core gets several (a thread that loses its core then delays the call by its
 // items only), chunks of at least 256 keys. Depends only on

@@ -25,6 +25,7 @@
 
 #include "analysis/kv_accuracy.h"
 #include "analysis/peak.h"
+#include "analysis/stats.h"
 #include "commands.h"
 #include "goldilocks/attention.h"
 #include "goldilocks/kv_cache.h"
@@ -45,10 +46,8 @@ struct Options {
   bool accuracy = true;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+// The middle of a set of samples (analysis' timing statistics).
+double median(const std::vector<double>& v) { return analysis::summarize(v).median; }
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;

@@ -65,6 +65,7 @@ HWY_AFTER_NAMESPACE();
 #include <vector>
 
 #include "analysis/peak.h"
+#include "analysis/stats.h"
 #include "hwy/aligned_allocator.h"
 #include "support/isa.h"
 #include "support/threading.h"
@@ -79,11 +80,7 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+double median(const std::vector<double>& v) { return summarize(v).median; }
 
 // CPU time of the whole process (all threads), in seconds.
 double process_cpu_seconds() {

@@ -88,7 +88,7 @@ HWY_INLINE void PvUnits(DF df, const quant::RowFormat& f, const uint8_t* const* 
   for (int64_t c = 0; c < cols; ++c) {
     for (int k = 0; k < UB; ++k) {
       VF x[V];
-      LoadUnit<S>(df, f, vrows[c], u0 + k, x);
+      LoadUnit<S, kQuant>(df, f, vrows[c], u0 + k, x);
       for (int r = 0; r < R; ++r) {
         const VF wr = hn::Set(df, kQuant && !kRowWeights ? w[(c * R + r) * slot + 2 * g[k]] : w[r * kTile + c]);
         for (int i = 0; i < V; ++i) a[r][k * V + i] = hn::MulAdd(wr, x[i], a[r][k * V + i]);
@@ -122,9 +122,12 @@ HWY_INLINE void PvAllUnits(DF df, const quant::RowFormat& f, const uint8_t* cons
 }
 
 // pass 4, by vector, for R rows (see PvUnits). Quantized formats fold the
-// dequantization into the weights: acc += (p·scale)·code per key and
-// Σ p·min once per group, and masked keys get weight 0 (codes are always
-// finite; a NaN scale only poisons keys that are live). Float formats keep
+// dequantization into the weights: acc += (p·scale)·(code - center) per key
+// and Σ p·(min + center·scale) once per group, and masked keys get weight 0
+// (codes are always finite; a NaN scale only poisons keys that are live).
+// Centred codes keep the running sum near its true size: with code·scale in
+// [0, range] a tile's partial sum grows with its keys until Σ p·min cancels
+// it, and at 128 keys a tile that cost 10x the math path's error. Float formats keep
 // the by-token path's exact arithmetic (one fma per key and element, keys in
 // order), so either path gives the same bits.
 template <KvStorage S, int R>
@@ -149,7 +152,7 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
       for (int64_t c = 0; c < cols; ++c) {
         const float* params = reinterpret_cast<const float*>(vrows[c]);
         scales[c] = params[0];
-        mins[c] = params[1];
+        mins[c] = std::fma(static_cast<float>(kCodeCenter<S>), params[0], params[1]);
       }
       const VF masked_p = hn::Set(df, kMaskedP);
       for (int r = 0; r < R; ++r) {
@@ -170,12 +173,24 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
       // key and row, the key's params loaded once for all rows; Σ p·min
       // accumulates in key order per lane (independent chains).
       const int64_t n_params = 2 * f.groups();
+      // (scale, min) pairs to (scale, min + center·scale): one fma with
+      // (0, center) pairs onto the scales in both lanes.
+      const auto odd = hn::RebindMask(
+          df, hn::Eq(hn::And(hn::Iota(hn::RebindToSigned<DF>(), 0), hn::Set(hn::RebindToSigned<DF>(), 1)),
+                     hn::Set(hn::RebindToSigned<DF>(), 1)));
+      const VF centers = hn::IfThenElseZero(odd, hn::Set(df, static_cast<float>(kCodeCenter<S>)));
       for (int64_t k0 = 0; k0 < n_params; k0 += N) {
         const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));
         VF ms[R];
         for (int r = 0; r < R; ++r) ms[r] = hn::Zero(df);
         for (int64_t c = 0; c < cols; ++c) {
-          const VF params = hn::MaskedLoad(in_row, df, reinterpret_cast<const float*>(vrows[c]) + k0);
+          const float* key_params = reinterpret_cast<const float*>(vrows[c]);
+          const VF raw = hn::MaskedLoad(in_row, df, key_params + k0);
+          // One lane (HWY_SCALAR) holds a scale or a min, never both.
+          const VF params =
+              N > 1    ? hn::MulAdd(hn::DupEven(raw), centers, raw)
+              : k0 % 2 ? hn::Set(df, std::fma(static_cast<float>(kCodeCenter<S>), key_params[k0 - 1], key_params[k0]))
+                       : raw;
           for (int r = 0; r < R; ++r) {
             const float pr = p[r * kTile + c];
             float* wr = weights + (c * R + r) * slot + k0;

@@ -130,8 +130,13 @@ HWY_INLINE int64_t UnitElement(const quant::RowFormat& f, int64_t u, int i, int6
   return u * N;
 }
 
-// Unit u's codes as floats (the values themselves for float formats).
+// The middle of a quantized format's code range (int8 0..255, int4 0..15).
 template <KvStorage S>
+inline constexpr int kCodeCenter = S == KvStorage::kInt4 ? 8 : 128;
+
+// Unit u's codes as floats (the values themselves for float formats);
+// kCentered: code - kCodeCenter, exact (pass 4, see PvRowsByVector).
+template <KvStorage S, bool kCentered = false>
 HWY_INLINE void LoadUnit(DF df, const quant::RowFormat& f, const uint8_t* row, int64_t u, VF* x) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   if constexpr (S == KvStorage::kFloat32) {
@@ -142,13 +147,21 @@ HWY_INLINE void LoadUnit(DF df, const quant::RowFormat& f, const uint8_t* row, i
     x[0] = hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), reinterpret_cast<const hwy::bfloat16_t*>(row) + u * N));
   } else {
     const hn::Rebind<uint8_t, DF> du8;
+    const hn::Rebind<int8_t, DF> di8;
     const hn::Rebind<int32_t, DF> di32;
-    const auto bytes = hn::PromoteTo(di32, hn::LoadU(du8, row + f.param_bytes() + u * N));
+    const auto raw = hn::LoadU(du8, row + f.param_bytes() + u * N);
+    if constexpr (S == KvStorage::kInt8 && kCentered) {
+      // code ^ 0x80 read as signed is code - 128: one op on the bytes
+      x[0] = hn::ConvertTo(df, hn::PromoteTo(di32, hn::BitCast(di8, hn::Xor(raw, hn::Set(du8, 0x80)))));
+      return;
+    }
+    const auto bytes = hn::PromoteTo(di32, raw);
     if constexpr (S == KvStorage::kInt8) {
       x[0] = hn::ConvertTo(df, bytes);
     } else {
-      x[0] = hn::ConvertTo(df, hn::And(bytes, hn::Set(di32, 0xF)));
-      x[1] = hn::ConvertTo(df, hn::ShiftRight<4>(bytes));
+      const auto center = hn::Set(di32, kCentered ? kCodeCenter<S> : 0);
+      x[0] = hn::ConvertTo(df, hn::Sub(hn::And(bytes, hn::Set(di32, 0xF)), center));
+      x[1] = hn::ConvertTo(df, hn::Sub(hn::ShiftRight<4>(bytes), center));
     }
   }
 }

@@ -54,8 +54,8 @@ std::string describe(const Shape& s) {
 }
 
 TEST(DecodeDense, SmallNqShapesMatchTheOracle) {
-  // Nk: empty, one key, tile (32) and split-chunk (256) boundaries, primes.
-  const int64_t nks[] = {0, 1, 2, 31, 32, 33, 257, 1009};
+  // Nk: empty, one key, tile (128) and split-chunk (256) boundaries, primes.
+  const int64_t nks[] = {0, 1, 2, 127, 128, 129, 257, 1009};
   const int64_t nqs[] = {1, 2, 3, 5, 16};
   const std::pair<int64_t, int64_t> heads[] = {{1, 1}, {4, 1}, {8, 2}, {8, 1}};
   const std::pair<int64_t, int64_t> dims[] = {{64, 64}, {7, 5}, {33, 17}, {1, 1}};

@@ -78,13 +78,13 @@ TEST_P(Decode, MatchesOracleOnDequantizedCache) {
       {
         const uint64_t seed = 1000 + Dk * 7 + Nq * 13 + static_cast<int>(causal);
         std::mt19937_64 rng(seed);
-        const int64_t lengths[3] = {0, 1, 67};
-        auto cache = make_cache(config(3, 2, Dk, Dv, 80));
-        for (int64_t b = 0; b < 3; ++b) {
+        const int64_t lengths[4] = {0, 1, 67, 263};  // 263: two whole tiles and a tail
+        auto cache = make_cache(config(4, 2, Dk, Dv, 270));
+        for (int64_t b = 0; b < 4; ++b) {
           Tokens t = random_tokens(cache->config(), lengths[b], rng);
           ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
         }
-        Tensor<float> q = make_tensor<float>({3, 6, Nq, Dk}, Layout::kTransposed);
+        Tensor<float> q = make_tensor<float>({4, 6, Nq, Dk}, Layout::kTransposed);
         fill_normal(q, rng);
         SCOPED_TRACE("Dk " + std::to_string(Dk) + " Nq " + std::to_string(Nq));
         check_cache_against_oracle(*cache, q, attend_cache(*cache, q, causal, GetParam().isa), causal, seed);
@@ -103,11 +103,11 @@ TEST_P(Decode, KeyBlockTailsAndPageBoundariesMatchOracle) {
   std::vector<int64_t> groups = {0};
   if (st == KvStorage::kInt8) groups = {0, 64, 32, 16};  // 64: two long groups (folded, sums per group)
   if (st == KvStorage::kInt4) groups = {0, 128};
-  const std::vector<int64_t> lengths = {1, 7, 15, 16, 17, 33, 40};
+  const std::vector<int64_t> lengths = {1, 7, 15, 16, 17, 33, 40, 127, 128, 129};  // and the tile's (128) edges
   const int64_t Hkv = 2, D = 128;
   for (int64_t group : groups) {
     for (int64_t Hq : {2, 4, 6, 8}) {  // 1, 2, 3 and 4 query rows per KV head
-      KvCacheConfig c = config(static_cast<int64_t>(lengths.size()), Hkv, D, D, 40);
+      KvCacheConfig c = config(static_cast<int64_t>(lengths.size()), Hkv, D, D, 129);
       c.page_size = 5;
       c.k_group_size = c.v_group_size = group;
       SCOPED_TRACE("group " + std::to_string(group) + " Hq " + std::to_string(Hq));

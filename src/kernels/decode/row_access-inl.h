@@ -96,16 +96,24 @@ bool VectorAddressable(const quant::RowFormat& f, int64_t N) {
 template <KvStorage S>
 inline constexpr int kVecs = S == KvStorage::kInt4 ? 2 : 1;
 
-// Accumulators a block keeps in registers: half the target's vector
-// registers, the rest for the q / weight / K-V vectors of the block. x86
-// before AVX-512 has 16: its 4-row blocks take half the keys (pass 1) or
-// units (pass 4) of AVX-512's, which spilled 4x4 accumulators to the stack.
+// Accumulators a pass-4 block keeps in registers: half the target's vector
+// registers, the rest for the weight and V vectors of the block. x86 before
+// AVX-512 has 16: its 4-row blocks take half the units of AVX-512's, which
+// spilled 4x4 accumulators to the stack (12, 3 units of 4 rows, spilled too:
+// 1.25x slower).
 inline constexpr int kAccumulators = (HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3) ? 8 : 16;
+// Pass 1 needs fewer registers beside its accumulators (q comes from memory
+// as the fma's operand, one K vector at a time). On AVX2, 8 chains of a
+// 4-cycle fma reach 1.7 of 2 fmas a cycle, 12 reach 2 (microbenchmark,
+// Zen 5): 4 rows × 3 keys gave f16, bf16 and int8 at 4 rows per KV head
+// 1.06-1.08x, f32 and one row unchanged (keys cached, one thread).
+inline constexpr int kScoreAccumulators = (HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3) ? 12 : 16;
 
 // Keys per pass-1 block of R rows (kTwoSets: per-group dot sums beside the
 // accumulators): 8 for one row, 4 for more, fewer where registers run out.
 template <int R, bool kTwoSets = false>
-inline constexpr int kKeysPerBlock = std::min(R == 1 ? 8 : 4, std::max(1, kAccumulators / (R * (kTwoSets ? 2 : 1))));
+inline constexpr int kKeysPerBlock =
+    std::min(R == 1 ? 8 : 4, std::max(1, kScoreAccumulators / (R * (kTwoSets ? 2 : 1))));
 
 // Whole units of a row; float formats leave dim % N elements to a tail.
 template <KvStorage S>

@@ -75,7 +75,8 @@ HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t 
 //     head): Hkv=8 1.05-1.16x for every storage, Hkv=32 within noise but
 //     int4 1.12x. A 4x unrolled request loop was 1.4x slower: a burst again.
 // 8 KB ahead: with the per-block trickle, 4, 12 and 16 KB were within 4 % of
-// it for every storage at Hkv=8 and 32 (one interleaved run each).
+// it for every storage at Hkv=8 and 32 (one interleaved run each); with
+// 128-key tiles 16 and 32 KB were within this host's noise of it (int8, f16).
 inline constexpr int64_t kPrefetchBytes = 8 << 10;
 
 HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {

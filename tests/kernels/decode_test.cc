@@ -116,6 +116,71 @@ TEST_P(Decode, KeyBlockTailsAndPageBoundariesMatchOracle) {
   }
 }
 
+// V groups whose range overflows float (values near +FLT_MAX and -FLT_MAX in
+// one group: scale clamps to FLT_MAX and most codes dequantize to +inf) and
+// groups just inside it, beside ordinary ones, across a tile edge. Pass 4's
+// folded form would pair +inf and -inf terms there (NaN where the oracle has
+// inf), so such tiles take the by-token path; Inf/NaN positions must match.
+TEST_P(Decode, ValuesNearFloatMaxMatchOracle) {
+  const KvStorage st = GetParam().storage;
+  if (st != KvStorage::kInt8 && st != KvStorage::kInt4) GTEST_SKIP() << "quantized formats only";
+  const float big = 3e38f;
+  for (int64_t group : {int64_t{0}, int64_t{32}}) {  // one group per row; several
+    for (int64_t Hq : {2, 8}) {
+      const uint64_t seed = 1300 + group + Hq;
+      std::mt19937_64 rng(seed);
+      KvCacheConfig c = config(2, 2, 64, 64, 200);
+      c.k_group_size = c.v_group_size = group;
+      auto cache = make_cache(c);
+      for (int64_t b = 0; b < 2; ++b) {
+        Tokens t = random_tokens(cache->config(), 150, rng);
+        for (int64_t h = 0; h < 2; ++h) {
+          // b = 0: one overflowing row past the first tile; b = 1: large but finite ranges only
+          if (b == 0) t.v.at({h, 140, 3}) = big, t.v.at({h, 140, 5}) = -big;
+          t.v.at({h, 20, 7}) = big;
+          t.v.at({h, 90, 2}) = -big;
+        }
+        ASSERT_TRUE(cache->append(b, t.k.view(), t.v.view()).ok());
+      }
+      Tensor<float> q = make_tensor<float>({2, Hq, 1, 64}, Layout::kContiguous);
+      fill_normal(q, rng);
+      SCOPED_TRACE("group " + std::to_string(group) + " Hq " + std::to_string(Hq) + " seed " + std::to_string(seed));
+      const CacheResult got = attend_cache(*cache, q, CausalAlign::kBottomRight, GetParam().isa);
+      ASSERT_TRUE(got.status.ok()) << got.status.to_string();
+      // The outputs reach ~1e36, so errors are relative to each sequence's
+      // largest finite output; Inf/NaN positions exactly as the oracle's.
+      for (int64_t b = 0; b < 2; ++b) {
+        Inputs in;
+        read_sequence(*cache, b, &in.k, &in.v);
+        in.q = make_tensor<float>({1, Hq, 1, 64}, Layout::kContiguous);
+        for (int64_t h = 0; h < Hq; ++h)
+          for (int64_t d = 0; d < 64; ++d) in.q.at({0, h, 0, d}) = q.at({b, h, 0, d});
+        in.causal = CausalAlign::kBottomRight;
+        const Oracle oracle = run_oracle(in);
+        const Result math = run_backend(in, Backend::kMath, 1);
+        ASSERT_TRUE(math.status.ok());
+        double scale = 0, err = 0, math_err = 0;
+        int non_finite = 0;
+        oracle.out.for_each_index([&](const std::vector<int64_t>& idx) {
+          const double w = oracle.out.at(idx), g = got.out.at({b, idx[1], idx[2], idx[3]});
+          if (!std::isfinite(w) || !std::isfinite(g)) {
+            ++non_finite;
+            EXPECT_TRUE((std::isnan(w) && std::isnan(g)) || w == g)
+                << "sequence " << b << " non-finite mismatch: got " << g << ", oracle " << w;
+            return;
+          }
+          scale = std::max(scale, std::abs(w));
+          err = std::max(err, std::abs(g - w));
+          math_err = std::max(math_err, std::abs(math.out.at(idx) - w));
+        });
+        EXPECT_LE(err, 2 * math_err + 1e-6 * scale) << "sequence " << b;
+        if (b == 0) EXPECT_GT(non_finite, 0) << "the overflowing row should reach the output";
+        if (b == 1) EXPECT_GT(scale, 1e30) << "the large rows should dominate the output";
+      }
+    }
+  }
+}
+
 // Rows with many groups (D = 256): pass 4's per-key params span more than
 // one vector (int8 groups of 16: 32 floats), and pass 1 folds several long
 // groups (int8 64, int4 128), for one and four query rows per KV head.

@@ -125,13 +125,17 @@ HWY_INLINE void PvAllUnits(DF df, const quant::RowFormat& f, const uint8_t* cons
 // dequantization into the weights: acc += (p·scale)·(code - center) per key
 // and Σ p·(min + center·scale) once per group, and masked keys get weight 0
 // (codes are always finite; a NaN scale only poisons keys that are live).
-// Centred codes keep the running sum near its true size: with code·scale in
+// Centered codes keep the running sum near its true size: with code·scale in
 // [0, range] a tile's partial sum grows with its keys until Σ p·min cancels
-// it, and at 128 keys a tile that cost 10x the math path's error. Float formats keep
-// the by-token path's exact arithmetic (one fma per key and element, keys in
-// order), so either path gives the same bits.
+// it (with 128-key tiles an int8 row came out at 10x the math path's error).
+// The fold holds while every dequantized value is finite, |min| + levels ·
+// scale <= FLT_MAX; a tile with a group past that (values near ±FLT_MAX, or
+// a NaN scale) returns false before touching acc, for the by-token path,
+// which dequantizes as the oracle does. Float formats keep the by-token
+// path's exact arithmetic (one fma per key and element, keys in order), so
+// either path gives the same bits.
 template <KvStorage S, int R>
-HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols,
+HWY_INLINE bool PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols,
                                const float* p, float* const* acc, float* tmp, float* weights) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kQuant = S == KvStorage::kInt8 || S == KvStorage::kInt4;
@@ -142,6 +146,8 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
   float* min_sum = weights + kTile * R * slot;
   bool row_weights = !kQuant;
   if constexpr (kQuant) {
+    const VF largest = hn::Set(df, std::numeric_limits<float>::max());
+    const VF levels = hn::Set(df, static_cast<float>(kCodeLevels<S>));
     row_weights = f.groups() == 1;
     if (row_weights) {
       // One group (int8/int4 per token): w[r][c] = p·scale_c and Σ p·min_c,
@@ -152,7 +158,14 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
       for (int64_t c = 0; c < cols; ++c) {
         const float* params = reinterpret_cast<const float*>(vrows[c]);
         scales[c] = params[0];
-        mins[c] = std::fma(static_cast<float>(kCodeCenter<S>), params[0], params[1]);
+        mins[c] = params[1];
+      }
+      const VF center = hn::Set(df, static_cast<float>(kCodeCenter<S>));
+      for (int64_t c = 0; c < cols; c += N) {
+        const auto live = hn::FirstN(df, static_cast<size_t>(cols - c));
+        const VF scale = hn::MaskedLoad(live, df, scales + c), min = hn::MaskedLoad(live, df, mins + c);
+        if (!hn::AllTrue(df, hn::Le(hn::MulAdd(scale, levels, hn::Abs(min)), largest))) return false;
+        hn::Store(hn::MulAdd(center, scale, min), df, mins + c);
       }
       const VF masked_p = hn::Set(df, kMaskedP);
       for (int r = 0; r < R; ++r) {
@@ -181,14 +194,26 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
       const VF centers = hn::IfThenElseZero(odd, hn::Set(df, static_cast<float>(kCodeCenter<S>)));
       for (int64_t k0 = 0; k0 < n_params; k0 += N) {
         const auto in_row = hn::FirstN(df, static_cast<size_t>(n_params - k0));
+        const auto mins_in_row = hn::And(odd, in_row);
+        auto too_wide = hn::Lt(largest, largest);  // no lane yet
+        bool scalar_too_wide = false;
         VF ms[R];
         for (int r = 0; r < R; ++r) ms[r] = hn::Zero(df);
         for (int64_t c = 0; c < cols; ++c) {
           const float* key_params = reinterpret_cast<const float*>(vrows[c]);
           const VF raw = hn::MaskedLoad(in_row, df, key_params + k0);
           // One lane (HWY_SCALAR) holds a scale or a min, never both.
+          const VF scales = N > 1 ? hn::DupEven(raw) : hn::Set(df, key_params[k0 - k0 % 2]);
+          // Checked after the keys (one branch per chunk, not per key).
+          if (N > 1) {
+            too_wide =
+                hn::Or(too_wide, hn::AndNot(hn::Le(hn::MulAdd(scales, levels, hn::Abs(raw)), largest), mins_in_row));
+          } else if (k0 % 2 == 1) {
+            scalar_too_wide |= !(std::fma(static_cast<float>(kCodeLevels<S>), key_params[k0 - 1],
+                                          std::abs(key_params[k0])) <= std::numeric_limits<float>::max());
+          }
           const VF params =
-              N > 1    ? hn::MulAdd(hn::DupEven(raw), centers, raw)
+              N > 1    ? hn::MulAdd(scales, centers, raw)
               : k0 % 2 ? hn::Set(df, std::fma(static_cast<float>(kCodeCenter<S>), key_params[k0 - 1], key_params[k0]))
                        : raw;
           for (int r = 0; r < R; ++r) {
@@ -203,6 +228,7 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
             ms[r] = hn::MulAdd(pv, params, ms[r]);
           }
         }
+        if (scalar_too_wide || !hn::AllFalse(df, too_wide)) return false;  // acc untouched so far
         for (int r = 0; r < R; ++r) hn::StoreU(ms[r], df, min_sum + r * slot + k0);
       }
     }
@@ -224,6 +250,7 @@ HWY_INLINE void PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
       }
     }
   }
+  return true;
 }
 
 // pass 4: acc_r += Σ_c p[r, c] · v_c (see the two forms above).
@@ -248,12 +275,16 @@ void PvTile(const quant::RowFormat& f, const uint8_t* const* vrows, int64_t cols
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     float* rows_acc[4] = {acc + r0 * dvp, acc + (r0 + 1) * dvp, acc + (r0 + 2) * dvp, acc + (r0 + 3) * dvp};
     const float* pr = p + r0 * kTile;
+    bool folded = true;
     switch (std::min<int64_t>(4, rows - r0)) {
-      case 4: PvRowsByVector<S, 4>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
-      case 3: PvRowsByVector<S, 3>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
-      case 2: PvRowsByVector<S, 2>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
-      default: PvRowsByVector<S, 1>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 4: folded = PvRowsByVector<S, 4>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 3: folded = PvRowsByVector<S, 3>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      case 2: folded = PvRowsByVector<S, 2>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
+      default: folded = PvRowsByVector<S, 1>(df, f, vrows, cols, pr, rows_acc, tmp, weights); break;
     }
+    // The decision rests on the tile's keys alone, so the first row block
+    // makes it for every row, before any acc is touched.
+    if (!folded) return PvTileByToken<S>(f, vrows, cols, p, rows, acc, dvp, tmp);
   }
 }
 

@@ -141,6 +141,8 @@ HWY_INLINE int64_t UnitElement(const quant::RowFormat& f, int64_t u, int i, int6
 // The middle of a quantized format's code range (int8 0..255, int4 0..15).
 template <KvStorage S>
 inline constexpr int kCodeCenter = S == KvStorage::kInt4 ? 8 : 128;
+template <KvStorage S>
+inline constexpr int kCodeLevels = S == KvStorage::kInt4 ? 15 : 255;
 
 // Unit u's codes as floats (the values themselves for float formats);
 // kCentered: code - kCodeCenter, exact (pass 4, see PvRowsByVector).

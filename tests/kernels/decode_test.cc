@@ -174,8 +174,11 @@ TEST_P(Decode, ValuesNearFloatMaxMatchOracle) {
           math_err = std::max(math_err, std::abs(math.out.at(idx) - w));
         });
         EXPECT_LE(err, 2 * math_err + 1e-6 * scale) << "sequence " << b;
-        if (b == 0) EXPECT_GT(non_finite, 0) << "the overflowing row should reach the output";
-        if (b == 1) EXPECT_GT(scale, 1e30) << "the large rows should dominate the output";
+        if (b == 0) {
+          EXPECT_GT(non_finite, 0) << "the overflowing row should reach the output";
+        } else {
+          EXPECT_GT(scale, 1e30) << "the large rows should dominate the output";
+        }
       }
     }
   }

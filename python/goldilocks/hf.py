@@ -8,14 +8,13 @@ Registration goes through transformers' public interfaces: AttentionInterface
 for the attention function and AttentionMaskInterface for the mask, which is
 the one the model's own "sdpa" implementation builds (so padding, causal and
 sliding-window masks arrive exactly as sdpa would see them)."""
+# The decode backend's limit (its `few_query_rows` check): calls with more query rows are
+# prefill, where a tuned configuration's backend and precision apply; shorter ones take the
+# automatic choice, exact, as the search measured its decode steps.
 from goldilocks._core import DECODE_MAX_QUERY_ROWS as _DECODE_MAX_QUERY_ROWS
 from goldilocks.functional import _run_sdpa
 
 NAME = "goldilocks"
-
-# The decode backend's limit (its `few_query_rows` check): calls with more query rows are
-# prefill, where a tuned configuration's backend and precision apply; shorter ones take the
-# automatic choice, exact, as the search measured its decode steps.
 
 
 def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,

@@ -165,7 +165,8 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     }
     // Dense calls are repaired by the table; over a cache a -inf stays "skipped" (documented).
     if (p.repaired) poison_unmasked_neg_inf(s, kTile, rows, cols);
-    for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kTile + cols, s + (r + 1) * kTile, -inf);
+    const int64_t width = round_up(cols, kPad);  // the vectors passes 3 and 4 read
+    for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kTile + cols, s + r * kTile + width, -inf);
     // pass 2: the explicit mask, then causal on tiles crossing the first row's diagonal.
     if (p.mask_kind != MaskKind::kNone) ApplyMask(p, b, hk, q0, nq, rows, j0, cols, s);
     if (causal && j0 + cols - 1 > q0 + offset) {
@@ -175,7 +176,7 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
       }
     }
     // pass 3
-    for (int64_t r = 0; r < rows; ++r) SoftmaxRow(df, s + r * kTile, m + r, l + r, acc + r * t.dvp, t.dvp);
+    for (int64_t r = 0; r < rows; ++r) SoftmaxRow(df, s + r * kTile, width, m + r, l + r, acc + r * t.dvp, t.dvp);
     // pass 4
     pv_tile(p.kv.vf, vrows, cols, s, rows, acc, t.dvp, tv, scratch + t.w_off);
   }

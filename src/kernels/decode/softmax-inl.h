@@ -23,23 +23,26 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// pass 3: online softmax of one row's tile. s (-inf = masked, padded with
-// -inf to kTile) becomes p (kMaskedP = masked); m, l and the row's acc are
-// rescaled to the new max. A NaN or +inf score makes the row NaN, as in the oracle.
-HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int64_t dvp) {
+// pass 3: online softmax of one row's tile. s[0, width) (-inf = masked; the
+// keys past the tile's last padded with -inf up to width, a multiple of kPad)
+// becomes p (kMaskedP = masked); m, l and the row's acc are rescaled to the
+// new max. A NaN or +inf score makes the row NaN, as in the oracle. A tile's
+// width is its keys rounded up, not kTile: a short call (a few keys) would
+// otherwise pay for 128.
+HWY_INLINE void SoftmaxRow(DF df, float* s, int64_t width, float* m, float* l, float* acc, int64_t dvp) {
   const float inf = std::numeric_limits<float>::infinity();
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const VF pos_inf = hn::Set(df, inf), neg_inf = hn::Set(df, -inf);
   VF vmax = neg_inf;
   bool poisoned = false, any_visible = false;
-  for (int64_t c = 0; c < kTile; c += N) {
+  for (int64_t c = 0; c < width; c += N) {
     const VF x = hn::Load(df, s + c);
     poisoned |= !hn::AllTrue(df, hn::Lt(x, pos_inf));  // NaN or +inf
     any_visible |= !hn::AllTrue(df, hn::Eq(x, neg_inf));
     vmax = hn::Max(vmax, x);
   }
   if (poisoned || std::isnan(*m)) {
-    for (int64_t c = 0; c < kTile; ++c) s[c] = s[c] == -inf ? kMaskedP : std::numeric_limits<float>::quiet_NaN();
+    for (int64_t c = 0; c < width; ++c) s[c] = s[c] == -inf ? kMaskedP : std::numeric_limits<float>::quiet_NaN();
     *m = std::numeric_limits<float>::quiet_NaN();
     *l = std::numeric_limits<float>::quiet_NaN();
     return;
@@ -49,7 +52,7 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
   // an all -inf vector, which read as a visible key made the row 0/0 = NaN.
   const float m_new = any_visible ? std::max(*m, hn::GetLane(hn::MaxOfLanes(df, vmax))) : *m;
   if (m_new == -inf) {  // nothing visible yet
-    for (int64_t c = 0; c < kTile; c += N) hn::Store(hn::Set(df, kMaskedP), df, s + c);
+    for (int64_t c = 0; c < width; c += N) hn::Store(hn::Set(df, kMaskedP), df, s + c);
     return;
   }
   const float alpha = std::exp(*m - m_new);  // 0 when *m was -inf
@@ -61,7 +64,7 @@ HWY_INLINE void SoftmaxRow(DF df, float* s, float* m, float* l, float* acc, int6
   const VF vm = hn::Set(df, m_new);
   const VF floor = hn::Set(df, -104.0f);  // exp underflows to 0 below this; keeps -inf out of Exp
   VF sum = hn::Zero(df);
-  for (int64_t c = 0; c < kTile; c += N) {
+  for (int64_t c = 0; c < width; c += N) {
     const VF x = hn::Load(df, s + c);
     const auto masked = hn::Eq(x, neg_inf);
     const VF e = hn::IfThenZeroElse(masked, hn::Exp(df, hn::Max(hn::Sub(x, vm), floor)));

@@ -105,5 +105,6 @@ def flex_attention(query, key, value, mods=None, block_mask=None, scale=None, en
     if isinstance(mods, str) and block_mask is not None and mods == block_mask.mods.description:
         mods = None  # the block mask's own compiled mods: the same spec, and the identity the kernel checks
     compiled = compile_mods(mods) if mods is not None else None
-    return _core.attention(q, k, v, None, _check_scale(scale), "none", bool(enable_gqa), current_backend(), "best",
-                           _arrays.allocator_like(q), bool(return_lse), False, compiled, block_mask)
+    return _core.attention(*map(_arrays.importable, (q, k, v)), None, _check_scale(scale), "none", bool(enable_gqa),
+                           current_backend(), "best", _arrays.allocator_like(q), bool(return_lse), False, compiled,
+                           block_mask)

@@ -51,8 +51,9 @@ def _run_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_
                          "fold the causal mask into attn_mask or drop one of them")
     q, k, v, m = _check_inputs(query, key, value, attn_mask)
     name = _normalize(backend) if backend is not None else current_backend()
-    return _core.attention(q, k, v, m, _check_scale(scale), "top_left" if is_causal else "none", bool(enable_gqa),
-                           name, "best", _arrays.allocator_like(q), False, explain_only, precision=precision)
+    return _core.attention(*map(_arrays.importable, (q, k, v, m)), _check_scale(scale),
+                           "top_left" if is_causal else "none", bool(enable_gqa), name, "best",
+                           _arrays.allocator_like(q), False, explain_only, precision=precision)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -92,5 +93,5 @@ def attention(query, key, value, *, mask=None, causal=None, scale=None, backend=
         raise ValueError(f"causal: {causal!r} is not one of None, True, 'top_left', 'bottom_right'")
     q, k, v, m = _check_inputs(query, key, value, mask)
     name = _normalize(backend) if backend is not None else current_backend()
-    return _core.attention(q, k, v, m, _check_scale(scale), _CAUSAL[causal], True, name, isa,
-                           _arrays.allocator_like(q), bool(return_lse), False, precision=str(precision))
+    return _core.attention(*map(_arrays.importable, (q, k, v, m)), _check_scale(scale), _CAUSAL[causal], True,
+                           name, isa, _arrays.allocator_like(q), bool(return_lse), False, precision=str(precision))

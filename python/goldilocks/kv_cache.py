@@ -30,7 +30,7 @@ class KvCache:
     def append(self, k, v, seq=None):
         """Appends n tokens: to every sequence (k (B, Hkv, n, Dk), v (B, Hkv, n, Dv)) or, with seq,
         to one (k (Hkv, n, Dk), v (Hkv, n, Dv)). float32, any strides."""
-        k, v = _arrays.prepare(k, "k"), _arrays.prepare(v, "v")
+        k, v = _arrays.importable(_arrays.prepare(k, "k")), _arrays.importable(_arrays.prepare(v, "v"))
         if seq is None:
             self._cache.append_all(k, v)
         else:
@@ -92,5 +92,5 @@ class KvCache:
         q = _arrays.prepare(query, "query")
         if _arrays.dtype_name(q) != "float32":
             raise TypeError(f"query: dtype {_arrays.dtype_name(q)} is not supported; the KV cache attends in float32")
-        return self._cache.attend(q, scale, "bottom_right" if causal else "none", kv_splits, bool(return_lse),
-                                  _arrays.allocator_like(q))
+        return self._cache.attend(_arrays.importable(q), scale, "bottom_right" if causal else "none", kv_splits,
+                                  bool(return_lse), _arrays.allocator_like(q))

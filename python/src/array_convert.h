@@ -6,6 +6,7 @@
 #include <nanobind/ndarray.h>
 
 #include <string>
+#include <vector>
 
 #include "batch_layout.h"
 #include "goldilocks/status.h"
@@ -51,6 +52,20 @@ ArrayDesc describe(const Array& a, const char* name) {
     d.stride.push_back(static_cast<int64_t>(a.stride(i)));
   }
   return d;
+}
+
+// A new output array from the caller's allocator: new_array(shape, dtype name)
+// returns (array, importable), the array given back to the caller and what
+// nanobind imports it from (goldilocks._arrays.allocator_like: a DLPack capsule
+// for torch, whose __dlpack__ method costs microseconds a call).
+struct NewArray {
+  nb::object array;
+  OutArray view;
+};
+inline NewArray make_array(const nb::callable& new_array, const std::vector<int64_t>& shape, const char* dtype) {
+  const nb::tuple made = nb::cast<nb::tuple>(new_array(shape, dtype));
+  if (made.size() != 2) throw std::runtime_error("new_array must return (array, importable)");
+  return {made[0], nb::cast<OutArray>(made[1])};
 }
 
 // Invalid input → ValueError, valid but unsupported → NotImplementedError,

@@ -92,16 +92,13 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
   std::vector<int64_t> out_shape;
   Status s = sdpa_output_shape(q, k, v, mask ? &*mask : nullptr, enable_gqa, &out_shape);
   if (!s.ok()) raise_status(s);
-  nb::object out_obj = new_array(out_shape, dtype_name(q.dtype));
-  const OutArray out_arr = nb::cast<OutArray>(out_obj);
-  const ArrayDesc out = describe(out_arr, "out");
-  nb::object lse_obj = nb::none();
+  const NewArray out_new = make_array(new_array, out_shape, dtype_name(q.dtype));
+  const ArrayDesc out = describe(out_new.view, "out");
+  NewArray lse_new{nb::none(), {}};
   std::optional<ArrayDesc> lse;
-  std::optional<OutArray> lse_arr;
   if (want_lse) {
-    lse_obj = new_array(std::vector<int64_t>(out_shape.begin(), out_shape.end() - 1), "float32");
-    lse_arr = nb::cast<OutArray>(lse_obj);
-    lse = describe(*lse_arr, "lse");
+    lse_new = make_array(new_array, std::vector<int64_t>(out_shape.begin(), out_shape.end() - 1), "float32");
+    lse = describe(lse_new.view, "lse");
   }
 
   std::vector<AttentionParams> calls;
@@ -131,8 +128,8 @@ nb::object attention(InArray query, InArray key, InArray value, std::optional<In
     }
   }
   if (!s.ok()) raise_status(s);
-  if (want_lse) return nb::make_tuple(out_obj, lse_obj);
-  return out_obj;
+  if (want_lse) return nb::make_tuple(out_new.array, lse_new.array);
+  return out_new.array;
 }
 
 }  // namespace

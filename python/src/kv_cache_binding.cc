@@ -91,13 +91,12 @@ class PyKvCache {
   nb::tuple read(int64_t seq, int64_t start, int64_t count, nb::callable new_array) const {
     const KvCacheConfig& c = config();
     if (count < 0) throw nb::value_error(("count: " + std::to_string(count) + " must be >= 0").c_str());
-    nb::object k = new_array(std::vector<int64_t>{c.kv_heads, count, c.head_dim_k}, "float32");
-    nb::object v = new_array(std::vector<int64_t>{c.kv_heads, count, c.head_dim_v}, "float32");
-    const OutArray ka = nb::cast<OutArray>(k), va = nb::cast<OutArray>(v);
-    const MutableTensorView kv = to_view<MutableTensorView>(describe(ka, "k"));
-    const MutableTensorView vv = to_view<MutableTensorView>(describe(va, "v"));
+    const NewArray k = make_array(new_array, {c.kv_heads, count, c.head_dim_k}, "float32");
+    const NewArray v = make_array(new_array, {c.kv_heads, count, c.head_dim_v}, "float32");
+    const MutableTensorView kv = to_view<MutableTensorView>(describe(k.view, "k"));
+    const MutableTensorView vv = to_view<MutableTensorView>(describe(v.view, "v"));
     check(locked([&](const KvCache& cache) { return cache.read(seq, start, count, kv, vv); }));
-    return nb::make_tuple(k, v);
+    return nb::make_tuple(k.array, v.array);
   }
 
   // q [B, Hq, Nq, Dk]: the last Nq positions of every sequence attend to the cache.
@@ -115,16 +114,13 @@ class PyKvCache {
       throw nb::value_error(("causal: '" + causal + "' must be 'bottom_right' or 'none' for a KV cache").c_str());
     }
     const KvCacheConfig& c = config();
-    nb::object out = new_array(std::vector<int64_t>{q.shape[0], q.shape[1], q.shape[2], c.head_dim_v}, "float32");
-    const OutArray out_arr = nb::cast<OutArray>(out);
-    nb::object lse = nb::none();
-    std::optional<OutArray> lse_arr;
+    const NewArray out = make_array(new_array, {q.shape[0], q.shape[1], q.shape[2], c.head_dim_v}, "float32");
+    NewArray lse{nb::none(), {}};
     p.q = to_view<TensorView>(q);
-    p.out = to_view<MutableTensorView>(describe(out_arr, "out"));
+    p.out = to_view<MutableTensorView>(describe(out.view, "out"));
     if (want_lse) {
-      lse = new_array(std::vector<int64_t>{q.shape[0], q.shape[1], q.shape[2]}, "float32");
-      lse_arr = nb::cast<OutArray>(lse);
-      p.lse = to_view<MutableTensorView>(describe(*lse_arr, "lse"));
+      lse = make_array(new_array, {q.shape[0], q.shape[1], q.shape[2]}, "float32");
+      p.lse = to_view<MutableTensorView>(describe(lse.view, "lse"));
     }
     p.kv_cache = cache_.get();
     p.kv_splits = kv_splits;
@@ -139,8 +135,8 @@ class PyKvCache {
       return attention(call);
     });
     check(naming_query(s));
-    if (want_lse) return nb::make_tuple(out, lse);
-    return out;
+    if (want_lse) return nb::make_tuple(out.array, lse.array);
+    return out.array;
   }
 
   nb::dict config_dict() const {

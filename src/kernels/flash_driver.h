@@ -162,7 +162,7 @@ inline void load_row(const Problem& p, const TileKernels& tk, const void* base, 
   if (stride == 1) {
     tk.widen(p.dtype, static_cast<const char*>(base) + offset * dtype_size(p.dtype), n, dst);
   } else {
-    for (int64_t e = 0; e < n; ++e) dst[e] = support::load_as_float(base, p.dtype, offset + e * stride);
+    support::load_row_as_float(base, p.dtype, offset, stride, n, dst);
   }
 }
 
@@ -388,7 +388,7 @@ void flash_item(const Problem& p, const Policy& policy, const TileKernels& tk, c
       if (p.os.d == 1) {
         tk.narrow(p.dtype, ar, Dv, static_cast<char*>(p.out) + at * dtype_size(p.dtype));
       } else {
-        for (int64_t e = 0; e < Dv; ++e) support::store_from_float(p.out, p.dtype, at + e * p.os.d, ar[e]);
+        support::store_row_from_float(ar, Dv, p.dtype, p.out, at, p.os.d);
       }
     }
     if (p.lse) {

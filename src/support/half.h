@@ -86,4 +86,28 @@ inline void store_from_float(void* base, DType dtype, int64_t offset, float valu
   }
 }
 
+// n elements base[offset + e·stride] widened to float into dst, and the
+// inverse. float32 takes a loop of its own: the per-element dtype switch cost
+// a decode item packing its q rows about as much as a one-key call's
+// arithmetic. An empty row forms no address (its tensor's data may be null).
+inline void load_row_as_float(const void* base, DType dtype, int64_t offset, int64_t stride, int64_t n, float* dst) {
+  if (n <= 0) return;
+  if (dtype == DType::kFloat32) {
+    const float* src = static_cast<const float*>(base) + offset;
+    for (int64_t e = 0; e < n; ++e) dst[e] = src[e * stride];
+    return;
+  }
+  for (int64_t e = 0; e < n; ++e) dst[e] = load_as_float(base, dtype, offset + e * stride);
+}
+
+inline void store_row_from_float(const float* src, int64_t n, DType dtype, void* base, int64_t offset, int64_t stride) {
+  if (n <= 0) return;
+  if (dtype == DType::kFloat32) {
+    float* out = static_cast<float*>(base) + offset;
+    for (int64_t e = 0; e < n; ++e) out[e * stride] = src[e];
+    return;
+  }
+  for (int64_t e = 0; e < n; ++e) store_from_float(base, dtype, offset + e * stride, src[e]);
+}
+
 }  // namespace goldilocks::support

@@ -37,6 +37,7 @@
 #include "kernels/decode/score-inl.h"
 #include "kernels/decode/score_channel-inl.h"
 #include "kernels/decode/softmax-inl.h"
+#include "support/half.h"
 #include "support/isa.h"
 #include "support/threading.h"
 
@@ -128,7 +129,7 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t h = hk * p.group + r / nq, i = q0 + r % nq;
     float* qr = q + r * t.dkp;
-    LoadIoRow(p.io_dtype, p.q, p.qs.at(b, h, i, 0), p.qs.d, p.Dk, qr);
+    support::load_row_as_float(p.q, p.io_dtype, p.qs.at(b, h, i, 0), p.qs.d, p.Dk, qr);
     // The scale is folded into q once (as PyTorch's math path does), so a q·k
     // that overflows fp32 but is scaled back into range stays finite.
     for (int64_t d = 0; d < p.Dk; ++d) qr[d] *= p.scale;
@@ -190,7 +191,7 @@ void DecodeItem(const DecodeProblem& p, const DecodePlan& t, float* scratch, flo
     float* ar = acc + r * t.dvp;
     for (int64_t e = 0; e < p.Dv; ++e) ar[e] = empty ? 0.0f : ar[e] * inv_l;
     if (p.splits == 1) {
-      StoreIoRow(ar, p.Dv, p.io_dtype, p.out, p.os.at(b, h, i, 0), p.os.d);
+      support::store_row_from_float(ar, p.Dv, p.io_dtype, p.out, p.os.at(b, h, i, 0), p.os.d);
       if (p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sn] = lse;
     } else {
       float* part = partial + (((b * p.Hq + h) * p.Nq + i) * p.splits + split) * (p.Dv + 1);
@@ -294,7 +295,7 @@ Status run_decode(const DecodeProblem& p, DecodeWorkspace* ws) {
         const float* other = part + sp * (p.Dv + 1);
         merge_partial_state(part, part + p.Dv, other, other[p.Dv], p.Dv, 1, 1);
       }
-      StoreIoRow(part, p.Dv, p.io_dtype, p.out, p.os.at(b, h, i, 0), p.os.d);
+      support::store_row_from_float(part, p.Dv, p.io_dtype, p.out, p.os.at(b, h, i, 0), p.os.d);
       if (p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sn] = part[p.Dv];
     }
   });

@@ -6,7 +6,6 @@
 #include <cstdint>
 
 #include "kernels/decode/decode.h"
-#include "support/half.h"
 
 namespace goldilocks::kernels {
 
@@ -23,29 +22,6 @@ inline constexpr int64_t kPad = 16;      // row padding in floats: a multiple of
 inline constexpr float kMaskedP = -1.0f;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// n elements base[at + e·step] of the call's q dtype (f32, f16, bf16) into dst
-// as float: queries are widened once, when an item packs them. float32 takes
-// a loop of its own: the per-element dtype switch cost a short call (one key)
-// about as much as its arithmetic.
-inline void LoadIoRow(DType dtype, const void* base, int64_t at, int64_t step, int64_t n, float* dst) {
-  if (dtype == DType::kFloat32) {
-    const float* src = static_cast<const float*>(base) + at;
-    for (int64_t e = 0; e < n; ++e) dst[e] = src[e * step];
-    return;
-  }
-  for (int64_t e = 0; e < n; ++e) dst[e] = support::load_as_float(base, dtype, at + e * step);
-}
-
-// The inverse for out rows (f16/bf16 round to nearest even).
-inline void StoreIoRow(const float* src, int64_t n, DType dtype, void* base, int64_t at, int64_t step) {
-  if (dtype == DType::kFloat32) {
-    float* out = static_cast<float*>(base) + at;
-    for (int64_t e = 0; e < n; ++e) out[e * step] = src[e];
-    return;
-  }
-  for (int64_t e = 0; e < n; ++e) support::store_from_float(base, dtype, at + e * step, src[e]);
-}
 
 // Scratch layout of one thread and the item decomposition; shared by every ISA.
 struct DecodePlan {

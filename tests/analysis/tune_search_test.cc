@@ -157,9 +157,10 @@ TEST(TuneSearch, SyntheticSpaceHasMoreThan200Configurations) {
 TEST(TuneSearch, FindsTheTrueFrontAndPickWithAThirdOfTheRepetitions) {
   const TuneSpace space = synthetic_space();
   const std::vector<TuneConfig> cs = space.enumerate(false);
-  const std::vector<TuneConstraints> budgets = {
-      {}, {int64_t{2'100'000}, 1e-3, std::nullopt}, {int64_t{1'000'000}, std::nullopt, std::nullopt},
-      {std::nullopt, 5e-2, 0.2}};
+  const std::vector<TuneConstraints> budgets = {{},
+                                                {int64_t{2'100'000}, 1e-3, std::nullopt, std::nullopt},
+                                                {int64_t{1'000'000}, std::nullopt, std::nullopt, std::nullopt},
+                                                {std::nullopt, 5e-2, 0.2, std::nullopt}};
   for (uint64_t seed : {1u, 2u, 3u, 4u, 5u}) {
     for (size_t b = 0; b < budgets.size(); ++b) {
       SCOPED_TRACE("seed " + std::to_string(seed) + " budget " + std::to_string(b));

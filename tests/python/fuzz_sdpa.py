@@ -191,10 +191,10 @@ def check(seed):
         # against k with cancelling products gives scores whose last bits differ between any
         # two summation orders (seed 135414: flash 4.1e-5, math and PyTorch 6.8e-6).
         floor = floor + 4 * _score_rounding(q, k, kw)
-        if not err <= 2 * terr + floor * scale and q.dtype == torch.float64:
-            # float64 runs on the reference backend alone: no other Goldilocks path to compare with
-            return f"error {err:.3g} vs PyTorch's {terr:.3g} against the fp64 oracle"
         if not err <= 2 * terr + floor * scale:
+            if q.dtype == torch.float64:
+                # float64 runs on the reference backend alone: no other Goldilocks path to compare with
+                return f"error {err:.3g} vs PyTorch's {terr:.3g} against the fp64 oracle"
             # The project's policy (tests/test_util.h) is 2x its own fp32 math backend: ill-conditioned
             # scores (large |k|, cancelling dot products) round differently in every fp32 GEMM, and
             # PyTorch's summation order is sometimes the luckier one there (seed 103274: 3.8e-5 for

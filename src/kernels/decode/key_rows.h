@@ -79,6 +79,28 @@ HWY_INLINE void TileRows(const DecodeProblem& p, int64_t b, int64_t hk, int64_t 
 // 128-key tiles 16 and 32 KB were within this host's noise of it (int8, f16).
 inline constexpr int64_t kPrefetchBytes = 8 << 10;
 
+// Into L2 (prefetcht2), not L1: a pass-1 key is needed ~30 keys later and its
+// V row a whole tile later, and requests into L1 hold the L1 miss buffers the
+// demand loads need. Zen 4 (12-07, 2 threads, 3 interleaved rounds, medians
+// of 7 calls): int8 at Hkv=32 1.6x (AVX-512 17-19 -> 10-11 ms, AVX2 path
+// 19-21 -> 12-13), f16/bf16 1.1-1.3x, f32 and int8 at Hkv=8 within noise.
+// The exception is int4 with several query rows per KV head, bound by its
+// unpacking arithmetic rather than by memory: there L1 was 1.15-1.3x faster.
+enum class PrefetchLevel { kL1, kL2 };
+
+HWY_INLINE void PrefetchLine(const uint8_t* p, PrefetchLevel level) {
+  if (level == PrefetchLevel::kL1) {
+    hwy::Prefetch(p);
+  } else {
+    __builtin_prefetch(p, /*rw=*/0, /*locality=*/1);  // prefetcht2 on x86
+  }
+}
+
+HWY_INLINE PrefetchLevel PrefetchLevelFor(const DecodeProblem& p) {
+  const bool int4 = p.kv.kf.storage == KvStorage::kInt4 || p.kv.vf.storage == KvStorage::kInt4;
+  return int4 && p.group * p.Nq > 1 ? PrefetchLevel::kL1 : PrefetchLevel::kL2;
+}
+
 HWY_INLINE int64_t PrefetchDistance(const KvRows& kv) {
   const int64_t k_bytes = kv.k_per_channel ? kv.kf.code_bytes() : kv.kf.row_bytes();
   return std::max<int64_t>(8, kPrefetchBytes / std::max<int64_t>(1, k_bytes + kv.vf.row_bytes()));
@@ -96,22 +118,22 @@ HWY_INLINE void KeepPrefetches() {
 
 // Requests n rows of row_bytes each into L1, `step` bytes apart (any int64: a
 // plain tensor's stride may be negative or 0): one byte range when they are packed.
-HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes) {
+HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes, PrefetchLevel level) {
   if (step == row_bytes) {
-    for (int64_t off = 0; off < n * row_bytes; off += 64) hwy::Prefetch(first + off);
+    for (int64_t off = 0; off < n * row_bytes; off += 64) PrefetchLine(first + off, level);
     return;
   }
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t off = 0; off < row_bytes; off += 64) hwy::Prefetch(first + r * step + off);
+    for (int64_t off = 0; off < row_bytes; off += 64) PrefetchLine(first + r * step + off, level);
 }
 
 // Requests rows[0..n) (row_bytes each), back-to-back rows as one byte range
 // per run (the per-channel K layout, whose rows KeyCursor cannot walk by page).
-HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes) {
+HWY_INLINE void PrefetchRows(const uint8_t* const* rows, int64_t n, int64_t row_bytes, PrefetchLevel level) {
   for (int64_t c = 0; c < n;) {
     int64_t end = c + 1;
     while (end < n && rows[end] == rows[end - 1] + row_bytes) ++end;
-    PrefetchRun(rows[c], end - c, row_bytes, row_bytes);
+    PrefetchRun(rows[c], end - c, row_bytes, row_bytes, level);
     c = end;
   }
 }
@@ -125,8 +147,9 @@ inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, 
   const uint8_t* kparams[kTile];
   const uint8_t* vrows[kTile];
   TileRows(p, b, hk, j, n, krows, kparams, vrows);
-  PrefetchRows(krows, n, kv.kf.code_bytes());
-  PrefetchRows(vrows, n, kv.vf.row_bytes());
+  const PrefetchLevel level = PrefetchLevelFor(p);
+  PrefetchRows(krows, n, kv.kf.code_bytes(), level);
+  PrefetchRows(vrows, n, kv.vf.row_bytes(), level);
   KeepPrefetches();
 }
 
@@ -139,7 +162,7 @@ inline HWY_NOINLINE void PrefetchChannelKeys(const DecodeProblem& p, int64_t b, 
 class KeyCursor {
  public:
   KeyCursor(const DecodeProblem* p, int64_t b, int64_t hk, int64_t next, int64_t end)
-      : p_(p), b_(b), hk_(hk), next_(next), end_(end) {
+      : p_(p), b_(b), hk_(hk), next_(next), end_(end), level_(PrefetchLevelFor(*p)) {
     const KvRows& kv = p->kv;
     if (kv.k_per_channel || next >= end) return;
     page_index_ = next / kv.page_size;
@@ -186,8 +209,8 @@ class KeyCursor {
         SetRows();
       }
       const int64_t run = std::min(m, kv.page_size - slot_);
-      PrefetchRun(k_at_, run, kv.k_row_bytes, kv.kf.row_bytes());
-      PrefetchRun(v_at_, run, kv.v_row_bytes, kv.vf.row_bytes());
+      PrefetchRun(k_at_, run, kv.k_row_bytes, kv.kf.row_bytes(), level_);
+      PrefetchRun(v_at_, run, kv.v_row_bytes, kv.vf.row_bytes(), level_);
       k_at_ += run * kv.k_row_bytes;
       v_at_ += run * kv.v_row_bytes;
       slot_ += run;
@@ -198,6 +221,7 @@ class KeyCursor {
 
   const DecodeProblem* p_;
   int64_t b_, hk_, next_, end_;
+  PrefetchLevel level_;
   int64_t page_index_ = 0, slot_ = 0;  // page layout: where key next_ is
   const uint8_t* k_at_ = nullptr;
   const uint8_t* v_at_ = nullptr;

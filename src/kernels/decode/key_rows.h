@@ -116,7 +116,7 @@ HWY_INLINE void KeepPrefetches() {
 #endif
 }
 
-// Requests n rows of row_bytes each into L1, `step` bytes apart (any int64: a
+// Requests n rows of row_bytes each into the cache `level` names, `step` bytes apart (any int64: a
 // plain tensor's stride may be negative or 0): one byte range when they are packed.
 HWY_INLINE void PrefetchRun(const uint8_t* first, int64_t n, int64_t step, int64_t row_bytes, PrefetchLevel level) {
   if (step == row_bytes) {

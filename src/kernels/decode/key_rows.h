@@ -85,7 +85,7 @@ inline constexpr int64_t kPrefetchBytes = 8 << 10;
 // of 7 calls): int8 at Hkv=32 1.6x (AVX-512 17-19 -> 10-11 ms, AVX2 path
 // 19-21 -> 12-13), f16/bf16 1.1-1.3x, f32 and int8 at Hkv=8 within noise.
 // The exception is int4 with several query rows per KV head, bound by its
-// unpacking arithmetic rather than by memory: there L1 was 1.15-1.3x faster.
+// unpacking arithmetic rather than by memory: there L1 was 1.15-1.3x faster (AVX2 path).
 enum class PrefetchLevel { kL1, kL2 };
 
 HWY_INLINE void PrefetchLine(const uint8_t* p, PrefetchLevel level) {

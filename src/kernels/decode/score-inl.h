@@ -89,26 +89,20 @@ HWY_INLINE void ScoreBlock(DF df, const quant::RowFormat& f, const uint8_t* cons
 // vectors): the dequantization leaves the inner loop,
 //   q·k = Σ_g scale_g · (Σ_{d∈g} code_d · q_d) + min_g · (Σ_{d∈g} q_d),
 // so a code costs a widen, a convert and one fma per row. The q sums are
-// vectors [R][group][N] formed once per tile (QSums). With one group (int8
-// per token) the dot sums are finished in place, so R × KB registers suffice
-// and 4 rows take 4 keys per block. Used for every row count of such a
-// format, so decode rows keep the bits of prefill rows.
-template <KvStorage S, int R, int KB, bool kOneGroup>
+// vectors [R][group][N] formed once per tile (QSums). Used for every row
+// count of such a format, so decode rows keep the bits of prefill rows.
+template <KvStorage S, int R, int KB>
 HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q,
                                  int64_t dqp, const float* q_sums, float scale, float* s) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr int V = kVecs<S>;
-  VF acc[kOneGroup ? 1 : R][KB];
-  if constexpr (!kOneGroup) {
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
-  }
+  VF acc[R][KB];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
   const int64_t groups = f.groups();
   const int64_t units_per_group = (S == KvStorage::kInt4 ? f.group / 2 : f.group) / N;
-  VF dots[R][KB];  // zeroed here too: the compiler cannot see groups >= 1
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
   for (int64_t g = 0; g < groups; ++g) {
+    VF dots[R][KB];
     for (int r = 0; r < R; ++r)
       for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
     for (int64_t k = 0; k < units_per_group; ++k) {
@@ -130,16 +124,86 @@ HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t
       const VF k_scale = hn::Set(df, params[0]), k_min = hn::Set(df, params[1]);
       for (int r = 0; r < R; ++r) {
         const VF q_sum = hn::LoadU(df, q_sums + (r * groups + g) * N);
-        VF& out = kOneGroup ? dots[r][c] : acc[r][c];
-        out = hn::MulAdd(dots[r][c], k_scale, kOneGroup ? hn::Zero(df) : out);
-        out = hn::MulAdd(q_sum, k_min, out);
+        acc[r][c] = hn::MulAdd(dots[r][c], k_scale, acc[r][c]);
+        acc[r][c] = hn::MulAdd(q_sum, k_min, acc[r][c]);
       }
     }
   }
   float sums[R * KB];
-  SumEachVector<R * KB>(df, kOneGroup ? &dots[0][0] : &acc[0][0], sums);
+  SumEachVector<R * KB>(df, &acc[0][0], sums);
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < KB; ++c) s[r * kTile + c] = scale * sums[r * KB + c];
+}
+
+// pass 1 for R rows × KB keys of quantized K with one group per row (int8 /
+// int4 per token): the bare sums Σ code·q, R × KB accumulators (4 rows take
+// 4 keys per block); FoldOneGroup applies scale and min to the tile's sums by
+// vector afterwards. (Folded per block as above, that is two fmas per row,
+// key and lane: a quarter of pass 1's arithmetic at 4 rows. Moving them out
+// made int8 at 4 rows 1.05x faster on Zen 4, AVX-512 and AVX2 alike; one row
+// 1.05x slower on AVX-512, where decode is memory-bound.) Used for every row
+// count of such a format, so decode rows keep the bits of prefill rows.
+template <KvStorage S, int R, int KB>
+HWY_INLINE void ScoreBlockBare(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q,
+                               int64_t dqp, float* s) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int V = kVecs<S>;
+  VF dots[R][KB];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
+  const int64_t units = UnitCount<S>(f, N);
+  for (int64_t u = 0; u < units; ++u) {
+    VF qv[R][V];
+    for (int i = 0; i < V; ++i) {
+      const int64_t e = UnitElement<S>(f, u, i, N);
+      for (int r = 0; r < R; ++r) qv[r][i] = hn::LoadU(df, q + r * dqp + e);
+    }
+    for (int c = 0; c < KB; ++c) {
+      VF x[V];
+      LoadUnit<S>(df, f, krows[c], u, x);
+      for (int i = 0; i < V; ++i)
+        for (int r = 0; r < R; ++r) dots[r][c] = hn::MulAdd(x[i], qv[r][i], dots[r][c]);
+    }
+  }
+  // Reduced from a copy: with dots' own address taken gcc kept fewer of q's
+  // rows in registers (AVX2, 4 rows: 1.03x slower).
+  VF red[R * KB];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) red[r * KB + c] = dots[r][c];
+  float sums[R * KB];
+  SumEachVector<R * KB>(df, red, sums);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < KB; ++c) s[r * kTile + c] = sums[r * KB + c];
+}
+
+// The tile's bare sums of ScoreBlockBare become
+// scale · (scale_c · Σ code·q + min_c · Σ q) by vector across keys; Σ q is
+// the lanes of QSums' vector, reduced once per row. Whole vectors up to the
+// last key rounded up (DecodeItem overwrites those lanes with -inf): masked
+// stores are microcoded on AMD and cost more than the fold.
+template <int R>
+HWY_INLINE void FoldOneGroup(DF df, const uint8_t* const* krows, int64_t cols, const float* q_sums, float scale,
+                             float* s) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t width = round_up(cols, N);
+  HWY_ALIGN float scales[kTile];
+  HWY_ALIGN float mins[kTile];
+  for (int64_t c = 0; c < cols; ++c) {
+    const float* params = reinterpret_cast<const float*>(krows[c]);
+    scales[c] = params[0];
+    mins[c] = params[1];
+  }
+  std::fill(scales + cols, scales + width, 0.0f);
+  std::fill(mins + cols, mins + width, 0.0f);
+  const VF vscale = hn::Set(df, scale);
+  for (int r = 0; r < R; ++r) {
+    const VF q_sum = hn::SumOfLanes(df, hn::LoadU(df, q_sums + r * N));
+    float* sr = s + r * kTile;
+    for (int64_t c = 0; c < width; c += N) {
+      const VF k = hn::MulAdd(hn::Load(df, scales + c), hn::LoadU(df, sr + c), hn::Mul(hn::Load(df, mins + c), q_sum));
+      hn::StoreU(hn::Mul(vscale, k), df, sr + c);
+    }
+  }
 }
 
 // q_sums[r][g] = Σ of row r's q vectors over group g's units, as a vector
@@ -153,30 +217,46 @@ HWY_INLINE void QSums(DF df, const quant::RowFormat& f, const float* q, int64_t 
     for (int r = 0; r < R; ++r) q_sum[r] = hn::Zero(df);
     for (int64_t k = 0; k < units_per_group; ++k)
       for (int i = 0; i < kVecs<S>; ++i)
-        for (int r = 0; r < R; ++r) q_sum[r] = hn::Add(q_sum[r], hn::LoadU(df, q + r * dqp + UnitElement<S>(f, g * units_per_group + k, i, N)));
+        for (int r = 0; r < R; ++r)
+          q_sum[r] = hn::Add(q_sum[r], hn::LoadU(df, q + r * dqp + UnitElement<S>(f, g * units_per_group + k, i, N)));
     for (int r = 0; r < R; ++r) hn::StoreU(q_sum[r], df, q_sums + (r * f.groups() + g) * N);
   }
 }
 
 // pass 1 for R rows over the tile's keys: blocks of KB keys, then single keys,
 // each followed by the cursor's requests for as many keys ahead (ahead may be
-// nullptr: later row blocks read what the first one requested).
-// The folded form keeps its q sums in tmp (R · groups · N <= dim floats for
-// groups of >= 4 vectors).
+// nullptr: later row blocks read what the first one requested). kFolded:
+// quantized K of several long groups (ScoreBlockFolded); kOneGroup: of one
+// (ScoreBlockBare). Both keep their q sums in tmp (R · groups · N <= dim
+// floats for groups of >= 4 vectors). Not inlined: inside the caller's
+// switch over row counts gcc ran out of general registers for the q rows'
+// offsets and copied q to the stack on every unit (int8 at 4 rows 1.2x
+// slower on AVX2).
 template <KvStorage S, int R, int KB, bool kFolded = false, bool kOneGroup = false>
-HWY_INLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
-                          int64_t dqp, float scale, float* s, float* tmp, KeyCursor* ahead) {
+HWY_NOINLINE void ScoreRows(DF df, const quant::RowFormat& f, const uint8_t* const* krows, int64_t cols, const float* q,
+                            int64_t dqp, float scale, float* s, float* tmp, KeyCursor* ahead) {
   int64_t c = 0;
   if constexpr (kFolded) {
     QSums<S, R>(df, f, q, dqp, tmp);
     for (; c + KB <= cols; c += KB) {
-      ScoreBlockFolded<S, R, KB, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
+      ScoreBlockFolded<S, R, KB>(df, f, krows + c, q, dqp, tmp, scale, s + c);
       if (ahead) ahead->Advance(KB);
     }
     for (; c < cols; ++c) {
-      ScoreBlockFolded<S, R, 1, kOneGroup>(df, f, krows + c, q, dqp, tmp, scale, s + c);
+      ScoreBlockFolded<S, R, 1>(df, f, krows + c, q, dqp, tmp, scale, s + c);
       if (ahead) ahead->Advance(1);
     }
+  } else if constexpr (kOneGroup) {
+    for (; c + KB <= cols; c += KB) {
+      ScoreBlockBare<S, R, KB>(df, f, krows + c, q, dqp, s + c);
+      if (ahead) ahead->Advance(KB);
+    }
+    for (; c < cols; ++c) {
+      ScoreBlockBare<S, R, 1>(df, f, krows + c, q, dqp, s + c);
+      if (ahead) ahead->Advance(1);
+    }
+    QSums<S, R>(df, f, q, dqp, tmp);
+    FoldOneGroup<R>(df, krows, cols, tmp, scale, s);
   } else {
     for (; c + KB <= cols; c += KB) {
       ScoreBlock<S, R, KB>(df, f, krows + c, q, dqp, scale, s + c, tmp);
@@ -200,19 +280,19 @@ void ScoreRowBlocks(DF df, const quant::RowFormat& f, const uint8_t* const* krow
     float* sr = s + r0 * kTile;
     KeyCursor* ahead = r0 == 0 ? cursor : nullptr;
     if constexpr (kFolded) {
-      if (f.groups() == 1) {  // no per-group sums to keep: the unfolded block sizes
+      if (f.groups() == 1) {  // one group: bare sums, the unfolded block sizes
         switch (std::min<int64_t>(4, rows - r0)) {
           case 4:
-            ScoreRows<S, 4, kKeysPerBlock<4>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            ScoreRows<S, 4, kKeysPerBlock<4>, false, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
             break;
           case 3:
-            ScoreRows<S, 3, kKeysPerBlock<3>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            ScoreRows<S, 3, kKeysPerBlock<3>, false, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
             break;
           case 2:
-            ScoreRows<S, 2, kKeysPerBlock<2>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            ScoreRows<S, 2, kKeysPerBlock<2>, false, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
             break;
           default:
-            ScoreRows<S, 1, kKeysPerBlock<1>, true, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
+            ScoreRows<S, 1, kKeysPerBlock<1>, false, true>(df, f, krows, cols, qr, dqp, scale, sr, tmp, ahead);
             break;
         }
         continue;

@@ -15,7 +15,14 @@ void reset_tracked_peak();
 // Number of successful tracked_alloc calls so far (shows a hot path allocates nothing).
 int64_t tracked_allocation_count();
 
-// 64-byte aligned, tracked. Returns nullptr on failure (never throws).
+// Advises the kernel to back the whole huge pages inside [p, p + bytes) with
+// huge pages (Linux THP in "madvise" mode; a no-op elsewhere, or with the
+// environment variable GOLDILOCKS_HUGE_PAGES=0). Call before first touch.
+inline constexpr int64_t kHugePageBytes = int64_t{2} << 20;
+void advise_huge_pages(void* p, int64_t bytes);
+
+// 64-byte aligned (huge-page aligned and advised from kHugePageBytes on),
+// tracked. Returns nullptr on failure (never throws).
 void* tracked_alloc(int64_t bytes);
 void tracked_free(void* p, int64_t bytes);
 

@@ -22,7 +22,9 @@
 // Every operation either succeeds or returns a Status naming the bad
 // parameter and leaves the cache byte-for-byte unchanged (validated fully and
 // pages reserved before anything is written). The pool is allocated once in
-// create(); append and attention allocate nothing on the decode path.
+// create() (on transparent huge pages where the OS allows; environment
+// variable GOLDILOCKS_HUGE_PAGES=0 turns that off); append and attention
+// allocate nothing on the decode path.
 #pragma once
 
 #include <cstdint>

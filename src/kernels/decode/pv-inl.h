@@ -155,11 +155,7 @@ HWY_INLINE bool PvRowsByVector(DF df, const quant::RowFormat& f, const uint8_t* 
       // and row, and chains the Σ key by key: 4 cycles a key at one row).
       HWY_ALIGN float scales[kTile];
       HWY_ALIGN float mins[kTile];
-      for (int64_t c = 0; c < cols; ++c) {
-        const float* params = reinterpret_cast<const float*>(vrows[c]);
-        scales[c] = params[0];
-        mins[c] = params[1];
-      }
+      GatherRowParams(vrows, cols, scales, mins);
       const VF center = hn::Set(df, static_cast<float>(kCodeCenter<S>));
       for (int64_t c = 0; c < cols; c += N) {
         const auto live = hn::FirstN(df, static_cast<size_t>(cols - c));

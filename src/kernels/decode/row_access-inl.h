@@ -138,6 +138,16 @@ HWY_INLINE int64_t UnitElement(const quant::RowFormat& f, int64_t u, int i, int6
   return u * N;
 }
 
+// scales[c], mins[c] = the (scale, min) pair of rows[c]'s single group
+// (int8/int4 per token), for folds done by vector across a tile's keys.
+HWY_INLINE void GatherRowParams(const uint8_t* const* rows, int64_t cols, float* scales, float* mins) {
+  for (int64_t c = 0; c < cols; ++c) {
+    const float* params = reinterpret_cast<const float*>(rows[c]);
+    scales[c] = params[0];
+    mins[c] = params[1];
+  }
+}
+
 // The middle of a quantized format's code range (int8 0..255, int4 0..15).
 template <KvStorage S>
 inline constexpr int kCodeCenter = S == KvStorage::kInt4 ? 8 : 128;

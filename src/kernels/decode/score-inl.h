@@ -85,6 +85,30 @@ HWY_INLINE void ScoreBlock(DF df, const quant::RowFormat& f, const uint8_t* cons
     for (int c = 0; c < KB; ++c) s[r * kTile + c] = scale * sums[r * KB + c];
 }
 
+// dots[r][c] += Σ code·q over `count` units from u0 of R rows × KB keys: each
+// q vector loaded once for the block's keys (ScoreBlockFolded per group,
+// ScoreBlockBare over the row).
+template <KvStorage S, int R, int KB>
+HWY_INLINE void DotUnits(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q, int64_t dqp,
+                         int64_t u0, int64_t count, VF (&dots)[R][KB]) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int V = kVecs<S>;
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t u = u0 + k;
+    VF qv[R][V];
+    for (int i = 0; i < V; ++i) {
+      const int64_t e = UnitElement<S>(f, u, i, N);
+      for (int r = 0; r < R; ++r) qv[r][i] = hn::LoadU(df, q + r * dqp + e);
+    }
+    for (int c = 0; c < KB; ++c) {
+      VF x[V];
+      LoadUnit<S>(df, f, krows[c], u, x);
+      for (int i = 0; i < V; ++i)
+        for (int r = 0; r < R; ++r) dots[r][c] = hn::MulAdd(x[i], qv[r][i], dots[r][c]);
+    }
+  }
+}
+
 // pass 1 for R rows × KB keys of quantized K with long groups (>= 4
 // vectors): the dequantization leaves the inner loop,
 //   q·k = Σ_g scale_g · (Σ_{d∈g} code_d · q_d) + min_g · (Σ_{d∈g} q_d),
@@ -95,7 +119,6 @@ template <KvStorage S, int R, int KB>
 HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q,
                                  int64_t dqp, const float* q_sums, float scale, float* s) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  constexpr int V = kVecs<S>;
   VF acc[R][KB];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < KB; ++c) acc[r][c] = hn::Zero(df);
@@ -105,20 +128,7 @@ HWY_INLINE void ScoreBlockFolded(DF df, const quant::RowFormat& f, const uint8_t
     VF dots[R][KB];
     for (int r = 0; r < R; ++r)
       for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
-    for (int64_t k = 0; k < units_per_group; ++k) {
-      const int64_t u = g * units_per_group + k;
-      VF qv[R][V];
-      for (int i = 0; i < V; ++i) {
-        const int64_t e = UnitElement<S>(f, u, i, N);
-        for (int r = 0; r < R; ++r) qv[r][i] = hn::LoadU(df, q + r * dqp + e);
-      }
-      for (int c = 0; c < KB; ++c) {
-        VF x[V];
-        LoadUnit<S>(df, f, krows[c], u, x);
-        for (int i = 0; i < V; ++i)
-          for (int r = 0; r < R; ++r) dots[r][c] = hn::MulAdd(x[i], qv[r][i], dots[r][c]);
-      }
-    }
+    DotUnits<S, R, KB>(df, f, krows, q, dqp, g * units_per_group, units_per_group, dots);
     for (int c = 0; c < KB; ++c) {
       const float* params = reinterpret_cast<const float*>(krows[c]) + 2 * g;
       const VF k_scale = hn::Set(df, params[0]), k_min = hn::Set(df, params[1]);
@@ -147,24 +157,10 @@ template <KvStorage S, int R, int KB>
 HWY_INLINE void ScoreBlockBare(DF df, const quant::RowFormat& f, const uint8_t* const* krows, const float* q,
                                int64_t dqp, float* s) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  constexpr int V = kVecs<S>;
   VF dots[R][KB];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < KB; ++c) dots[r][c] = hn::Zero(df);
-  const int64_t units = UnitCount<S>(f, N);
-  for (int64_t u = 0; u < units; ++u) {
-    VF qv[R][V];
-    for (int i = 0; i < V; ++i) {
-      const int64_t e = UnitElement<S>(f, u, i, N);
-      for (int r = 0; r < R; ++r) qv[r][i] = hn::LoadU(df, q + r * dqp + e);
-    }
-    for (int c = 0; c < KB; ++c) {
-      VF x[V];
-      LoadUnit<S>(df, f, krows[c], u, x);
-      for (int i = 0; i < V; ++i)
-        for (int r = 0; r < R; ++r) dots[r][c] = hn::MulAdd(x[i], qv[r][i], dots[r][c]);
-    }
-  }
+  DotUnits<S, R, KB>(df, f, krows, q, dqp, 0, UnitCount<S>(f, N), dots);
   // Reduced from a copy: with dots' own address taken gcc kept fewer of q's
   // rows in registers (AVX2, 4 rows: 1.03x slower).
   VF red[R * KB];
@@ -188,11 +184,7 @@ HWY_INLINE void FoldOneGroup(DF df, const uint8_t* const* krows, int64_t cols, c
   const int64_t width = round_up(cols, N);
   HWY_ALIGN float scales[kTile];
   HWY_ALIGN float mins[kTile];
-  for (int64_t c = 0; c < cols; ++c) {
-    const float* params = reinterpret_cast<const float*>(krows[c]);
-    scales[c] = params[0];
-    mins[c] = params[1];
-  }
+  GatherRowParams(krows, cols, scales, mins);
   std::fill(scales + cols, scales + width, 0.0f);
   std::fill(mins + cols, mins + width, 0.0f);
   const VF vscale = hn::Set(df, scale);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -48,9 +49,12 @@ struct Shape {
 };
 
 std::string describe(const Shape& s) {
-  return "B" + std::to_string(s.B) + " Hq" + std::to_string(s.Hq) + " Hkv" + std::to_string(s.Hkv) + " Nq" +
-         std::to_string(s.Nq) + " Nk" + std::to_string(s.Nk) + " Dk" + std::to_string(s.Dk) + " Dv" +
-         std::to_string(s.Dv);
+  // A stream, not a chain of operator+: gcc 12 flags that chain with a false
+  // -Wrestrict from inside libstdc++ (GCC bug 105329).
+  std::ostringstream out;
+  out << "B" << s.B << " Hq" << s.Hq << " Hkv" << s.Hkv << " Nq" << s.Nq << " Nk" << s.Nk << " Dk" << s.Dk << " Dv"
+      << s.Dv;
+  return out.str();
 }
 
 TEST(DecodeDense, SmallNqShapesMatchTheOracle) {
